@@ -1,0 +1,1 @@
+"""The node directory: config.toml, the encrypted keystore and the operator token."""

@@ -1,0 +1,109 @@
+"""``DIR/config.toml``: what a node is and where it listens, validated on load.
+
+Validation happens here, at the file boundary, so a typo names its field and the node
+refuses to start rather than running with a half-understood configuration.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hotline.errors import ConfigError
+from hotline.protocol.envelope import PARTY_RE
+from hotline.protocol.offer import check_endpoint
+
+CONFIG_NAME = "config.toml"
+KEYSTORE_NAME = "keys.json"
+TOKEN_NAME = "operator.token"  # noqa: S105 (a file name, not a secret)
+DB_NAME = "hotline.db"
+
+
+class DeliveryConfig(BaseModel):
+    """Tuning of the line. The defaults are what docs/protocol.md promises peers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 256
+    max_envelope_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    skew_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
+    reorder_window: Annotated[int, Field(ge=1, le=100_000)] = 1024
+    backoff_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: str
+    name: str
+    listen: str
+    endpoints: list[str]
+    db: str
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    @field_validator("party")
+    @classmethod
+    def _party(cls, value: str) -> str:
+        if not PARTY_RE.match(value):
+            raise ValueError("party id must be 1-32 of A-Z, 0-9 and '-', e.g. US-JS")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one endpoint is needed")
+        return [check_endpoint(e) for e in value]
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("bad-listen", f"listen address {value!r} is not HOST:PORT",
+                          hint="for example 127.0.0.1:7100")
+    return host.strip("[]"), int(port)
+
+
+def config_path(node_dir: Path) -> Path:
+    return node_dir / CONFIG_NAME
+
+
+def load_config(node_dir: Path) -> NodeConfig:
+    path = config_path(node_dir)
+    if not path.is_file():
+        raise ConfigError("no-node", f"{node_dir} is not a node directory (no {CONFIG_NAME})",
+                          hint="create one with `hotline init`, or pass --dir")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return NodeConfig.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("bad-config", f"{path}: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError("bad-config", f"{path}: field {field!r}: {first['msg']}") from None
+
+
+def write_config(node_dir: Path, config: NodeConfig) -> None:
+    data = config.model_dump()
+    config_path(node_dir).write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -1,0 +1,46 @@
+"""The operator token: the one secret that opens the operator API.
+
+It lives in ``DIR/operator.token`` (mode 0600) so local tools can read it; the server
+compares in constant time and re-reads the file when it changes, so ``hotline token``
+rotates it without a restart.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+
+def write_token(path: Path) -> str:
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def read_token(path: Path) -> str:
+    return path.read_text(encoding="ascii").strip()
+
+
+class TokenChecker:
+    """Checks presented tokens against the file, reloading it when its mtime changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mtime = -1
+        self._token = ""
+
+    def _current(self) -> str:
+        mtime = self._path.stat().st_mtime_ns
+        if mtime != self._mtime:
+            self._token, self._mtime = read_token(self._path), mtime
+        return self._token
+
+    def check(self, presented: str) -> bool:
+        current = self._current()
+        return bool(current) and hmac.compare_digest(presented.encode(), current.encode())

@@ -1,0 +1,177 @@
+"""Envelopes: the only thing that crosses a link.
+
+Wire form: one canonical JSON object (see :mod:`hotline.protocol.canonical`)::
+
+    {"ct": b64url(HPKE enc || ciphertext), "from": "US-JS", "id": "<32 hex>",
+     "kid": "<16 hex>", "seq": 1, "sig": b64url(Ed25519), "to": "RU-GS",
+     "ts": <ms since epoch>, "type": "message", "v": 1}
+
+Every routing-relevant field is covered by the sender's signature; the payload is
+encrypted to the recipient with HPKE (RFC 9180: DHKEM-X25519, HKDF-SHA256,
+ChaCha20-Poly1305), a fresh ephemeral key per envelope, and the header bound in as the
+HPKE ``info`` so a ciphertext cannot be moved under another header. An envelope stands on
+its own: a relay or an exported file can carry it without being trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+
+from hotline.errors import (
+    BAD_SIGNATURE,
+    MALFORMED,
+    OVERSIZE,
+    TIMESTAMP_OUT_OF_WINDOW,
+    UNDECRYPTABLE,
+    UNKNOWN_KEY,
+    UNKNOWN_SENDER,
+    UNSUPPORTED_VERSION,
+    WRONG_RECIPIENT,
+    rejected,
+)
+from hotline.protocol import canonical
+from hotline.protocol.keys import PartyKeys, PublicKeys, b64d, b64e
+from hotline.protocol.signing import sign_object, signing_input, verify_object
+
+VERSION = 1
+DOMAIN = "hotline/envelope/v1"
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_SKEW_MS = 5 * 60 * 1000
+
+PARTY_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,30}[A-Z0-9])?$")
+TYPE_RE = re.compile(r"^[a-z][a-z0-9.-]{0,63}$")
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+KID_RE = re.compile(r"^[0-9a-f]{16}$")
+FIELDS = frozenset({"v", "id", "from", "to", "kid", "seq", "ts", "type", "ct", "sig"})
+
+_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The signed routing fields of an envelope."""
+
+    id: str
+    sender: str
+    recipient: str
+    kid: str
+    seq: int
+    ts: int
+    type: str
+    v: int = VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"v": self.v, "id": self.id, "from": self.sender, "to": self.recipient,
+                "kid": self.kid, "seq": self.seq, "ts": self.ts, "type": self.type}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A verified, decrypted envelope and the exact bytes it arrived as."""
+
+    header: Header
+    payload: dict[str, Any]
+    raw: bytes
+
+
+def new_envelope_id() -> str:
+    return os.urandom(16).hex()
+
+
+def _hpke_info(header: dict[str, Any]) -> bytes:
+    return DOMAIN.encode("ascii") + b"\x00" + canonical.encode(header)
+
+
+def seal(header: Header, payload: dict[str, Any], sender: PartyKeys,
+         recipient: PublicKeys) -> bytes:
+    """Encrypt ``payload`` to ``recipient``, sign everything, return the wire bytes."""
+    head = header.as_dict()
+    ct = _SUITE.encrypt(canonical.encode(payload), recipient.enc, info=_hpke_info(head))
+    return canonical.encode(sign_object(DOMAIN, {**head, "ct": b64e(ct)}, sender))
+
+
+def _str_field(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise rejected(MALFORMED, f"field {name!r} is missing or malformed")
+    return value
+
+
+def _int_field(obj: dict[str, Any], name: str, minimum: int) -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise rejected(MALFORMED, f"field {name!r} must be an integer >= {minimum}")
+    return value
+
+
+def parse_header(obj: Any) -> Header:
+    """Check the shape of a decoded envelope and return its header."""
+    if not isinstance(obj, dict):
+        raise rejected(MALFORMED, "envelope is not a JSON object")
+    if set(obj) != FIELDS:
+        missing, extra = sorted(FIELDS - set(obj)), sorted(set(obj) - FIELDS)
+        raise rejected(MALFORMED, f"envelope fields wrong: missing {missing}, unexpected {extra}")
+    version = obj["v"]
+    if version != VERSION or isinstance(version, bool):
+        raise rejected(UNSUPPORTED_VERSION, f"envelope version {version!r} is not supported "
+                                            f"(this node speaks {VERSION})")
+    if not isinstance(obj["ct"], str) or not isinstance(obj["sig"], str):
+        raise rejected(MALFORMED, "fields 'ct' and 'sig' must be strings")
+    return Header(id=_str_field(obj, "id", ID_RE), sender=_str_field(obj, "from", PARTY_RE),
+                  recipient=_str_field(obj, "to", PARTY_RE), kid=_str_field(obj, "kid", KID_RE),
+                  seq=_int_field(obj, "seq", 1), ts=_int_field(obj, "ts", 0),
+                  type=_str_field(obj, "type", TYPE_RE))
+
+
+def open_envelope(data: bytes, *, me: str, my_keys: PartyKeys,
+                  sender_keys: Callable[[str], dict[str, PublicKeys] | None],
+                  now_ms: int, skew_ms: int = DEFAULT_SKEW_MS,
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """Verify and decrypt one envelope, or raise a rejection with a stable id.
+
+    ``sender_keys(party)`` returns the party's signing keys by key id, or ``None`` for a
+    party we have no link with. The stateful checks (replay, sequence window) belong to
+    the receiver, which holds the store.
+    """
+    if len(data) > max_bytes:
+        raise rejected(OVERSIZE, f"envelope of {len(data)} bytes exceeds the limit of "
+                                 f"{max_bytes} bytes")
+    obj = canonical.decode(data)
+    header = parse_header(obj)
+    if header.recipient != me:
+        raise rejected(WRONG_RECIPIENT, f"envelope is addressed to {header.recipient}, "
+                                        f"this node is {me}")
+    keys = sender_keys(header.sender)
+    if keys is None:
+        raise rejected(UNKNOWN_SENDER, f"no accepted link with party {header.sender}")
+    public = keys.get(header.kid)
+    if public is None:
+        raise rejected(UNKNOWN_KEY, f"party {header.sender} has no key with id {header.kid}")
+    if not verify_object(DOMAIN, obj, public):
+        raise rejected(BAD_SIGNATURE, f"signature does not verify with {header.sender}'s key "
+                                      f"{header.kid}")
+    if abs(header.ts - now_ms) > skew_ms:
+        raise rejected(TIMESTAMP_OUT_OF_WINDOW,
+                       f"envelope time is {(header.ts - now_ms) / 1000:+.1f} s from ours; "
+                       f"the window is +-{skew_ms / 1000:.0f} s")
+    ct = b64d(obj["ct"], what="ciphertext")
+    try:
+        plain = _SUITE.decrypt(ct, my_keys.enc, info=_hpke_info(header.as_dict()))
+    except (InvalidTag, ValueError):
+        raise rejected(UNDECRYPTABLE, "payload does not decrypt with this node's key") from None
+    payload = canonical.decode(plain)
+    if not isinstance(payload, dict):
+        raise rejected(MALFORMED, "payload is not a JSON object")
+    return Envelope(header=header, payload=payload, raw=data)
+
+
+def signed_bytes(data: bytes) -> bytes:
+    """The exact bytes an envelope's signature covers (used by evidence tools)."""
+    return signing_input(DOMAIN, canonical.decode(data))
