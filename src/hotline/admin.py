@@ -1,0 +1,126 @@
+"""Offline administration of a node directory: create it, make and accept link offers.
+
+These run without a serving node (a running node notices link changes within seconds).
+Everything is validated before the first file is written, and a failure part-way
+removes what was created, so a refused ``init`` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotline.clock import SystemClock
+from hotline.errors import ConfigError
+from hotline.nodedir.config import (
+    CONFIG_NAME,
+    DB_NAME,
+    KEYSTORE_NAME,
+    TOKEN_NAME,
+    NodeConfig,
+    load_config,
+    write_config,
+)
+from hotline.nodedir.keystore import read_public, unlock, write_keystore
+from hotline.nodedir.token import write_token
+from hotline.protocol.keys import PartyKeys, safety_number
+from hotline.protocol.offer import LinkOffer, make_offer, parse_offer
+from hotline.store import links as link_store
+from hotline.store.engine import async_url, create_engine, sqlite_url
+from hotline.store.links import Link
+from hotline.store.migrate import upgrade
+
+
+@dataclass(frozen=True)
+class Created:
+    config: NodeConfig
+    key_id: str
+    safety_number: str
+    token: str
+
+
+async def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
+                    endpoints: list[str], db: str | None, passphrase: str) -> Created:
+    node_dir = node_dir.resolve()
+    for existing in (CONFIG_NAME, KEYSTORE_NAME):
+        if (node_dir / existing).exists():
+            raise ConfigError("node-exists", f"{node_dir} already holds a node ({existing})",
+                              hint="choose another --dir; an existing node is never overwritten")
+    db_url = db or sqlite_url(node_dir / DB_NAME)
+    from pydantic import ValidationError
+
+    try:
+        config = NodeConfig(party=party, name=name or party, listen=listen,
+                            endpoints=endpoints or [f"http://{listen}"], db=db_url)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError("bad-option", f"{first['loc'][0]}: {first['msg']}") from None
+    async_url(config.db)
+    if not passphrase:
+        raise ConfigError("empty-passphrase", "the keystore passphrase must not be empty")
+    node_dir.mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    try:
+        keys = PartyKeys.generate()
+        write_keystore(node_dir / KEYSTORE_NAME, party, keys, passphrase)
+        created.append(node_dir / KEYSTORE_NAME)
+        created.append(node_dir / TOKEN_NAME)
+        token = write_token(node_dir / TOKEN_NAME)
+        if db is None:
+            created += [node_dir / (DB_NAME + s) for s in ("", "-wal", "-shm")]
+        engine = create_engine(config.db)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        write_config(node_dir, config)
+    except BaseException:
+        for path in created:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
+    pub = keys.public
+    return Created(config, pub.key_id, safety_number(party, pub.sign_bytes, pub.enc_bytes), token)
+
+
+def own_safety_number(node_dir: Path) -> str:
+    config = load_config(node_dir)
+    pub = read_public(node_dir / KEYSTORE_NAME)
+    return safety_number(config.party, pub.sign_bytes, pub.enc_bytes)
+
+
+def make_link_offer(node_dir: Path, passphrase: str) -> tuple[bytes, str]:
+    config = load_config(node_dir)
+    keys = unlock(node_dir / KEYSTORE_NAME, passphrase)
+    offer = make_offer(party=config.party, name=config.name, keys=keys,
+                       endpoints=config.endpoints, at_ms=SystemClock().now_ms())
+    pub = keys.public
+    return offer, safety_number(config.party, pub.sign_bytes, pub.enc_bytes)
+
+
+def read_offer(data: bytes) -> LinkOffer:
+    return parse_offer(data)
+
+
+async def accept_link(node_dir: Path, offer: LinkOffer) -> bool:
+    config = load_config(node_dir)
+    engine = create_engine(config.db)
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            return await link_store.accept_offer(conn, offer, config.party,
+                                                 SystemClock().now_ms())
+    finally:
+        await engine.dispose()
+
+
+async def list_links(node_dir: Path) -> list[Link]:
+    config = load_config(node_dir)
+    engine = create_engine(config.db)
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            return await link_store.all_links(conn)
+    finally:
+        await engine.dispose()

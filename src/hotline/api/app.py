@@ -1,0 +1,37 @@
+"""Assembles the ASGI application from the two edges; knows nothing about how the
+services behind them are built (that is :mod:`hotline.node`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from hotline import __version__
+from hotline.api.errors import install_error_handlers
+from hotline.api.federation import make_envelopes_endpoint
+from hotline.api.operator import OperatorServices, operator_router
+from hotline.federation.receiver import Receiver
+
+
+def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: int,
+              lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
+    app = FastAPI(title="Hotline node", version=__version__, lifespan=lifespan,
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+                  description="Operator API of a Hotline node. Every route needs the "
+                              "operator token as `Authorization: Bearer <token>`.")
+    install_error_handlers(app)
+    app.include_router(operator_router(operator))
+    app.add_api_route("/federation/v1/envelopes",
+                      make_envelopes_endpoint(receiver, batch_limit), methods=["POST"],
+                      include_in_schema=False)
+
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True, "party": operator.party})
+
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    return app
+
+

@@ -1,0 +1,55 @@
+"""The federation API: one endpoint that takes a batch of envelopes and answers with a
+signed receipt or a stable rejection for each.
+
+The body is newline-delimited canonical envelopes. Its size is checked against the
+declared length and again while streaming (a chunked body without a length cannot get
+past the limit either), before any parsing.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, rejected
+from hotline.federation.receiver import Receiver
+
+MAX_BATCH_ENVELOPES = 4096
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise rejected(OVERSIZE, f"request body of {declared} bytes exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise rejected(OVERSIZE, f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def split_batch(body: bytes) -> list[bytes]:
+    if not body:
+        raise rejected(MALFORMED, "empty batch")
+    lines = body.split(b"\n")
+    if len(lines) > MAX_BATCH_ENVELOPES:
+        raise rejected(MALFORMED, f"batch of {len(lines)} envelopes exceeds "
+                                  f"{MAX_BATCH_ENVELOPES}")
+    return lines
+
+
+def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: ignore[no-untyped-def]
+    async def receive_envelopes(request: Request) -> JSONResponse:
+        source = request.client.host if request.client else "unknown"
+        try:
+            raws = split_batch(await read_limited(request, batch_limit))
+        except EnvelopeRejected as exc:
+            receiver.log_rejected_request(exc, source)
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+        outcomes = await receiver.accept(raws, source)
+        first_error = next((o.error for o in outcomes if o.error is not None), None)
+        status = 200 if first_error is None else first_error.status
+        return JSONResponse({"results": [o.as_dict() for o in outcomes]}, status_code=status)
+
+    return receive_envelopes

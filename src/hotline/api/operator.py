@@ -1,0 +1,160 @@
+"""The operator API: send, inbox, live events, status. Never open: every route needs
+the operator token (``Authorization: Bearer <token>``), which ``hotline init`` creates and
+``hotline token`` rotates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from hotline.delivery.messenger import Messenger
+from hotline.errors import HotlineError
+from hotline.inbox import Inbox, iso
+from hotline.nodedir.token import TokenChecker
+from hotline.status import PeerStatus
+
+
+class SendRequest(BaseModel):
+    """One message (``text``) or several (``texts``, enqueued in one transaction, in order)."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: Annotated[str, Field(min_length=1, max_length=32, examples=["RU-GS"])]
+    text: str | None = None
+    texts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SendRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' or 'texts'")
+        return self
+
+
+class AcceptedMessage(BaseModel):
+    id: str
+    to: str
+    seq: int
+    created_at: str | None
+
+
+class SendResponse(BaseModel):
+    messages: list[AcceptedMessage]
+
+
+class InboxEntry(BaseModel):
+    cursor: int
+    id: str
+    sender: str = Field(alias="from")
+    seq: int
+    type: str
+    text: str | None
+    payload: dict[str, Any]
+    sent_at: str | None
+    received_at: str | None
+
+
+class InboxResponse(BaseModel):
+    messages: list[InboxEntry]
+    next_cursor: int
+
+
+class PeerStatusModel(BaseModel):
+    party: str
+    name: str
+    endpoints: list[str]
+    queued: int
+    in_flight: int
+    delivered: int
+    received: int
+    last_receipt_at: str | None
+    last_received_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    unreachable_since: str | None
+    unreachable_for_seconds: float | None
+    next_attempt_at: str | None
+    state: str
+
+
+class StatusResponse(BaseModel):
+    party: str
+    name: str
+    key_id: str
+    listen: str
+    peers: list[PeerStatusModel]
+
+
+@dataclass(frozen=True)
+class OperatorServices:
+    """Exactly what the operator API needs, handed in by the composition root."""
+
+    party: str
+    name: str
+    key_id: str
+    listen: str
+    messenger: Messenger
+    inbox: Inbox
+    status: Callable[[], Awaitable[list[PeerStatus]]]
+    tokens: TokenChecker
+
+
+def operator_router(services: OperatorServices) -> APIRouter:
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not services.tokens.check(token.strip()):
+            raise HotlineError("unauthorized", "a valid operator token is required "
+                               "(Authorization: Bearer ...)",
+                               hint="the token is in DIR/operator.token", status=401)
+
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)],
+                       tags=["operator"])
+
+    @router.post("/messages", status_code=201, response_model=SendResponse)
+    async def send_messages(body: SendRequest) -> SendResponse:
+        """Enqueue messages to a linked party; answers once they are durable in the outbox."""
+        texts = body.texts if body.texts is not None else [body.text or ""]
+        accepted = await services.messenger.send_texts(body.to, texts)
+        return SendResponse(messages=[AcceptedMessage(id=a.envelope_id, to=a.peer, seq=a.seq,
+                                                      created_at=iso(a.created_at))
+                                      for a in accepted])
+
+    @router.get("/inbox", response_model=InboxResponse)
+    async def inbox(after: Annotated[int, Query(ge=0)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> InboxResponse:
+        """Messages released to this node, in release order, after a cursor."""
+        messages = await services.inbox.list(after, limit)
+        entries = [InboxEntry.model_validate(m.as_dict()) for m in messages]
+        return InboxResponse(messages=entries,
+                             next_cursor=messages[-1].cursor if messages else after)
+
+    @router.get("/events")
+    async def events(request: Request, after: Annotated[int, Query(ge=0)] = 0,
+                     last_event_id: Annotated[str | None, Header()] = None
+                     ) -> EventSourceResponse:
+        """Server-sent events: ``message`` for each message released, catching up from
+        ``after`` (or the ``Last-Event-ID`` header) first."""
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(comment="connected")
+            async for message in services.inbox.follow(start):
+                yield ServerSentEvent(data=json.dumps(message.as_dict(), ensure_ascii=False),
+                                      event="message", id=str(message.cursor))
+
+        return EventSourceResponse(stream(), ping=15)
+
+    @router.get("/status", response_model=StatusResponse)
+    async def status() -> StatusResponse:
+        """Per peer: queued, in flight, delivered, last receipt, last error."""
+        peers = await services.status()
+        return StatusResponse(party=services.party, name=services.name,
+                              key_id=services.key_id, listen=services.listen,
+                              peers=[PeerStatusModel.model_validate(p, from_attributes=True)
+                                     for p in peers])
+
+    return router

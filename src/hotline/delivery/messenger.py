@@ -1,0 +1,106 @@
+"""Accepting messages from operators: event and envelope committed together.
+
+A message is accepted only when its envelope is durable in the outbox; from then on the
+peer's sender owns it. Sequence numbers are reserved in the same transaction, so a crash
+can never leave a gap or a reused number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hotline.clock import Clock
+from hotline.errors import HotlineError, LinkError
+from hotline.peers import PeerDirectory
+from hotline.protocol import canonical
+from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.keys import PartyKeys
+from hotline.store import links as link_store
+from hotline.store import outbox
+from hotline.store.writer import Writer
+
+MAX_TEXT_CHARS = 64 * 1024
+MAX_MESSAGES_PER_REQUEST = 10_000
+
+
+@dataclass(frozen=True)
+class Accepted:
+    envelope_id: str
+    peer: str
+    seq: int
+    created_at: int
+
+
+def check_text(text: str) -> str:
+    if not text.strip():
+        raise HotlineError("empty-message", "message text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise HotlineError("message-too-long",
+                           f"message has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    if "\x00" in text:
+        raise HotlineError("bad-text", "message text contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HotlineError("bad-text", "message text is not valid Unicode") from None
+    return text
+
+
+class Messenger:
+    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, writer: Writer,
+                 clock: Clock, on_enqueued: Callable[[str], None]) -> None:
+        self._me = me
+        self._keys = keys
+        self._peers = peers
+        self._writer = writer
+        self._clock = clock
+        self._on_enqueued = on_enqueued
+
+    async def send_texts(self, peer: str, texts: list[str]) -> list[Accepted]:
+        """Enqueue ``texts`` to ``peer`` as messages, all in one transaction, in order."""
+        if not texts:
+            raise HotlineError("empty-message", "no messages to send")
+        if len(texts) > MAX_MESSAGES_PER_REQUEST:
+            raise HotlineError("too-many-messages",
+                               f"{len(texts)} messages in one request; the limit is "
+                               f"{MAX_MESSAGES_PER_REQUEST}")
+        payloads = [{"text": check_text(t)} for t in texts]
+        return await self.send(peer, "message", payloads)
+
+    async def send(self, peer: str, type_: str, payloads: list[dict[str, Any]]) -> list[Accepted]:
+        link = self._peers.get(peer)
+        if link is None:
+            await self._peers.maybe_reload()
+            link = self._peers.get(peer)
+        if link is None:
+            raise LinkError("no-link", f"there is no link with {peer}; nothing was sent",
+                            hint="exchange offers with `hotline link offer` / "
+                                 "`hotline link accept`, or check the party id",
+                            status=404)
+        for payload in payloads:
+            canonical.encode(payload)  # refuse what has no canonical form before any write
+
+        async def work(conn: AsyncConnection) -> list[Accepted]:
+            first = await link_store.reserve_seqs(conn, peer, len(payloads))
+            now = self._clock.now_ms()
+            rows: list[dict[str, object]] = []
+            accepted: list[Accepted] = []
+            for offset, payload in enumerate(payloads):
+                header = Header(id=new_envelope_id(), sender=self._me, recipient=peer,
+                                kid=self._keys.public.key_id, seq=first + offset, ts=now,
+                                type=type_)
+                rows.append({"peer": peer, "envelope_id": header.id, "seq": header.seq,
+                             "type": type_, "payload": canonical.encode(payload).decode(),
+                             "envelope": seal(header, payload, self._keys, link.keys),
+                             "created_at": now})
+                accepted.append(Accepted(header.id, peer, header.seq, now))
+            await outbox.add(conn, rows)
+            return accepted
+
+        accepted = await self._writer.write(work)
+        self._on_enqueued(peer)
+        return accepted

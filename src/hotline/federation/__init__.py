@@ -1,0 +1,1 @@
+"""Inbound federation: verify, persist, release in order, then receipt."""

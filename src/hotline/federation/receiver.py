@@ -1,0 +1,175 @@
+"""The receiving side of a link: verify -> persist -> release -> receipt.
+
+Every envelope in a batch is verified (signature, recipient, time window, decryption)
+before anything is written. The stateful checks (replay, sequence reuse, reorder window)
+and the inserts then run in one transaction; receipts are signed only after that commit
+has returned, so a receipt always means "durably stored". Receipts are deterministic
+(Ed25519 over the stored row), so a retransmitted envelope gets its original receipt back.
+
+A rejected envelope is never half-applied: it is logged as one line on the
+``hotline.security`` logger and nothing of it is stored, except that two different
+envelopes validly signed for the same sequence number are kept as evidence of
+equivocation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hotline.clock import Clock
+from hotline.errors import (
+    REPLAYED_ID,
+    SEQUENCE_REUSED,
+    SEQUENCE_TOO_FAR_AHEAD,
+    EnvelopeRejected,
+    rejected,
+)
+from hotline.peers import PeerDirectory
+from hotline.protocol import canonical
+from hotline.protocol.envelope import Envelope, open_envelope
+from hotline.protocol.keys import PartyKeys
+from hotline.protocol.receipt import envelope_digest, make_receipt
+from hotline.store import inbound
+from hotline.store import links as link_store
+from hotline.store.inbound import Released
+from hotline.store.schema import evidence
+from hotline.store.writer import Writer
+
+security_log = logging.getLogger("hotline.security")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Per envelope: a receipt (new or duplicate) or a rejection."""
+
+    receipt: bytes | None = None
+    duplicate: bool = False
+    error: EnvelopeRejected | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        if self.error is not None:
+            return {**self.error.to_dict()}
+        assert self.receipt is not None
+        return {"receipt": self.receipt.decode(), "duplicate": self.duplicate}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    envelope: Envelope
+    received_at: int
+    duplicate: bool
+
+
+class Receiver:
+    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, writer: Writer,
+                 clock: Clock, skew_ms: int, max_envelope_bytes: int, reorder_window: int,
+                 on_released: Callable[[list[Released]], None]) -> None:
+        self._me = me
+        self._keys = keys
+        self._peers = peers
+        self._writer = writer
+        self._clock = clock
+        self._skew_ms = skew_ms
+        self._max_bytes = max_envelope_bytes
+        self._window = reorder_window
+        self._on_released = on_released
+
+    async def accept(self, raws: list[bytes], source: str) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(raws)
+        opened: list[tuple[int, Envelope]] = []
+        for index, raw in enumerate(raws):
+            try:
+                opened.append((index, await self._open(raw)))
+            except EnvelopeRejected as exc:
+                outcomes[index] = self._reject(exc, raw, source)
+        if opened:
+            stored, released = await self._writer.write(lambda conn: self._persist(conn, opened))
+            for index, result in stored.items():
+                if isinstance(result, EnvelopeRejected):
+                    outcomes[index] = self._reject(result, raws[index], source)
+                else:
+                    outcomes[index] = Outcome(receipt=self._receipt(result),
+                                              duplicate=result.duplicate)
+            if released:
+                self._on_released(released)
+        return [o if o is not None else Outcome(error=rejected("internal", "not processed"))
+                for o in outcomes]
+
+    async def _open(self, raw: bytes) -> Envelope:
+        def open_now() -> Envelope:
+            return open_envelope(raw, me=self._me, my_keys=self._keys,
+                                 sender_keys=self._peers.keys_by_id,
+                                 now_ms=self._clock.now_ms(), skew_ms=self._skew_ms,
+                                 max_bytes=self._max_bytes)
+        try:
+            return open_now()
+        except EnvelopeRejected as exc:
+            if exc.error_id not in ("unknown-sender", "unknown-key"):
+                raise
+            await self._peers.maybe_reload()  # a link may have been accepted since
+            return open_now()
+
+    async def _persist(self, conn: AsyncConnection, opened: list[tuple[int, Envelope]]
+                       ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
+        now = self._clock.now_ms()
+        results: dict[int, _Stored | EnvelopeRejected] = {}
+        touched: set[str] = set()
+        for index, env in opened:
+            results[index] = await self._persist_one(conn, env, now)
+            touched.add(env.header.sender)
+        released: list[Released] = []
+        for peer in sorted(touched):
+            released.extend(await inbound.release(conn, peer, now))
+        return results, released
+
+    async def _persist_one(self, conn: AsyncConnection, env: Envelope, now: int
+                           ) -> _Stored | EnvelopeRejected:
+        head = env.header
+        same_id = await inbound.by_id(conn, head.sender, head.id)
+        if same_id is not None:
+            if same_id.envelope == env.raw:
+                return _Stored(env, same_id.received_at, duplicate=True)
+            return rejected(REPLAYED_ID, f"envelope id {head.id} was already used by "
+                                         f"{head.sender} for different content")
+        same_seq = await inbound.by_seq(conn, head.sender, head.seq)
+        if same_seq is not None:
+            await conn.execute(evidence.insert().values(
+                peer=head.sender, kind="equivocation", at=now, envelope=env.raw,
+                other_envelope=same_seq.envelope,
+                detail=f"seq {head.seq} signed twice: {same_seq.envelope_id} and {head.id}"))
+            return rejected(SEQUENCE_REUSED, f"{head.sender} already used seq {head.seq} for "
+                                             f"envelope {same_seq.envelope_id}; both kept as "
+                                             "evidence")
+        next_seq = await link_store.recv_next(conn, head.sender)
+        if head.seq < next_seq:
+            return rejected(SEQUENCE_REUSED, f"seq {head.seq} is already released "
+                                             f"(next expected {next_seq})")
+        if head.seq >= next_seq + self._window:
+            return rejected(SEQUENCE_TOO_FAR_AHEAD,
+                            f"seq {head.seq} is beyond the reorder window: next expected is "
+                            f"{next_seq}, window {self._window}")
+        await inbound.add(conn, {"peer": head.sender, "envelope_id": head.id, "seq": head.seq,
+                                 "type": head.type,
+                                 "payload": canonical.encode(env.payload).decode(),
+                                 "envelope": env.raw, "sent_at": head.ts, "received_at": now})
+        return _Stored(env, now, duplicate=False)
+
+    def _receipt(self, stored: _Stored) -> bytes:
+        head = stored.envelope.header
+        return make_receipt(envelope_id=head.id, signer=self._me, sender=head.sender,
+                            seq=head.seq, raw_envelope=stored.envelope.raw,
+                            at_ms=stored.received_at, keys=self._keys)
+
+    def log_rejected_request(self, exc: EnvelopeRejected, source: str) -> None:
+        """A whole request refused before any envelope was parsed (size, framing)."""
+        security_log.warning("rejected request from %s: %s: %s", source, exc.error_id,
+                             exc.message)
+
+    def _reject(self, exc: EnvelopeRejected, raw: bytes, source: str) -> Outcome:
+        security_log.warning("rejected envelope from %s: %s: %s (sha256 %s, %d bytes)",
+                             source, exc.error_id, exc.message, envelope_digest(raw), len(raw))
+        return Outcome(error=exc)

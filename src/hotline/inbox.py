@@ -1,0 +1,83 @@
+"""The inbox: messages released in order, listed by cursor or streamed live.
+
+The cursor is the node-wide release number, so a client that reconnects with its last
+cursor gets exactly what it missed, from the database, and then live events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hotline.events import Broadcaster
+from hotline.store import inbound
+from hotline.store.inbound import Released
+
+CATCH_UP_PAGE = 500
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    cursor: int
+    envelope_id: str
+    sender: str
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    sent_at: int
+    received_at: int
+
+    @classmethod
+    def from_released(cls, r: Released) -> InboxMessage:
+        return cls(cursor=r.release_no, envelope_id=r.envelope_id, sender=r.peer, seq=r.seq,
+                   type=r.type, payload=json.loads(r.payload), sent_at=r.sent_at,
+                   received_at=r.received_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cursor": self.cursor, "id": self.envelope_id, "from": self.sender,
+                "seq": self.seq, "type": self.type, "text": self.payload.get("text"),
+                "payload": self.payload, "sent_at": iso(self.sent_at),
+                "received_at": iso(self.received_at)}
+
+
+class Inbox:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._live: Broadcaster[InboxMessage] = Broadcaster()
+
+    def publish(self, released: list[Released]) -> None:
+        for r in released:
+            self._live.publish(InboxMessage.from_released(r))
+
+    async def list(self, after: int, limit: int) -> list[InboxMessage]:
+        async with self._engine.connect() as conn:
+            rows = await inbound.released_after(conn, after, limit)
+        return [InboxMessage.from_released(r) for r in rows]
+
+    async def follow(self, after: int) -> AsyncIterator[InboxMessage]:
+        """Everything after ``after`` from the database, then live, with no gap or repeat."""
+        async with self._live.subscribe() as sub:
+            cursor = after
+            while True:
+                page = await self.list(cursor, CATCH_UP_PAGE)
+                for message in page:
+                    cursor = message.cursor
+                    yield message
+                if len(page) < CATCH_UP_PAGE:
+                    break
+            while True:
+                message = await sub.get()
+                if message.cursor > cursor:
+                    cursor = message.cursor
+                    yield message

@@ -1,0 +1,68 @@
+"""The state of every line, as ``hotline status`` and the operator API report it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hotline.clock import Clock
+from hotline.delivery.sender import PeerHealth
+from hotline.inbox import iso
+from hotline.peers import PeerDirectory
+from hotline.store import inbound, outbox
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    party: str
+    name: str
+    endpoints: list[str]
+    queued: int
+    in_flight: int
+    delivered: int
+    received: int
+    last_receipt_at: str | None
+    last_received_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    unreachable_since: str | None
+    unreachable_for_seconds: float | None
+    next_attempt_at: str | None
+    state: str
+
+
+def _state(queued: int, health: PeerHealth) -> str:
+    if health.unreachable_since is not None:
+        return "unreachable"
+    if health.last_error is not None:
+        return "failing"
+    return "sending" if queued else "idle"
+
+
+async def line_status(engine: AsyncEngine, peers: PeerDirectory,
+                      health: dict[str, PeerHealth], clock: Clock) -> list[PeerStatus]:
+    async with engine.connect() as conn:
+        sent = await outbox.counts(conn)
+        received = await inbound.count(conn)
+    now = clock.now_ms()
+    out = []
+    for link in sorted(peers.all(), key=lambda link: link.party):
+        counts = sent.get(link.party, outbox.OutboxCounts(0, 0, None))
+        got, last_in = received.get(link.party, (0, None))
+        h = health.get(link.party, PeerHealth())
+        out.append(PeerStatus(
+            party=link.party, name=link.name, endpoints=list(link.endpoints),
+            queued=counts.queued, in_flight=h.in_flight, delivered=counts.delivered,
+            received=got, last_receipt_at=iso(counts.last_receipt_at),
+            last_received_at=iso(last_in), last_error=h.last_error,
+            last_error_at=iso(h.last_error_at), unreachable_since=iso(h.unreachable_since),
+            unreachable_for_seconds=None if h.unreachable_since is None
+            else round((now - h.unreachable_since) / 1000, 1),
+            next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h)))
+    return out
+
+
+def as_dicts(statuses: list[PeerStatus]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in statuses]

@@ -1,0 +1,103 @@
+"""Inbound envelopes: stored once per (sender, id), released to the application in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hotline.store import links as link_store
+from hotline.store.schema import inbound
+
+
+@dataclass(frozen=True)
+class Stored:
+    envelope_id: str
+    seq: int
+    envelope: bytes
+    received_at: int
+
+
+@dataclass(frozen=True)
+class Released:
+    release_no: int
+    peer: str
+    envelope_id: str
+    seq: int
+    type: str
+    payload: str
+    sent_at: int
+    received_at: int
+
+
+async def by_id(conn: AsyncConnection, peer: str, envelope_id: str) -> Stored | None:
+    row = (await conn.execute(select(inbound.c.envelope_id, inbound.c.seq, inbound.c.envelope,
+                                     inbound.c.received_at)
+                              .where(inbound.c.peer == peer,
+                                     inbound.c.envelope_id == envelope_id))).first()
+    return None if row is None else Stored(row.envelope_id, int(row.seq), bytes(row.envelope),
+                                           int(row.received_at))
+
+
+async def by_seq(conn: AsyncConnection, peer: str, seq: int) -> Stored | None:
+    row = (await conn.execute(select(inbound.c.envelope_id, inbound.c.seq, inbound.c.envelope,
+                                     inbound.c.received_at)
+                              .where(inbound.c.peer == peer, inbound.c.seq == seq))).first()
+    return None if row is None else Stored(row.envelope_id, int(row.seq), bytes(row.envelope),
+                                           int(row.received_at))
+
+
+async def add(conn: AsyncConnection, row: dict[str, object]) -> None:
+    await conn.execute(inbound.insert().values(**row))
+
+
+async def release(conn: AsyncConnection, peer: str, now_ms: int) -> list[Released]:
+    """Release every stored envelope from ``peer`` that is next in sequence.
+
+    Envelopes that arrived ahead of a gap stay stored but unreleased until the gap
+    fills, so the application always sees a link's messages in sequence order.
+    """
+    next_seq = await link_store.recv_next(conn, peer)
+    waiting = await conn.execute(
+        select(inbound.c.id, inbound.c.seq).where(inbound.c.peer == peer,
+                                                  inbound.c.seq >= next_seq,
+                                                  inbound.c.release_no.is_(None))
+        .order_by(inbound.c.seq))
+    ids: list[int] = []
+    for row in waiting:
+        if row.seq != next_seq:
+            break
+        ids.append(row.id)
+        next_seq += 1
+    if not ids:
+        return []
+    last_no = (await conn.execute(select(func.max(inbound.c.release_no)))).scalar() or 0
+    for offset, row_id in enumerate(ids, start=1):
+        await conn.execute(update(inbound).where(inbound.c.id == row_id)
+                           .values(release_no=last_no + offset, released_at=now_ms))
+    await link_store.set_recv_next(conn, peer, next_seq)
+    rows = await conn.execute(select(inbound).where(inbound.c.id.in_(ids))
+                              .order_by(inbound.c.release_no))
+    return [_released(r) for r in rows]
+
+
+def _released(r: object) -> Released:
+    return Released(release_no=int(r.release_no), peer=r.peer,  # type: ignore[attr-defined]
+                    envelope_id=r.envelope_id, seq=int(r.seq),  # type: ignore[attr-defined]
+                    type=r.type, payload=r.payload,  # type: ignore[attr-defined]
+                    sent_at=int(r.sent_at), received_at=int(r.received_at))  # type: ignore[attr-defined]
+
+
+async def released_after(conn: AsyncConnection, after: int, limit: int) -> list[Released]:
+    rows = await conn.execute(select(inbound).where(inbound.c.release_no > after)
+                              .order_by(inbound.c.release_no).limit(limit))
+    return [_released(r) for r in rows]
+
+
+async def count(conn: AsyncConnection) -> dict[str, tuple[int, int | None]]:
+    """Per peer: envelopes received and the time of the last one."""
+    rows = await conn.execute(select(inbound.c.peer, func.count().label("n"),
+                                     func.max(inbound.c.received_at).label("last"))
+                              .group_by(inbound.c.peer))
+    return {r.peer: (int(r.n), r.last) for r in rows}
