@@ -392,13 +392,9 @@ def test_truncated_ciphertext_resigned() -> None:
 
 # ---------------------------------------------------------------- known src bugs
 
-@pytest.mark.xfail(strict=True, reason="src bug: envelope regexes use '$', which also matches "
-                                       "before a trailing newline, so id '<32 hex>\\n' passes")
 def test_id_with_trailing_newline_is_malformed() -> None:
     assert_rejected(make_wire(id="0" * 32 + "\n"), MALFORMED)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a >4300-digit integer in an envelope raises "
-                                       "ValueError out of open_envelope")
 def test_huge_integer_in_envelope_is_malformed() -> None:
     assert_rejected(b'{"seq":' + b"9" * 5000 + b"}", MALFORMED)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from pydantic import ValidationError
 
 from hotline.errors import ConfigError
 from hotline.nodedir import keystore
@@ -253,8 +254,6 @@ def test_invalid_field_is_named(tmp_path: Path, change: dict[str, Any], field: s
     assert repr(field) in err.message
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: check_endpoint's LinkError is not a ValueError, "
-                                       "so pydantic lets it escape load_config unwrapped")
 def test_bad_endpoint_in_config_is_a_config_error(tmp_path: Path) -> None:
     data = _base_data()
     data["endpoints"] = ["ftp://x"]
@@ -287,7 +286,7 @@ def test_bad_listen_in_config(tmp_path: Path) -> None:
 
 
 def test_bad_listen_in_model() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValidationError, match="not HOST:PORT"):
         _config(listen="nohost")
 
 
@@ -310,8 +309,6 @@ def test_parse_listen_rejects(value: str) -> None:
     assert info.value.error_id == "bad-listen"
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: str.isdigit accepts '²', int() then raises "
-                                       "ValueError instead of bad-listen")
 def test_parse_listen_rejects_superscript_digit() -> None:
     with pytest.raises(ConfigError):
         parse_listen("host:²")

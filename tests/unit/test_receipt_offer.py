@@ -331,8 +331,6 @@ def test_make_offer_rejects_bad_endpoint(endpoint: str) -> None:
 
 # ---------------------------------------------------------------- known src bugs
 
-@pytest.mark.xfail(strict=True, reason="src bug: check_endpoint lets urlsplit's ValueError "
-                                       "escape instead of raising bad-endpoint")
 @pytest.mark.parametrize("endpoint", ["http://[::1", "http://[not-an-ip]/"])
 def test_make_offer_rejects_unparsable_url(endpoint: str) -> None:
     with pytest.raises(LinkError) as info:
@@ -340,8 +338,6 @@ def test_make_offer_rejects_unparsable_url(endpoint: str) -> None:
     assert info.value.error_id == "bad-endpoint"
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a self-signed offer naming an unparsable "
-                                       "endpoint makes parse_offer raise ValueError")
 def test_parse_offer_with_unparsable_endpoint_is_a_link_error() -> None:
     obj = _obj(good_offer())
     obj["endpoints"] = ["http://[::1"]
@@ -349,8 +345,6 @@ def test_parse_offer_with_unparsable_endpoint_is_a_link_error() -> None:
         parse_offer(resigned_offer(obj))
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: NAME_RE/PARTY_RE use '$', so a trailing "
-                                       "newline (a control character) is accepted")
 @pytest.mark.parametrize(("field", "value"), [("name", "Jane\n"), ("party", "US-JS\n")])
 def test_offer_trailing_newline_in_name_or_party(field: str, value: str) -> None:
     obj = _obj(good_offer())

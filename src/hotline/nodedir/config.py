@@ -13,7 +13,7 @@ from typing import Annotated
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hotline.errors import ConfigError
+from hotline.errors import ConfigError, LinkError
 from hotline.protocol.envelope import PARTY_RE
 from hotline.protocol.offer import check_endpoint
 
@@ -50,14 +50,17 @@ class NodeConfig(BaseModel):
     @field_validator("party")
     @classmethod
     def _party(cls, value: str) -> str:
-        if not PARTY_RE.match(value):
+        if not PARTY_RE.fullmatch(value):
             raise ValueError("party id must be 1-32 of A-Z, 0-9 and '-', e.g. US-JS")
         return value
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        parse_listen(value)
+        try:
+            parse_listen(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return value
 
     @field_validator("endpoints")
@@ -65,7 +68,10 @@ class NodeConfig(BaseModel):
     def _endpoints(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one endpoint is needed")
-        return [check_endpoint(e) for e in value]
+        try:
+            return [check_endpoint(e) for e in value]
+        except LinkError as exc:
+            raise ValueError(exc.message) from None
 
     @property
     def host(self) -> str:
@@ -78,7 +84,7 @@ class NodeConfig(BaseModel):
 
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError("bad-listen", f"listen address {value!r} is not HOST:PORT",
                           hint="for example 127.0.0.1:7100")
     return host.strip("[]"), int(port)

@@ -32,13 +32,14 @@ class TokenChecker:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._mtime = -1
+        self._stamp: tuple[int, int, int] = (-1, -1, -1)
         self._token = ""
 
     def _current(self) -> str:
-        mtime = self._path.stat().st_mtime_ns
-        if mtime != self._mtime:
-            self._token, self._mtime = read_token(self._path), mtime
+        st = self._path.stat()
+        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)  # rotation replaces the inode
+        if stamp != self._stamp:
+            self._token, self._stamp = read_token(self._path), stamp
         return self._token
 
     def check(self, presented: str) -> bool:

@@ -90,6 +90,8 @@ def decode(data: bytes) -> JSONValue:
         raise rejected(MALFORMED, "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise rejected(MALFORMED, f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer literal too long to convert
+        raise rejected(MALFORMED, f"invalid JSON: {str(exc)[:100]}") from None
     if encode(value) != data:
         raise rejected(MALFORMED, "JSON is not in canonical form (sorted keys, no spaces, "
                                   "minimal escapes)")

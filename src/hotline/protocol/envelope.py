@@ -99,7 +99,7 @@ def seal(header: Header, payload: dict[str, Any], sender: PartyKeys,
 
 def _str_field(obj: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = obj.get(name)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise rejected(MALFORMED, f"field {name!r} is missing or malformed")
     return value
 

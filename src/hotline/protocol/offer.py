@@ -40,8 +40,12 @@ class LinkOffer:
 
 def check_endpoint(url: str) -> str:
     """An endpoint is an absolute http(s) URL with a host and no query or fragment."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    if hostname is None or parts.scheme not in ("http", "https") or parts.query \
             or parts.fragment:
         raise LinkError("bad-endpoint", f"endpoint {url!r} is not an http(s) URL with a host",
                         hint="for example http://198.51.100.7:7100")
@@ -72,9 +76,9 @@ def parse_offer(data: bytes) -> LinkOffer:
             or obj["v"] != 1:
         raise _offer_error("offer has the wrong fields or version")
     party, name, endpoints = obj["party"], obj["name"], obj["endpoints"]
-    if not isinstance(party, str) or not PARTY_RE.match(party):
+    if not isinstance(party, str) or not PARTY_RE.fullmatch(party):
         raise _offer_error(f"party id {party!r} is malformed")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise _offer_error("party name is missing or malformed")
     if not isinstance(endpoints, list) or not 1 <= len(endpoints) <= MAX_ENDPOINTS \
             or not all(isinstance(e, str) for e in endpoints):
@@ -87,8 +91,11 @@ def parse_offer(data: bytes) -> LinkOffer:
         raise _offer_error("offer keys are malformed") from None
     if not verify_object(DOMAIN, obj, keys):
         raise _offer_error("offer signature does not verify: it was altered or forged")
-    return LinkOffer(party=party, name=name, keys=keys,
-                     endpoints=tuple(check_endpoint(e) for e in endpoints), at=obj["at"],
+    try:
+        checked = tuple(check_endpoint(e) for e in endpoints)
+    except LinkError as exc:
+        raise _offer_error(exc.message) from None
+    return LinkOffer(party=party, name=name, keys=keys, endpoints=checked, at=obj["at"],
                      raw=canonical.encode(obj))
 
 

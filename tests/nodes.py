@@ -1,0 +1,215 @@
+"""Real node processes for integration and end-to-end tests.
+
+A :class:`NodeProcess` is a node directory (created with the same code ``hotline init``
+uses) and, while started, a ``python -m hotline serve`` child process on a free localhost
+port. Nothing is mocked: envelopes cross real sockets between real processes into a real
+SQLite or PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from hotline.admin import accept_link, init_node, make_link_offer, read_offer
+from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, load_config
+from hotline.nodedir.keystore import read_public, unlock
+from hotline.protocol.keys import PartyKeys, PublicKeys
+from hotline.store.engine import create_engine
+
+PASSPHRASE = "integration-test-passphrase"
+PG_ADMIN = os.environ.get("HOTLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN.replace("postgresql://", "postgres://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_pg_database() -> str:
+    name = f"hotline_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class NodeProcess:
+    def __init__(self, directory: Path, party: str, db: str | None) -> None:
+        self.dir = directory
+        self.party = party
+        self.port = free_port()
+        asyncio.run(init_node(directory, party=party, name=f"{party} test node",
+                              listen=f"127.0.0.1:{self.port}", endpoints=[], db=db,
+                              passphrase=PASSPHRASE))
+        self.config = load_config(directory)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / "node.log"
+
+    # -- process control ----------------------------------------------------------------
+    def start(self) -> NodeProcess:
+        env = {**os.environ, "HOTLINE_PASSPHRASE": PASSPHRASE}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hotline", "serve", "--dir", str(self.dir),
+                 "--log-level", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._healthy, START_TIMEOUT, what=f"{self.party} to start")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.party} exited with {self.proc.returncode}:\n"
+                                 + self.log_path.read_text(errors="replace")[-3000:])
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    # -- operator API -------------------------------------------------------------------
+    @property
+    def token(self) -> str:
+        return (self.dir / TOKEN_NAME).read_text().strip()
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30.0, **kwargs)
+
+    def send(self, to: str, texts: list[str]) -> list[dict[str, Any]]:
+        response = self.api("POST", "/api/v1/messages", json={"to": to, "texts": texts})
+        assert response.status_code == 201, response.text
+        messages: list[dict[str, Any]] = response.json()["messages"]
+        return messages
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """Every released message, following the cursor through all pages."""
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            body = self.api("GET", "/api/v1/inbox", params={"after": after, "limit": 1000}).json()
+            out.extend(body["messages"])
+            if len(body["messages"]) < 1000:
+                return out
+            after = body["next_cursor"]
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.api("GET", "/api/v1/status").json()
+        return body
+
+    def peer_status(self, party: str) -> dict[str, Any]:
+        peers: list[dict[str, Any]] = self.status()["peers"]
+        return next(p for p in peers if p["party"] == party)
+
+    # -- keys and database --------------------------------------------------------------
+    def private_keys(self) -> PartyKeys:
+        return unlock(self.dir / KEYSTORE_NAME, PASSPHRASE)
+
+    def public_keys(self) -> PublicKeys:
+        return read_public(self.dir / KEYSTORE_NAME)
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        """Read the node's own database directly (tests check what was really stored)."""
+        from sqlalchemy import text
+
+        async def run() -> list[Any]:
+            engine = create_engine(self.config.db)
+            try:
+                async with engine.connect() as conn:
+                    return list((await conn.execute(text(sql), params)).all())
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+    def log_lines(self, needle: str) -> list[str]:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if needle in line]
+
+
+def link(a: NodeProcess, b: NodeProcess) -> None:
+    """Exchange and accept offers both ways, as two operators would."""
+    offer_a = read_offer(make_link_offer(a.dir, PASSPHRASE)[0])
+    offer_b = read_offer(make_link_offer(b.dir, PASSPHRASE)[0])
+    asyncio.run(accept_link(a.dir, offer_b))
+    asyncio.run(accept_link(b.dir, offer_a))
+
+
+@contextmanager
+def nodes_on(kind: str, base: Path) -> Iterator[Callable[[str], NodeProcess]]:
+    """Yield a factory of nodes on ``kind`` ("sqlite" or "postgresql"); clean up after."""
+    made: list[NodeProcess] = []
+    databases: list[str] = []
+
+    def make(party: str) -> NodeProcess:
+        db = None
+        if kind == "postgresql":
+            db = create_pg_database()
+            databases.append(db)
+        node = NodeProcess(base / party.lower(), party, db)
+        made.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for node in made:
+            node.stop()
+        for db in databases:
+            drop_pg_database(db)
