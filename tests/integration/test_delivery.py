@@ -40,7 +40,8 @@ def _assert_receipts_verified(sender: NodeProcess, receiver: NodeProcess, count:
     assert len(rows) == count
     keys = receiver.public_keys()
     for row in rows:
-        assert row.delivered_at is not None and row.receipt is not None
+        assert row.delivered_at is not None
+        assert row.receipt is not None
         verify_receipt(bytes(row.receipt), signer=keys, signer_party=receiver.party,
                        envelope_id=row.envelope_id, sender=sender.party, seq=row.seq,
                        raw_envelope=bytes(row.envelope))
@@ -61,7 +62,8 @@ def test_thousand_messages_each_way_exactly_once_in_order(make_node: MakeNode) -
     _assert_receipts_verified(a, b, 1000)
     _assert_receipts_verified(b, a, 1000)
     status = a.peer_status(b.party)
-    assert status["queued"] == 0 and status["last_error"] is None
+    assert status["queued"] == 0
+    assert status["last_error"] is None
 
 
 def test_receiver_killed_mid_stream_loses_and_duplicates_nothing(make_node: MakeNode) -> None:
@@ -113,7 +115,8 @@ def test_receiver_down_messages_queue_with_last_error_then_arrive(make_node: Mak
     status = wait_until(lambda: (s := a.peer_status(b.party))["queued"] == 0 and s, 30,
                         what="A's queue to drain")
     assert status["delivered"] == 20
-    assert status["last_error"] is None and status["unreachable_since"] is None
+    assert status["last_error"] is None
+    assert status["unreachable_since"] is None
 
 
 def test_message_to_party_without_link_is_refused_at_once(make_node: MakeNode) -> None:

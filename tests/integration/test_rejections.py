@@ -146,7 +146,8 @@ def test_identical_retransmission_gets_the_original_receipt(line: Line) -> None:
     again = line.post(raw)
     assert again.status_code == 200
     second = again.json()["results"][0]
-    assert second["duplicate"] is True and first["duplicate"] is False
+    assert second["duplicate"] is True
+    assert first["duplicate"] is False
     assert second["receipt"] == first["receipt"]
     assert line.stored() == before
 
@@ -201,7 +202,8 @@ def test_a_rejected_envelope_in_a_batch_does_not_stop_the_good_ones(line: Line) 
     before = line.stored()
     response = line.post(good + b"\n" + bad)
     results = response.json()["results"]
-    assert "receipt" in results[0] and results[1]["error"] == "bad-signature"
+    assert "receipt" in results[0]
+    assert results[1]["error"] == "bad-signature"
     assert line.stored() == before + 1
     line.next_seq += 1
     # T20: the same rejected envelope through another path (alone, as a retry) stays rejected
