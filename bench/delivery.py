@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -48,6 +49,7 @@ from typing import Any
 
 import httpx
 
+import hotline
 from hotline.admin import accept_link, init_node, make_link_offer, read_offer
 from hotline.nodedir.config import TOKEN_NAME
 from hotline.nodedir.token import read_token
@@ -189,7 +191,12 @@ async def wait_healthy(node: Node) -> None:
                 raise RuntimeError(f"node {node.party} exited at start; see "
                                    f"{node.dir / 'node.log'}")
             with contextlib.suppress(httpx.TransportError):
-                if (await client.get(node.url + "/healthz")).status_code == 200:
+                response = await client.get(node.url + "/healthz")
+                if response.status_code == 200:
+                    party = response.json().get("party")
+                    if party != node.party:  # another process took the port first
+                        raise RuntimeError(f"port {node.port} answers as {party!r}, not "
+                                           f"{node.party}")
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"node {node.party} did not start in {START_TIMEOUT:.0f} s")
@@ -581,6 +588,15 @@ def machine() -> dict[str, Any]:
             "client_loop": "uvloop" if _has_uvloop() else "asyncio"}
 
 
+def source_digest() -> str:
+    """SHA-256 (first 16 hex) over the hotline package's sources: which code was measured."""
+    root = Path(hotline.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _has_uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -595,6 +611,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
     if (host["loadavg_1m_at_start"] or 0) > 0.5:
         progress(f"warning: load average {host['loadavg_1m_at_start']} at start; other "
                  "processes compete for the CPUs and will distort the figures")
+    src_digest = source_digest()
     passphrase = secrets.token_urlsafe(18)
     progress(f"creating nodes in {base}")
     a, b = await set_up_nodes(base, passphrase)
@@ -656,7 +673,12 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         "bulk_concurrency": args.bulk_concurrency, "max_connections": args.max_connections,
         "idle_seconds": args.idle_seconds, "db": "sqlite (one file per node)",
         "log_level": "warning", "phases": sorted(args.phases),
+        "hotline_version": hotline.__version__, "hotline_source_sha256": src_digest,
     }
+    if source_digest() != src_digest:
+        progress("warning: the hotline sources changed while the benchmark ran; the nodes "
+                 "run the code as it was when they started")
+        config["hotline_source_changed_during_run"] = True
     client_cpu = self_cpu_seconds()
     return {"machine": host, "config": config, "phases": phases, "nodes": node_figures,
             "client": {"cpu_seconds": round(client_cpu, 2),
@@ -726,23 +748,28 @@ def main(argv: list[str] | None = None) -> int:
             report = runner(bench_main(args, base, nodes))
         except (Exception, KeyboardInterrupt) as exc:
             progress(f"benchmark failed: {type(exc).__name__}: {exc}")
-            for node in nodes:
-                log = node.dir / "node.log"
-                if log.exists() and log.stat().st_size:
-                    progress(f"{node.party} log tail:\n{log.read_text()[-2000:]}")
+            log_tails(nodes)
             return 2
         finally:
             progress("stopping nodes")
             stop_nodes(nodes)
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    v = report["verification"]
-    ok = report["met"]["nothing_lost_or_duplicated"]
-    if not ok:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        v = report["verification"]
+        if report["met"]["nothing_lost_or_duplicated"]:
+            return 0
         progress(f"FAILED verification: lost {v['lost']}, duplicated {v['duplicated']}, "
                  f"seq violations {v['seq_violations']}, send errors {v['send_errors']}, "
                  f"unexpected {v['unexpected']}")
-    return 0 if ok else 1
+        log_tails(nodes)
+        return 1
+
+
+def log_tails(nodes: list[Node]) -> None:
+    for node in nodes:
+        log = node.dir / "node.log"
+        if log.exists() and log.stat().st_size:
+            progress(f"{node.party} log tail:\n{log.read_text()[-3000:]}")
 
 
 if __name__ == "__main__":

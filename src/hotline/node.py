@@ -94,7 +94,9 @@ class Node:
             sender = PeerSender(me=self.config.party, link=link, engine=self.engine,
                                 writer=self.writer, transport=self.transport, clock=self.clock,
                                 backoff=Backoff(d.backoff_initial_seconds, d.backoff_max_seconds),
-                                batch_size=d.batch_size, batch_bytes=SEND_BATCH_BYTES)
+                                batch_size=d.batch_size, batch_bytes=SEND_BATCH_BYTES,
+                                reseal=self.messenger.reseal,
+                                reseal_after_ms=int(d.reseal_after_seconds * 1000))
             self.senders[link.party] = sender
             if self._poller is not None:
                 sender.start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
-from hotline.protocol.receipt import verify_receipt
+from hotline.protocol.receipt import message_digest, verify_receipt
 from tests.nodes import NodeProcess, link, wait_until
 
 MakeNode = Callable[[str], NodeProcess]
@@ -35,7 +37,7 @@ def _received_count(node: NodeProcess, sender: str) -> int:
 
 def _assert_receipts_verified(sender: NodeProcess, receiver: NodeProcess, count: int) -> None:
     """Every outbox row of ``sender`` holds a receipt that verifies with the receiver's key."""
-    rows = sender.query("SELECT envelope_id, seq, envelope, receipt, delivered_at FROM outbox "
+    rows = sender.query("SELECT envelope_id, seq, type, payload, receipt, delivered_at FROM outbox "
                         "WHERE peer = :peer ORDER BY seq", peer=receiver.party)
     assert len(rows) == count
     keys = receiver.public_keys()
@@ -44,7 +46,9 @@ def _assert_receipts_verified(sender: NodeProcess, receiver: NodeProcess, count:
         assert row.receipt is not None
         verify_receipt(bytes(row.receipt), signer=keys, signer_party=receiver.party,
                        envelope_id=row.envelope_id, sender=sender.party, seq=row.seq,
-                       raw_envelope=bytes(row.envelope))
+                       digest=message_digest(envelope_id=row.envelope_id, sender=sender.party,
+                                             recipient=receiver.party, seq=row.seq,
+                                             type_=row.type, payload=json.loads(row.payload)))
 
 
 def test_thousand_messages_each_way_exactly_once_in_order(make_node: MakeNode) -> None:
@@ -144,3 +148,29 @@ def test_nothing_flows_until_both_sides_accept(make_node: MakeNode) -> None:
     assert b.inbox() == []
     asyncio.run(accept_link(b.dir, read_offer(make_link_offer(a.dir, PASSPHRASE)[0])))
     wait_until(lambda: _received_count(b, a.party) == 1, 60, what="delivery after accept")
+
+
+def test_messages_that_waited_longer_than_the_peers_skew_window_still_arrive(
+        make_node: MakeNode) -> None:
+    """B accepts only envelopes signed within 2 s; A re-seals envelopes older than 0.5 s.
+    Messages queued while B is down for longer than 2 s must still arrive, exactly once."""
+    from hotline.nodedir.config import load_config, write_config
+
+    a, b = make_node("AA-ONE"), make_node("BB-TWO")
+    link(a, b)
+    config_a, config_b = load_config(a.dir), load_config(b.dir)
+    config_a.delivery.reseal_after_seconds = 0.5
+    config_b.delivery.skew_seconds = 2
+    write_config(a.dir, config_a)
+    write_config(b.dir, config_b)
+    a.start()
+    texts = _texts("waited", 10)
+    a.send(b.party, texts)
+    wait_until(lambda: a.peer_status(b.party)["unreachable_since"], 30, what="B unreachable")
+    time.sleep(3)  # the outage itself: longer than B's 2 s window, on purpose
+    b.start()
+    wait_until(lambda: _received_count(b, a.party) >= 10, 60, what="re-sealed messages at B")
+    _assert_exactly_once_in_order(b.inbox(), a.party, texts)
+    assert a.log_lines("re-sealed")
+    wait_until(lambda: a.peer_status(b.party)["delivered"] == 10, 30, what="receipts")
+    _assert_receipts_verified(a, b, 10)

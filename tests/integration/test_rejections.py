@@ -208,3 +208,21 @@ def test_a_rejected_envelope_in_a_batch_does_not_stop_the_good_ones(line: Line) 
     line.next_seq += 1
     # T20: the same rejected envelope through another path (alone, as a retry) stays rejected
     assert line.post(bad).json()["results"][0]["error"] == "bad-signature"
+
+
+def test_resealed_message_is_the_same_message_with_the_same_receipt(line: Line) -> None:
+    """A sender re-seals a message that waited long (new time, new encryption): the
+    receiver stores it once and answers with the original receipt."""
+    first = line.envelope(text="sealed twice")
+    original = line.accept(first).json()["results"][0]
+    envelope_id = canonical.decode(first)["id"]
+    before = line.stored()
+    resealed = line.envelope(id=envelope_id, seq=line.next_seq - 1, text="sealed twice",
+                             ts=time.time_ns() // 1_000_000 + 1000)
+    assert resealed != first
+    response = line.post(resealed)
+    assert response.status_code == 200
+    again = response.json()["results"][0]
+    assert again["duplicate"] is True
+    assert again["receipt"] == original["receipt"]
+    assert line.stored() == before

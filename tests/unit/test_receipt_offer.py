@@ -15,7 +15,12 @@ from hotline.protocol import canonical, offer, receipt
 from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys, b64d, b64e, safety_number
 from hotline.protocol.offer import make_offer, parse_offer
-from hotline.protocol.receipt import envelope_digest, make_receipt, verify_receipt
+from hotline.protocol.receipt import (
+    envelope_digest,
+    make_receipt,
+    message_digest,
+    verify_receipt,
+)
 from hotline.protocol.signing import sign_object
 
 SENDER = "US-JS"
@@ -38,6 +43,8 @@ def _envelope(seq: int) -> tuple[str, bytes]:
 
 ENV_ID, RAW_ENV = _envelope(7)
 SEQ = 7
+DIGEST = message_digest(envelope_id=ENV_ID, sender=SENDER, recipient=RECIPIENT, seq=SEQ,
+                        type_="message", payload={"text": f"message {SEQ}"})
 
 
 def _obj(data: bytes) -> dict[str, Any]:
@@ -50,13 +57,13 @@ def _obj(data: bytes) -> dict[str, Any]:
 
 def make_good_receipt(keys: PartyKeys = RECIPIENT_KEYS) -> bytes:
     return make_receipt(envelope_id=ENV_ID, signer=RECIPIENT, sender=SENDER, seq=SEQ,
-                        raw_envelope=RAW_ENV, at_ms=NOW + 5, keys=keys)
+                        digest=DIGEST, at_ms=NOW + 5, keys=keys)
 
 
 def verify(data: bytes, **overrides: Any) -> receipt.Receipt:
     kwargs: dict[str, Any] = {"signer": RECIPIENT_KEYS.public, "signer_party": RECIPIENT,
                               "envelope_id": ENV_ID, "sender": SENDER, "seq": SEQ,
-                              "raw_envelope": RAW_ENV}
+                              "digest": DIGEST}
     kwargs.update(overrides)
     return verify_receipt(data, **kwargs)
 
@@ -69,15 +76,28 @@ def test_receipt_round_trip() -> None:
     assert got.sender == SENDER
     assert got.seq == SEQ
     assert got.at == NOW + 5
-    assert got.digest == envelope_digest(RAW_ENV)
+    assert got.digest == DIGEST
     assert got.raw == data
     assert set(_obj(data)) == receipt.FIELDS
 
 
-def test_digest_is_sha256_of_exact_bytes() -> None:
+def test_envelope_digest_is_sha256_of_exact_bytes() -> None:
     digest = b64d(envelope_digest(RAW_ENV), expect_len=32)
     assert len(digest) == 32
     assert envelope_digest(RAW_ENV) != envelope_digest(RAW_ENV + b" ")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("envelope_id", "f" * 32), ("sender", "XX-YY"), ("recipient", "XX-YY"), ("seq", SEQ + 1),
+    ("type_", "other"), ("payload", {"text": "message 8"}),
+])
+def test_message_digest_covers_every_part_of_the_message(field: str, value: Any) -> None:
+    parts: dict[str, Any] = {"envelope_id": ENV_ID, "sender": SENDER, "recipient": RECIPIENT,
+                             "seq": SEQ, "type_": "message",
+                             "payload": {"text": f"message {SEQ}"}}
+    assert message_digest(**parts) == DIGEST
+    parts[field] = value
+    assert message_digest(**parts) != DIGEST
 
 
 @pytest.mark.parametrize(("field", "value", "error_id"), [
@@ -148,12 +168,11 @@ def test_receipt_forged_under_the_real_kid() -> None:
     assert info.value.error_id == BAD_SIGNATURE
 
 
-def test_receipt_for_a_different_envelope() -> None:
-    _, other_raw = _envelope(SEQ)
+def test_receipt_for_a_different_message() -> None:
+    other = message_digest(envelope_id=ENV_ID, sender=SENDER, recipient=RECIPIENT, seq=SEQ,
+                           type_="message", payload={"text": "something else"})
     with pytest.raises(EnvelopeRejected):
-        verify(make_good_receipt(), raw_envelope=other_raw)
-    with pytest.raises(EnvelopeRejected):
-        verify(make_good_receipt(), raw_envelope=RAW_ENV + b"\n")
+        verify(make_good_receipt(), digest=other)
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -32,7 +32,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
 def split_batch(body: bytes) -> list[bytes]:
     if not body:
         raise rejected(MALFORMED, "empty batch")
-    lines = body.split(b"\n")
+    lines = body.removesuffix(b"\n").split(b"\n")
     if len(lines) > MAX_BATCH_ENVELOPES:
         raise rejected(MALFORMED, f"batch of {len(lines)} envelopes exceeds "
                                   f"{MAX_BATCH_ENVELOPES}")

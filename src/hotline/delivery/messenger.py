@@ -7,6 +7,7 @@ can never leave a gap or a reused number.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys
 from hotline.store import links as link_store
 from hotline.store import outbox
+from hotline.store.links import Link
+from hotline.store.outbox import Pending
 from hotline.store.writer import Writer
 
 MAX_TEXT_CHARS = 64 * 1024
@@ -96,7 +99,7 @@ class Messenger:
                 rows.append({"peer": peer, "envelope_id": header.id, "seq": header.seq,
                              "type": type_, "payload": canonical.encode(payload).decode(),
                              "envelope": seal(header, payload, self._keys, link.keys),
-                             "created_at": now})
+                             "created_at": now, "sealed_at": now})
                 accepted.append(Accepted(header.id, peer, header.seq, now))
             await outbox.add(conn, rows)
             return accepted
@@ -104,3 +107,12 @@ class Messenger:
         accepted = await self._writer.write(work)
         self._on_enqueued(peer)
         return accepted
+
+    def reseal(self, link: Link, pending: Pending) -> tuple[bytes, int]:
+        """A fresh envelope for a waiting message: same id, sequence and content, new
+        timestamp and encryption, so it passes the peer's clock-skew window however long
+        it waited. The peer treats it as the same message (same receipt, stored once)."""
+        now = self._clock.now_ms()
+        header = Header(id=pending.envelope_id, sender=self._me, recipient=link.party,
+                        kid=self._keys.public.key_id, seq=pending.seq, ts=now, type=pending.type)
+        return seal(header, json.loads(pending.payload), self._keys, link.keys), now

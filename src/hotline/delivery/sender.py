@@ -10,17 +10,18 @@ shared by all of a peer's endpoints so a dead primary is not hammered between re
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.transport import HttpTransport, TransportError
 from hotline.errors import HotlineError
-from hotline.protocol.receipt import verify_receipt
+from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
@@ -42,10 +43,12 @@ class PeerHealth:
     endpoint: str | None = None
 
 
+Reseal = Callable[[Link, Pending], tuple[bytes, int]]
+
 class PeerSender:
     def __init__(self, *, me: str, link: Link, engine: AsyncEngine, writer: Writer,
                  transport: HttpTransport, clock: Clock, backoff: Backoff, batch_size: int,
-                 batch_bytes: int, on_delivered: Callable[[str, int], None] | None = None) -> None:
+                 batch_bytes: int, reseal: Reseal, reseal_after_ms: int) -> None:
         self.me = me
         self.link = link
         self.health = PeerHealth()
@@ -56,9 +59,10 @@ class PeerSender:
         self._backoff = backoff
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
+        self._reseal = reseal
+        self._reseal_after_ms = reseal_after_ms
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._on_delivered = on_delivered
 
     def start(self) -> None:
         self._wake.set()  # catch up with whatever the outbox holds from before a restart
@@ -77,16 +81,41 @@ class PeerSender:
             await self._wake.wait()
             self._wake.clear()
             while True:
-                async with self._engine.connect() as conn:
-                    batch = await outbox.pending(conn, self.link.party, self._batch_size,
-                                                 self._batch_bytes)
-                if not batch:
-                    break
-                if not await self._push(batch):
+                try:
+                    batch = await self._next_batch()
+                    if not batch:
+                        break
+                    ok = await self._push(batch)
+                except Exception as exc:  # never let one bad answer end the line silently
+                    log.exception("sender for %s failed", self.link.party)
+                    self._failed(f"internal error: {type(exc).__name__}: {exc}", reachable=True)
+                    ok = False
+                if not ok:
                     delay = self._backoff.next_delay()
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
                     await asyncio.sleep(delay)
                     self.health.next_attempt_at = None
+
+    async def _next_batch(self) -> list[Pending]:
+        """The next envelopes to send, re-sealing those signed too long ago: a message that
+        waited out a long outage must still pass the peer's clock-skew window."""
+        async with self._engine.connect() as conn:
+            batch = await outbox.pending(conn, self.link.party, self._batch_size,
+                                         self._batch_bytes)
+        now = self._clock.now_ms()
+        stale = [p for p in batch if now - p.sealed_at > self._reseal_after_ms]
+        if not stale:
+            return batch
+        fresh = {p.envelope_id: self._reseal(self.link, p) for p in stale}
+
+        async def store(conn: AsyncConnection) -> None:
+            for envelope_id, (raw, sealed_at) in fresh.items():
+                await outbox.resealed(conn, envelope_id, raw, sealed_at)
+
+        await self._writer.write(store)
+        log.info("re-sealed %d waiting envelope(s) for %s", len(fresh), self.link.party)
+        return [replace(p, envelope=fresh[p.envelope_id][0], sealed_at=fresh[p.envelope_id][1])
+                if p.envelope_id in fresh else p for p in batch]
 
     async def _push(self, batch: list[Pending]) -> bool:
         """Send one batch; True if every envelope in it now has a verified receipt."""
@@ -107,9 +136,6 @@ class PeerSender:
             if delivered:
                 await self._writer.write(lambda conn: outbox.mark_delivered(conn, delivered))
                 self.health.last_success_at = self._clock.now_ms()
-                self.health.unreachable_since = None
-                if self._on_delivered is not None:
-                    self._on_delivered(self.link.party, len(delivered))
             if error is not None:
                 self._failed(error, reachable=True)
                 return False
@@ -119,25 +145,29 @@ class PeerSender:
         finally:
             self.health.in_flight = 0
 
-    def _check_results(self, batch: list[Pending], results: list[dict[str, object]]
+    def _check_results(self, batch: list[Pending], results: list[object]
                        ) -> tuple[list[tuple[str, bytes, int]], str | None]:
         delivered: list[tuple[str, bytes, int]] = []
+        now = self._clock.now_ms()
         for pending, result in zip(batch, results, strict=True):
-            receipt = result.get("receipt")
+            receipt = result.get("receipt") if isinstance(result, dict) else None
             if not isinstance(receipt, str):
-                err = result.get("error", "no receipt")
-                message = result.get("message", "")
+                err = result.get("error", "no receipt") if isinstance(result, dict) else result
+                message = result.get("message", "") if isinstance(result, dict) else ""
                 return delivered, f"{self.link.party} rejected seq {pending.seq}: {err}: {message}"
+            digest = message_digest(envelope_id=pending.envelope_id, sender=self.me,
+                                    recipient=self.link.party, seq=pending.seq,
+                                    type_=pending.type, payload=json.loads(pending.payload))
             try:
                 checked = verify_receipt(receipt.encode(), signer=self.link.keys,
                                          signer_party=self.link.party,
                                          envelope_id=pending.envelope_id, sender=self.me,
-                                         seq=pending.seq, raw_envelope=pending.envelope)
+                                         seq=pending.seq, digest=digest)
             except HotlineError as exc:
                 log.warning("bad receipt from %s for seq %d: %s", self.link.party, pending.seq,
                             exc)
                 return delivered, f"bad receipt from {self.link.party}: {exc}"
-            delivered.append((pending.envelope_id, checked.raw, checked.at))
+            delivered.append((pending.envelope_id, checked.raw, now))
         return delivered, None
 
     def _failed(self, message: str, *, reachable: bool = False) -> None:

@@ -20,7 +20,7 @@ class TransportError(Exception):
 @dataclass(frozen=True)
 class BatchAnswer:
     status: int
-    results: list[dict[str, Any]]
+    results: list[Any]
 
 
 def encode_batch(envelopes: list[bytes]) -> bytes:

@@ -4,7 +4,8 @@ Every envelope in a batch is verified (signature, recipient, time window, decryp
 before anything is written. The stateful checks (replay, sequence reuse, reorder window)
 and the inserts then run in one transaction; receipts are signed only after that commit
 has returned, so a receipt always means "durably stored". Receipts are deterministic
-(Ed25519 over the stored row), so a retransmitted envelope gets its original receipt back.
+(Ed25519 over the stored row), so a retransmitted message gets its original receipt back,
+whether it comes as the same bytes or re-sealed by a sender whose envelope grew stale.
 
 A rejected envelope is never half-applied: it is logged as one line on the
 ``hotline.security`` logger and nothing of it is stored, except that two different
@@ -32,7 +33,7 @@ from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Envelope, open_envelope
 from hotline.protocol.keys import PartyKeys
-from hotline.protocol.receipt import envelope_digest, make_receipt
+from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
 from hotline.store import inbound
 from hotline.store import links as link_store
 from hotline.store.inbound import Released
@@ -130,8 +131,9 @@ class Receiver:
                            ) -> _Stored | EnvelopeRejected:
         head = env.header
         same_id = await inbound.by_id(conn, head.sender, head.id)
+        payload = canonical.encode(env.payload).decode()
         if same_id is not None:
-            if same_id.envelope == env.raw:
+            if (same_id.seq, same_id.type, same_id.payload) == (head.seq, head.type, payload):
                 return _Stored(env, same_id.received_at, duplicate=True)
             return rejected(REPLAYED_ID, f"envelope id {head.id} was already used by "
                                          f"{head.sender} for different content")
@@ -153,16 +155,18 @@ class Receiver:
                             f"seq {head.seq} is beyond the reorder window: next expected is "
                             f"{next_seq}, window {self._window}")
         await inbound.add(conn, {"peer": head.sender, "envelope_id": head.id, "seq": head.seq,
-                                 "type": head.type,
-                                 "payload": canonical.encode(env.payload).decode(),
+                                 "type": head.type, "payload": payload,
                                  "envelope": env.raw, "sent_at": head.ts, "received_at": now})
         return _Stored(env, now, duplicate=False)
 
     def _receipt(self, stored: _Stored) -> bytes:
         head = stored.envelope.header
+        digest = message_digest(envelope_id=head.id, sender=head.sender,
+                                recipient=head.recipient, seq=head.seq, type_=head.type,
+                                payload=stored.envelope.payload)
         return make_receipt(envelope_id=head.id, signer=self._me, sender=head.sender,
-                            seq=head.seq, raw_envelope=stored.envelope.raw,
-                            at_ms=stored.received_at, keys=self._keys)
+                            seq=head.seq, digest=digest, at_ms=stored.received_at,
+                            keys=self._keys)
 
     def log_rejected_request(self, exc: EnvelopeRejected, source: str) -> None:
         """A whole request refused before any envelope was parsed (size, framing)."""

@@ -29,12 +29,14 @@ class DeliveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 256
-    max_envelope_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    max_envelope_bytes: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 1024 * 1024
     skew_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
     reorder_window: Annotated[int, Field(ge=1, le=100_000)] = 1024
     backoff_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
     backoff_max_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    #: Re-seal a waiting envelope signed longer ago than this (keep well under peers' skew).
+    reseal_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
 class NodeConfig(BaseModel):

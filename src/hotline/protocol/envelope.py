@@ -115,13 +115,15 @@ def parse_header(obj: Any) -> Header:
     """Check the shape of a decoded envelope and return its header."""
     if not isinstance(obj, dict):
         raise rejected(MALFORMED, "envelope is not a JSON object")
+    if "v" not in obj:
+        raise rejected(MALFORMED, "envelope has no version field 'v'")
+    version = obj["v"]
+    if version != VERSION or type(version) is not int:
+        raise rejected(UNSUPPORTED_VERSION, f"envelope version {version!r} is not supported "
+                                            f"(this node speaks {VERSION})")
     if set(obj) != FIELDS:
         missing, extra = sorted(FIELDS - set(obj)), sorted(set(obj) - FIELDS)
         raise rejected(MALFORMED, f"envelope fields wrong: missing {missing}, unexpected {extra}")
-    version = obj["v"]
-    if version != VERSION or isinstance(version, bool):
-        raise rejected(UNSUPPORTED_VERSION, f"envelope version {version!r} is not supported "
-                                            f"(this node speaks {VERSION})")
     if not isinstance(obj["ct"], str) or not isinstance(obj["sig"], str):
         raise rejected(MALFORMED, "fields 'ct' and 'sig' must be strings")
     return Header(id=_str_field(obj, "id", ID_RE), sender=_str_field(obj, "from", PARTY_RE),

@@ -43,10 +43,11 @@ def check_endpoint(url: str) -> str:
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
+        _ = parts.port  # raises ValueError when out of range
     except ValueError:
         hostname = None
     if hostname is None or parts.scheme not in ("http", "https") or parts.query \
-            or parts.fragment:
+            or parts.fragment or parts.username is not None:
         raise LinkError("bad-endpoint", f"endpoint {url!r} is not an http(s) URL with a host",
                         hint="for example http://198.51.100.7:7100")
     return url.rstrip("/")
@@ -73,7 +74,7 @@ def parse_offer(data: bytes) -> LinkOffer:
     except Exception as exc:
         raise _offer_error(f"offer is not canonical JSON: {exc}") from None
     if not isinstance(obj, dict) or set(obj) != FIELDS or obj["type"] != "link-offer" \
-            or obj["v"] != 1:
+            or obj["v"] != 1 or type(obj["v"]) is not int:
         raise _offer_error("offer has the wrong fields or version")
     party, name, endpoints = obj["party"], obj["name"], obj["endpoints"]
     if not isinstance(party, str) or not PARTY_RE.fullmatch(party):
@@ -83,7 +84,7 @@ def parse_offer(data: bytes) -> LinkOffer:
     if not isinstance(endpoints, list) or not 1 <= len(endpoints) <= MAX_ENDPOINTS \
             or not all(isinstance(e, str) for e in endpoints):
         raise _offer_error(f"offer must list 1 to {MAX_ENDPOINTS} endpoints")
-    if not isinstance(obj["at"], int):
+    if type(obj["at"]) is not int:
         raise _offer_error("offer time is not an integer")
     try:
         keys = PublicKeys.from_b64(obj["sign"], obj["enc"])

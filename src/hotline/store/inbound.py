@@ -15,8 +15,19 @@ from hotline.store.schema import inbound
 class Stored:
     envelope_id: str
     seq: int
+    type: str
+    payload: str
     envelope: bytes
     received_at: int
+
+
+_STORED = (inbound.c.envelope_id, inbound.c.seq, inbound.c.type, inbound.c.payload,
+           inbound.c.envelope, inbound.c.received_at)
+
+
+def _stored(row: object) -> Stored:
+    return Stored(row.envelope_id, int(row.seq), row.type,  # type: ignore[attr-defined]
+                  row.payload, bytes(row.envelope), int(row.received_at))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -32,20 +43,15 @@ class Released:
 
 
 async def by_id(conn: AsyncConnection, peer: str, envelope_id: str) -> Stored | None:
-    row = (await conn.execute(select(inbound.c.envelope_id, inbound.c.seq, inbound.c.envelope,
-                                     inbound.c.received_at)
-                              .where(inbound.c.peer == peer,
-                                     inbound.c.envelope_id == envelope_id))).first()
-    return None if row is None else Stored(row.envelope_id, int(row.seq), bytes(row.envelope),
-                                           int(row.received_at))
+    row = (await conn.execute(select(*_STORED).where(
+        inbound.c.peer == peer, inbound.c.envelope_id == envelope_id))).first()
+    return None if row is None else _stored(row)
 
 
 async def by_seq(conn: AsyncConnection, peer: str, seq: int) -> Stored | None:
-    row = (await conn.execute(select(inbound.c.envelope_id, inbound.c.seq, inbound.c.envelope,
-                                     inbound.c.received_at)
-                              .where(inbound.c.peer == peer, inbound.c.seq == seq))).first()
-    return None if row is None else Stored(row.envelope_id, int(row.seq), bytes(row.envelope),
-                                           int(row.received_at))
+    row = (await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
+                                                     inbound.c.seq == seq))).first()
+    return None if row is None else _stored(row)
 
 
 async def add(conn: AsyncConnection, row: dict[str, object]) -> None:

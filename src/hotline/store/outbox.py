@@ -14,7 +14,10 @@ from hotline.store.schema import outbox
 class Pending:
     envelope_id: str
     seq: int
+    type: str
+    payload: str
     envelope: bytes
+    sealed_at: int
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ async def add(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
 async def pending(conn: AsyncConnection, peer: str, limit: int, max_bytes: int) -> list[Pending]:
     """The oldest undelivered envelopes for ``peer``, in sequence order, within a byte budget."""
     rows = await conn.execute(
-        select(outbox.c.envelope_id, outbox.c.seq, outbox.c.envelope)
+        select(outbox.c.envelope_id, outbox.c.seq, outbox.c.type, outbox.c.payload,
+               outbox.c.envelope, outbox.c.sealed_at)
         .where(outbox.c.peer == peer, outbox.c.delivered_at.is_(None))
         .order_by(outbox.c.seq).limit(limit))
     out: list[Pending] = []
@@ -40,12 +44,21 @@ async def pending(conn: AsyncConnection, peer: str, limit: int, max_bytes: int) 
         size += len(row.envelope) + 1
         if out and size > max_bytes:
             break
-        out.append(Pending(row.envelope_id, int(row.seq), bytes(row.envelope)))
+        out.append(Pending(row.envelope_id, int(row.seq), row.type, row.payload,
+                           bytes(row.envelope), int(row.sealed_at)))
     return out
 
 
+async def resealed(conn: AsyncConnection, envelope_id: str, envelope: bytes,
+                   sealed_at: int) -> None:
+    """Replace a waiting envelope with a fresh sealing of the same message."""
+    await conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
+                                            outbox.c.delivered_at.is_(None))
+                       .values(envelope=envelope, sealed_at=sealed_at))
+
+
 async def mark_delivered(conn: AsyncConnection, delivered: list[tuple[str, bytes, int]]) -> None:
-    """Store verified receipts: ``(envelope_id, receipt bytes, receipt time)``."""
+    """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``."""
     for envelope_id, receipt, at in delivered:
         await conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
                                                 outbox.c.delivered_at.is_(None))

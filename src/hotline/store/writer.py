@@ -69,13 +69,14 @@ class Writer:
                     batch.append(self._queue.get_nowait())
                 try:
                     await self._run_batch(conn, batch)
-                except _CommitFailed as exc:
+                except Exception as exc:  # _CommitFailed, or a failure outside any work
+                    cause = exc.cause if isinstance(exc, _CommitFailed) else exc
                     self._stopped = True
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(WriterStopped("commit failed"))
-                    log.critical("commit failed; stopping the node: %s", exc.cause)
-                    self._on_fatal(exc.cause)
+                    log.critical("commit failed; stopping the node: %s", cause)
+                    self._on_fatal(cause)
                     return
 
     async def _run_batch(self, conn: AsyncConnection,
@@ -86,7 +87,7 @@ class Writer:
             for work, _ in batch:
                 results.append(await work(conn))
         except Exception:
-            await conn.rollback()
+            await self._rollback(conn)
             for item in batch:
                 await self._run_alone(conn, item)
             return
@@ -102,13 +103,20 @@ class Writer:
             await conn.begin()
             result = await work(conn)
         except Exception as exc:
-            await conn.rollback()
+            await self._rollback(conn)
             if not future.done():
                 future.set_exception(exc)
             return
         await self._commit(conn)
         if not future.done():
             future.set_result(result)
+
+    @staticmethod
+    async def _rollback(conn: AsyncConnection) -> None:
+        try:
+            await conn.rollback()
+        except Exception as exc:  # the connection is unusable: same as a failed commit
+            raise _CommitFailed(exc) from exc
 
     @staticmethod
     async def _commit(conn: AsyncConnection) -> None:

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("envelope", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("sealed_at", sa.BigInteger, nullable=False),
         sa.Column("delivered_at", sa.BigInteger, nullable=True),
         sa.Column("receipt", sa.LargeBinary, nullable=True),
         sa.UniqueConstraint("peer", "seq", name="uq_outbox_peer_seq"),
