@@ -1,0 +1,51 @@
+"""The docs cannot drift from what the code and CI do."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hotline.cli.main import app, link_app
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _sh_blocks(text: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)\n```", text, flags=re.S)
+
+
+def test_readme_opens_with_the_demo_and_the_test_command() -> None:
+    first, second = _sh_blocks(README)[:2]
+    assert first.endswith("hotline demo")
+    assert "pytest" in second
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    second = _sh_blocks(README)[1]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert second in ci.splitlines()
+
+
+def test_every_cli_command_is_in_the_readme_table() -> None:
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in
+             app.registered_commands]
+    names += [f"link {c.name}" for c in link_app.registered_commands]
+    for name in names:
+        assert f"`hotline {name}`" in README, f"hotline {name} is not documented"
+
+
+def test_every_error_id_of_the_protocol_is_documented() -> None:
+    from hotline import errors
+
+    protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for error_id in errors.REJECTION_STATUS:
+        assert f"`{error_id}`" in protocol, f"{error_id} missing from docs/protocol.md"
+
+
+def test_every_delivery_setting_is_documented() -> None:
+    from hotline.nodedir.config import DeliveryConfig
+
+    protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for name in DeliveryConfig.model_fields:
+        assert name in protocol, f"[delivery] {name} missing from docs/protocol.md"
