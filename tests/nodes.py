@@ -74,17 +74,24 @@ def drop_pg_database(url: str) -> None:
 
 
 class NodeProcess:
-    def __init__(self, directory: Path, party: str, db: str | None) -> None:
+    def __init__(self, directory: Path, party: str, db: str | None, *,
+                 create: bool = True) -> None:
         self.dir = directory
         self.party = party
-        self.port = free_port()
-        asyncio.run(init_node(directory, party=party, name=f"{party} test node",
-                              listen=f"127.0.0.1:{self.port}", endpoints=[], db=db,
-                              passphrase=PASSPHRASE))
+        if create:
+            asyncio.run(init_node(directory, party=party, name=f"{party} test node",
+                                  listen=f"127.0.0.1:{free_port()}", endpoints=[], db=db,
+                                  passphrase=PASSPHRASE))
         self.config = load_config(directory)
+        self.port = self.config.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "node.log"
+
+    @classmethod
+    def existing(cls, directory: Path, party: str) -> NodeProcess:
+        """A node directory made elsewhere (e.g. by ``hotline init``)."""
+        return cls(directory, party, None, create=False)
 
     # -- process control ----------------------------------------------------------------
     def start(self) -> NodeProcess:

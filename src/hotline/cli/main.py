@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hotline import __version__
@@ -26,7 +27,7 @@ link_app = typer.Typer(no_args_is_help=True, help="Exchange and inspect link off
 app.add_typer(link_app, name="link")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -266,9 +267,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except HotlineError as exc:
-        err.print(f"[red]error[{exc.error_id}][/]: {exc.message}", highlight=False)
+        err.print(f"[red]error[/]{escape(f'[{exc.error_id}]')}: {escape(exc.message)}",
+                  highlight=False)
         if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False)
+            err.print(f"hint: {escape(exc.hint)}", highlight=False)
         sys.exit(EXIT_USAGE if exc.status == EXIT_USAGE else EXIT_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
