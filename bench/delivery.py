@@ -81,11 +81,23 @@ def progress(message: str) -> None:
 
 # -- /proc ----------------------------------------------------------------------------
 
-def proc_cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of ``pid`` (fields 14 and 15 of /proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def _stat_cpu_seconds(stat_path: Path) -> float:
+    """user + system CPU seconds from a stat file (fields 14 and 15)."""
+    stat = stat_path.read_text()
     rest = stat[stat.rindex(")") + 2:].split()  # rest[0] is field 3 (state)
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of the whole process ``pid`` (all its threads)."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the main thread alone: the event loop. The rest of a node's CPU is
+    its helper threads (aiosqlite's one thread per connection, which run SQLite, and
+    the thread pool that runs sync FastAPI dependencies)."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def proc_status_mb(pid: int, key: str) -> float:
@@ -112,6 +124,7 @@ class Node:
     token: str = ""
     proc: subprocess.Popen[bytes] | None = None
     idle_rss_mb: float | None = None
+    idle_rss_anon_mb: float | None = None
 
     @property
     def url(self) -> str:
@@ -460,13 +473,24 @@ class Bench:
 
     def cpu_snapshot(self) -> dict[str, float]:
         return {"A": proc_cpu_seconds(self.a.pid), "B": proc_cpu_seconds(self.b.pid),
-                "client": self_cpu_seconds()}
+                "client": self_cpu_seconds(),
+                "A_main_thread": main_thread_cpu_seconds(self.a.pid),
+                "B_main_thread": main_thread_cpu_seconds(self.b.pid)}
 
     async def drain(self, log: PhaseLog) -> bool:
+        """Wait until every accepted message of the phase has arrived on B, for as long
+        as deliveries keep coming: give up only after ``--stall-timeout`` seconds with
+        no progress (or ``--drain-max`` in all)."""
         want = len(log.accepted)
-        deadline = time.monotonic() + self.args.drain_timeout
-        while self.collector.delivered_by_phase.get(log.name, 0) < want:
-            if time.monotonic() > deadline or node_failed(self.a) or node_failed(self.b):
+        started = last_progress = time.monotonic()
+        seen = -1
+        while (now_seen := self.collector.delivered_by_phase.get(log.name, 0)) < want:
+            now = time.monotonic()
+            if now_seen != seen:
+                seen, last_progress = now_seen, now
+            if (now - last_progress > self.args.stall_timeout
+                    or now - started > self.args.drain_max
+                    or node_failed(self.a) or node_failed(self.b)):
                 return False
             await asyncio.sleep(0.01)
         return True
@@ -510,6 +534,9 @@ class Bench:
             "drain_after_last_send_ms": round((last_arrival - log.last_send_ns) / 1e6, 1)
             if arrivals else None,
             "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
+            "cpu_ms_per_message": {k: round((cpu_after[k] - cpu_before[k]) * 1000
+                                            / len(arrivals), 3) if arrivals else None
+                                   for k in ("A", "B", "client")},
         }
         if target_rate is not None:
             result["schedule_lag_ms"] = summary_ms(log.lag_ns, ("p50", "p99", "max"))
@@ -517,8 +544,8 @@ class Bench:
         if log.error_samples:
             result["error_samples"] = log.error_samples
         if not drained:
-            progress(f"phase {name}: {lost} message(s) not delivered within "
-                     f"{self.args.drain_timeout:g} s")
+            progress(f"phase {name}: {lost} message(s) not delivered (no progress for "
+                     f"{self.args.stall_timeout:g} s, or {self.args.drain_max:g} s in all)")
         lat = result["latency_ms"]
         progress(f"phase {name}: sent {len(log.accepted)}, delivered {len(arrivals)}, "
                  f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
@@ -623,6 +650,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
     await asyncio.sleep(args.idle_seconds)
     for node in (a, b):
         node.idle_rss_mb = proc_status_mb(node.pid, "VmRSS")
+        node.idle_rss_anon_mb = proc_status_mb(node.pid, "RssAnon")
     progress(f"idle RSS: A {a.idle_rss_mb:.1f} MB, B {b.idle_rss_mb:.1f} MB")
 
     collector = Collector(b)
@@ -634,6 +662,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         verification = bench.verification()
         node_figures = {
             node.key: {"idle_rss_mb": round(node.idle_rss_mb or 0.0, 1),
+                       "idle_rss_anon_mb": round(node.idle_rss_anon_mb or 0.0, 1),
                        "peak_rss_mb": round(proc_status_mb(node.pid, "VmHWM"), 1),
                        "cpu_seconds": round(proc_cpu_seconds(node.pid), 2),
                        "pid": node.pid}
@@ -705,8 +734,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the open-loop phases (default 64)")
     p.add_argument("--idle-seconds", type=float, default=2.0,
                    help="idle time after start-up before the idle RSS is read (default 2)")
-    p.add_argument("--drain-timeout", type=float, default=60.0,
-                   help="seconds to wait for a phase's messages to arrive (default 60)")
+    p.add_argument("--stall-timeout", type=float, default=30.0,
+                   help="after a phase's last send, give up waiting for its messages after "
+                        "this many seconds without a delivery (default 30)")
+    p.add_argument("--drain-max", type=float, default=900.0,
+                   help="after a phase's last send, wait at most this long in all "
+                        "(default 900)")
     p.add_argument("--phases", nargs="+", default=["rate", "flood_single", "flood_bulk"],
                    help="phases to run: rate (all rates), rate_<R>, flood_single, flood_bulk")
     p.add_argument("--keep", action="store_true",
