@@ -1,0 +1,60 @@
+"""The schema the queries use is the schema the migrations build, on both engines, and
+the durability settings are really in force."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from hotline.store.engine import create_engine, sqlite_url
+from hotline.store.migrate import upgrade
+from hotline.store.schema import metadata
+from tests.nodes import create_pg_database, drop_pg_database
+
+
+@pytest.fixture
+def db_url(db_kind: str, tmp_path: Path) -> object:
+    if db_kind == "sqlite":
+        yield sqlite_url(tmp_path / "store.db")
+        return
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def test_migrations_build_exactly_the_schema_the_code_uses(db_url: str) -> None:
+    async def diff() -> list[object]:
+        engine = create_engine(db_url)
+        try:
+            await upgrade(engine)
+            await upgrade(engine)  # idempotent: a second run changes nothing
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(diff()) == []
+
+
+def test_durability_settings_are_in_force(db_url: str, db_kind: str) -> None:
+    async def settings() -> tuple[str, str]:
+        engine = create_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                if db_kind == "sqlite":
+                    mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+                    sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+                    return str(mode), str(sync)
+                value = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+                return "postgresql", str(value)
+        finally:
+            await engine.dispose()
+
+    expected = ("wal", "2") if db_kind == "sqlite" else ("postgresql", "on")  # 2 = FULL
+    assert asyncio.run(settings()) == expected
