@@ -116,48 +116,66 @@ class Receiver:
 
     async def _persist(self, conn: AsyncConnection, opened: list[tuple[int, Envelope]]
                        ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
+        """The stateful checks and inserts of one batch: a handful of queries per sender,
+        not per envelope, because this runs inside the node's single writer."""
         now = self._clock.now_ms()
         results: dict[int, _Stored | EnvelopeRejected] = {}
-        touched: set[str] = set()
+        by_sender: dict[str, list[tuple[int, Envelope]]] = {}
         for index, env in opened:
-            results[index] = await self._persist_one(conn, env, now)
-            touched.add(env.header.sender)
+            by_sender.setdefault(env.header.sender, []).append((index, env))
         released: list[Released] = []
-        for peer in sorted(touched):
+        for peer in sorted(by_sender):
+            items = by_sender[peer]
+            results.update(await self._persist_from(conn, peer, items, now))
             released.extend(await inbound.release(conn, peer, now))
         return results, released
 
-    async def _persist_one(self, conn: AsyncConnection, env: Envelope, now: int
-                           ) -> _Stored | EnvelopeRejected:
-        head = env.header
-        same_id = await inbound.by_id(conn, head.sender, head.id)
-        payload = canonical.encode(env.payload).decode()
-        if same_id is not None:
-            if (same_id.seq, same_id.type, same_id.payload) == (head.seq, head.type, payload):
-                return _Stored(env, same_id.received_at, duplicate=True)
-            return rejected(REPLAYED_ID, f"envelope id {head.id} was already used by "
-                                         f"{head.sender} for different content")
-        same_seq = await inbound.by_seq(conn, head.sender, head.seq)
-        if same_seq is not None:
-            await conn.execute(evidence.insert().values(
-                peer=head.sender, kind="equivocation", at=now, envelope=env.raw,
-                other_envelope=same_seq.envelope,
-                detail=f"seq {head.seq} signed twice: {same_seq.envelope_id} and {head.id}"))
-            return rejected(SEQUENCE_REUSED, f"{head.sender} already used seq {head.seq} for "
-                                             f"envelope {same_seq.envelope_id}; both kept as "
-                                             "evidence")
-        next_seq = await link_store.recv_next(conn, head.sender)
-        if head.seq < next_seq:
-            return rejected(SEQUENCE_REUSED, f"seq {head.seq} is already released "
-                                             f"(next expected {next_seq})")
-        if head.seq >= next_seq + self._window:
-            return rejected(SEQUENCE_TOO_FAR_AHEAD,
-                            f"seq {head.seq} is beyond the reorder window: next expected is "
-                            f"{next_seq}, window {self._window}")
-        await inbound.add(conn, {"peer": head.sender, "envelope_id": head.id, "seq": head.seq,
-                                 "type": head.type, "payload": payload,
-                                 "envelope": env.raw, "sent_at": head.ts, "received_at": now})
-        return _Stored(env, now, duplicate=False)
+    async def _persist_from(self, conn: AsyncConnection, peer: str,
+                            items: list[tuple[int, Envelope]], now: int
+                            ) -> dict[int, _Stored | EnvelopeRejected]:
+        known_ids = await inbound.by_ids(conn, peer, [env.header.id for _, env in items])
+        known_seqs = await inbound.by_seqs(conn, peer, [env.header.seq for _, env in items])
+        next_seq = await link_store.recv_next(conn, peer)
+        rows: list[dict[str, object]] = []
+        proofs: list[dict[str, object]] = []
+        results: dict[int, _Stored | EnvelopeRejected] = {}
+        for index, env in items:
+            head = env.header
+            payload = canonical.encode(env.payload).decode()
+            same_id = known_ids.get(head.id)
+            same_seq = known_seqs.get(head.seq)
+            if same_id is not None:
+                if (same_id.seq, same_id.type, same_id.payload) == (head.seq, head.type, payload):
+                    results[index] = _Stored(env, same_id.received_at, duplicate=True)
+                else:
+                    results[index] = rejected(REPLAYED_ID, f"envelope id {head.id} was already "
+                                                           f"used by {peer} for another message")
+            elif same_seq is not None:
+                proofs.append({"peer": peer, "kind": "equivocation", "at": now,
+                               "envelope": env.raw, "other_envelope": same_seq.envelope,
+                               "detail": f"seq {head.seq} signed twice: "
+                                         f"{same_seq.envelope_id} and {head.id}"})
+                results[index] = rejected(SEQUENCE_REUSED, f"{peer} already used seq {head.seq} "
+                                                           f"for envelope {same_seq.envelope_id}; "
+                                                           "both kept as evidence")
+            elif head.seq < next_seq:
+                results[index] = rejected(SEQUENCE_REUSED, f"seq {head.seq} is already released "
+                                                           f"(next expected {next_seq})")
+            elif head.seq >= next_seq + self._window:
+                results[index] = rejected(SEQUENCE_TOO_FAR_AHEAD,
+                                          f"seq {head.seq} is beyond the reorder window: next "
+                                          f"expected is {next_seq}, window {self._window}")
+            else:
+                rows.append({"peer": peer, "envelope_id": head.id, "seq": head.seq,
+                             "type": head.type, "payload": payload, "envelope": env.raw,
+                             "sent_at": head.ts, "received_at": now})
+                stored = inbound.Stored(head.id, head.seq, head.type, payload, env.raw, now)
+                known_ids[head.id] = known_seqs[head.seq] = stored
+                results[index] = _Stored(env, now, duplicate=False)
+        await inbound.add_many(conn, rows)
+        if proofs:
+            await conn.execute(evidence.insert(), proofs)
+        return results
 
     def _receipt(self, stored: _Stored) -> bytes:
         head = stored.envelope.header

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hotline.store import links as link_store
@@ -42,20 +42,23 @@ class Released:
     received_at: int
 
 
-async def by_id(conn: AsyncConnection, peer: str, envelope_id: str) -> Stored | None:
-    row = (await conn.execute(select(*_STORED).where(
-        inbound.c.peer == peer, inbound.c.envelope_id == envelope_id))).first()
-    return None if row is None else _stored(row)
+async def by_ids(conn: AsyncConnection, peer: str, ids: list[str]) -> dict[str, Stored]:
+    """Stored envelopes of ``peer`` among ``ids``, in one query."""
+    rows = await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
+                                                     inbound.c.envelope_id.in_(ids)))
+    return {r.envelope_id: _stored(r) for r in rows}
 
 
-async def by_seq(conn: AsyncConnection, peer: str, seq: int) -> Stored | None:
-    row = (await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
-                                                     inbound.c.seq == seq))).first()
-    return None if row is None else _stored(row)
+async def by_seqs(conn: AsyncConnection, peer: str, seqs: list[int]) -> dict[int, Stored]:
+    """Stored envelopes of ``peer`` among sequence numbers ``seqs``, in one query."""
+    rows = await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
+                                                     inbound.c.seq.in_(seqs)))
+    return {int(r.seq): _stored(r) for r in rows}
 
 
-async def add(conn: AsyncConnection, row: dict[str, object]) -> None:
-    await conn.execute(inbound.insert().values(**row))
+async def add_many(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
+    if rows:
+        await conn.execute(inbound.insert(), rows)
 
 
 async def release(conn: AsyncConnection, peer: str, now_ms: int) -> list[Released]:
@@ -79,9 +82,10 @@ async def release(conn: AsyncConnection, peer: str, now_ms: int) -> list[Release
     if not ids:
         return []
     last_no = (await conn.execute(select(func.max(inbound.c.release_no)))).scalar() or 0
-    for offset, row_id in enumerate(ids, start=1):
-        await conn.execute(update(inbound).where(inbound.c.id == row_id)
-                           .values(release_no=last_no + offset, released_at=now_ms))
+    await conn.execute(
+        update(inbound).where(inbound.c.id == bindparam("row_id"))
+        .values(release_no=bindparam("no"), released_at=now_ms),
+        [{"row_id": row_id, "no": last_no + offset} for offset, row_id in enumerate(ids, 1)])
     await link_store.set_recv_next(conn, peer, next_seq)
     rows = await conn.execute(select(inbound).where(inbound.c.id.in_(ids))
                               .order_by(inbound.c.release_no))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hotline.store.schema import outbox
@@ -59,10 +59,13 @@ async def resealed(conn: AsyncConnection, envelope_id: str, envelope: bytes,
 
 async def mark_delivered(conn: AsyncConnection, delivered: list[tuple[str, bytes, int]]) -> None:
     """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``."""
-    for envelope_id, receipt, at in delivered:
-        await conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
-                                                outbox.c.delivered_at.is_(None))
-                           .values(delivered_at=at, receipt=receipt))
+    if not delivered:
+        return
+    await conn.execute(
+        update(outbox).where(outbox.c.envelope_id == bindparam("eid"),
+                             outbox.c.delivered_at.is_(None))
+        .values(delivered_at=bindparam("at"), receipt=bindparam("rcpt")),
+        [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in delivered])
 
 
 async def counts(conn: AsyncConnection) -> dict[str, OutboxCounts]:
