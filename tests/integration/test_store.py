@@ -58,3 +58,14 @@ def test_durability_settings_are_in_force(db_url: str, db_kind: str) -> None:
 
     expected = ("wal", "2") if db_kind == "sqlite" else ("postgresql", "on")  # 2 = FULL
     assert asyncio.run(settings()) == expected
+
+
+def test_the_known_head_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from hotline.store.migrate import HEAD, MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [HEAD]
