@@ -48,10 +48,8 @@ RECEIVE_BATCH_LIMIT = 8 * 1024 * 1024
 def _return_free_memory() -> None:
     """Hand memory freed after start-up (imports, the 64 MiB Argon2id unlock) back to the
     OS, so an idle node's resident size reflects what it really holds."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _storage_fatal(exc: BaseException) -> None:

@@ -38,6 +38,7 @@ class Writer:
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._in_progress: list[tuple[Work, asyncio.Future[Any]]] = []
 
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction; return its result once the commit is durable."""
@@ -56,8 +57,10 @@ class Writer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        waiting = list(self._in_progress)
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for _, future in waiting:
             if not future.done():
                 future.set_exception(WriterStopped("the store stopped before this write"))
 
@@ -67,6 +70,7 @@ class Writer:
                 batch = [await self._queue.get()]
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
+                self._in_progress = batch
                 try:
                     await self._run_batch(conn, batch)
                 except Exception as exc:  # _CommitFailed, or a failure outside any work
