@@ -13,12 +13,18 @@ and sends messages from A through A's operator API:
   per POST (``"texts"``).
 
 Each message text is ``bench <id> <perf_counter_ns at send>``; latency is the time from
-just before the POST is issued to the moment the event is parsed off B's stream (both
-ends live in this process, so one monotonic clock serves both). Every accepted message
-must be seen exactly once on B, with B's ``seq`` strictly increasing; the benchmark
-exits 1 if anything is lost, duplicated or out of order.
+the send to the moment the event is parsed off B's stream (both ends live in this
+process, so one monotonic clock serves both). The send time is when the POST is issued;
+in the open-loop phases it is the *scheduled* time, so a send that had to wait for a
+free connection (because A answers slower than the schedule) is not flattered.
 
-Prints one JSON object on stdout; progress goes to stderr.
+Every accepted message must be seen exactly once on B, with B's ``seq`` strictly
+increasing; the benchmark exits 1 if anything is lost, duplicated or out of order, 2 if
+it could not run. CPU (per phase and in total), idle and peak RSS of both node
+processes come from /proc. CPU used meanwhile by other processes is reported as
+``other_processes``: it should be near zero, or the figures are skewed.
+
+Prints one JSON object on stdout; progress goes to stderr. See docs/performance.md.
 
     .venv/bin/python bench/delivery.py --duration 10
 """
@@ -45,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -68,6 +74,7 @@ TARGETS: dict[str, float] = {
 }
 PARTY_A = "BENCH-A"
 PARTY_B = "BENCH-B"
+IDLE_REUSE_S = 3.0  # reuse a keep-alive connection only if idle less than this
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -101,11 +108,18 @@ def main_thread_cpu_seconds(pid: int) -> float:
 
 
 def proc_status_mb(pid: int, key: str) -> float:
-    """A ``VmXxx`` line of /proc/PID/status, in MB."""
+    """A memory line of /proc/PID/status (``VmRSS``, ``VmHWM``, ``RssAnon``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(f"{key} not in /proc/{pid}/status")
+
+
+def system_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy (not idle, not waiting for I/O), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def self_cpu_seconds() -> float:
@@ -246,7 +260,7 @@ class Collector:
             while True:
                 try:
                     await self._stream(client)
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                 if node_failed(self.node):
                     return
@@ -333,31 +347,131 @@ class PhaseLog:
         return ids
 
 
-class Lanes:
-    """``count`` HTTP clients towards A, one keep-alive connection each.
+class Poster(Protocol):
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
 
-    One connection per client keeps httpcore's per-request pool bookkeeping O(1) (a
-    shared pool scans every connection, and every waiting request, on each request);
-    the queue of free lanes is where an open-loop send waits when all are busy.
+    async def close(self) -> None: ...
+
+
+class RawPoster:
+    """A minimal HTTP/1.1 client on one keep-alive connection, for JSON POSTs only.
+
+    httpx costs ~1.5 ms of CPU per request on a small machine; with the load generator
+    sharing two cores with both nodes, that would measure the client as much as the
+    nodes. This one costs a few tens of microseconds. A request is never retried: if the
+    connection fails mid-request, the outcome is unknown and is counted as a send error
+    (a message that arrived anyway then shows up as "unexpected").
     """
 
-    def __init__(self, node: Node, count: int) -> None:
-        headers = {"authorization": f"Bearer {node.token}",
-                   "content-type": "application/json"}
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.clients = [httpx.AsyncClient(base_url=node.url, headers=headers, limits=limits,
-                                          timeout=httpx.Timeout(60.0))
-                        for _ in range(count)]
-        self.free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        for client in self.clients:
-            self.free.put_nowait(client)
+    def __init__(self, host: str, port: int, token: str, timeout: float = 60.0) -> None:
+        self._host, self._port, self._timeout = host, port, timeout
+        self._headers = (f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                         "Content-Type: application/json\r\n").encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._used = 0.0
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._exchange(path, body)
+        except BaseException:
+            await self.close()  # the connection's state is unknown now
+            raise
+
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        # uvicorn closes a keep-alive connection idle for 5 s: never send on one that is
+        # closed (EOF seen) or about to be, so a request is never lost to that race
+        if self._reader is not None and (self._reader.at_eof()
+                                         or time.monotonic() - self._used > IDLE_REUSE_S):
+            await self.close()
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        self._used = time.monotonic()
+        reader, writer = self._reader, self._writer
+        writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self._headers
+                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionError("the node closed the connection")
+        status = int(status_line.split()[1])
+        length: int | None = None
+        chunked = close = False
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value
+            elif name == "connection":
+                close = value == "close"
+        if chunked:
+            content = bytearray()
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                content += await reader.readexactly(size)
+                await reader.readline()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            data = bytes(content)
+        elif length is not None:
+            data = await reader.readexactly(length)
+        else:
+            data, close = await reader.read(), True
+        self._used = time.monotonic()
+        if close:
+            await self.close()
+        return status, data
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
-async def post_texts(client: httpx.AsyncClient, log: PhaseLog, count: int,
+class HttpxPoster:
+    """The same through httpx (``--http-client httpx``), for comparison."""
+
+    def __init__(self, node: Node) -> None:
+        headers = {"authorization": f"Bearer {node.token}",
+                   "content-type": "application/json"}
+        # one connection per client keeps httpcore's per-request pool bookkeeping O(1)
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self._client = httpx.AsyncClient(base_url=node.url, headers=headers, limits=limits,
+                                         timeout=httpx.Timeout(60.0))
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        response = await self._client.post(path, content=body)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class Lanes:
+    """``count`` connections towards A, each carrying one request at a time; the queue of
+    free lanes is where an open-loop send waits when all of them are busy."""
+
+    def __init__(self, node: Node, count: int, kind: str) -> None:
+        self.posters: list[Poster] = [
+            RawPoster("127.0.0.1", node.port, node.token) if kind == "raw"
+            else HttpxPoster(node) for _ in range(count)]
+        self.free: asyncio.Queue[Poster] = asyncio.Queue()
+        for poster in self.posters:
+            self.free.put_nowait(poster)
+
+    async def close(self) -> None:
+        for poster in self.posters:
+            await poster.close()
+
+
+SEND_ERRORS = (httpx.HTTPError, OSError, asyncio.IncompleteReadError, TimeoutError,
+               RuntimeError, ValueError, KeyError, IndexError)
+
+
+async def post_texts(poster: Poster, log: PhaseLog, count: int,
                      scheduled_ns: int | None = None) -> None:
     """POST ``count`` messages in one request. The send time embedded in the texts is
     ``scheduled_ns`` when given (open loop: time spent waiting for a free connection
@@ -374,13 +488,13 @@ async def post_texts(client: httpx.AsyncClient, log: PhaseLog, count: int,
         log.first_send_ns = issued
     log.last_send_ns = max(log.last_send_ns, issued)
     try:
-        response = await client.post("/api/v1/messages", content=body)
+        status, content = await poster.post("/api/v1/messages", body)
         done = time.perf_counter_ns()
-        if response.status_code != 201:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-        if len(json.loads(response.content)["messages"]) != count:
+        if status != 201:
+            raise RuntimeError(f"HTTP {status}: {content[:200].decode(errors='replace')}")
+        if len(json.loads(content)["messages"]) != count:
             raise RuntimeError("answer does not list every message")
-    except (httpx.HTTPError, RuntimeError, ValueError, KeyError) as exc:
+    except SEND_ERRORS as exc:
         log.send_errors += count
         if len(log.error_samples) < 5:
             log.error_samples.append(f"{type(exc).__name__}: {exc}")
@@ -399,11 +513,11 @@ async def open_loop(lanes: Lanes, log: PhaseLog, rate: float, duration: float) -
     tasks: set[asyncio.Task[None]] = set()
 
     async def send(target: int) -> None:
-        client = await lanes.free.get()
+        poster = await lanes.free.get()
         try:
-            await post_texts(client, log, 1, target)
+            await post_texts(poster, log, 1, target)
         finally:
-            lanes.free.put_nowait(client)
+            lanes.free.put_nowait(poster)
 
     for n in range(total):
         target = start + int(n * interval)
@@ -424,14 +538,23 @@ async def closed_loop(lanes: Lanes, log: PhaseLog, workers: int, per_request: in
     as soon as the previous one is answered."""
     deadline = time.perf_counter_ns() + int(duration * 1e9)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(poster: Poster) -> None:
         while time.perf_counter_ns() < deadline:
-            await post_texts(client, log, per_request)
+            await post_texts(poster, log, per_request)
 
-    await asyncio.gather(*(worker(c) for c in lanes.clients[:workers]))
+    await asyncio.gather(*(worker(p) for p in lanes.posters[:workers]))
 
 
 # -- statistics -----------------------------------------------------------------------
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per process over a phase; ``other_processes`` is what the rest of the
+    machine used meanwhile (it should be near 0: anything else running skews the figures)."""
+    delta = {k: after[k] - before[k] for k in after}
+    busy = delta.pop("system_busy")
+    delta["other_processes"] = max(0.0, busy - delta["A"] - delta["B"] - delta["client"])
+    return {k: round(v, 2) for k, v in delta.items()}
+
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
@@ -475,7 +598,8 @@ class Bench:
         return {"A": proc_cpu_seconds(self.a.pid), "B": proc_cpu_seconds(self.b.pid),
                 "client": self_cpu_seconds(),
                 "A_main_thread": main_thread_cpu_seconds(self.a.pid),
-                "B_main_thread": main_thread_cpu_seconds(self.b.pid)}
+                "B_main_thread": main_thread_cpu_seconds(self.b.pid),
+                "system_busy": system_busy_seconds()}
 
     async def drain(self, log: PhaseLog) -> bool:
         """Wait until every accepted message of the phase has arrived on B, for as long
@@ -510,6 +634,7 @@ class Bench:
             await closed_loop(lanes, log, workers, per_request, duration)
         drained = await self.drain(log)
         cpu_after = self.cpu_snapshot()
+        wall = (time.perf_counter_ns() - start) / 1e9
         seen = self.collector.first_seen_ns
         arrivals = [seen[i] for i in log.accepted if i in seen]
         latencies = [self.collector.latency_ns[i] for i in log.accepted if i in seen]
@@ -521,6 +646,7 @@ class Bench:
             "mode": mode,
             "target_rate": target_rate,
             "duration_s": duration,
+            "wall_seconds": round(wall, 2),
             "sent": len(log.accepted),
             "send_errors": log.send_errors,
             "delivered": len(arrivals),
@@ -533,7 +659,7 @@ class Bench:
             "post_response_ms": summary_ms(log.post_ns, ("p50", "p99", "max")),
             "drain_after_last_send_ms": round((last_arrival - log.last_send_ns) / 1e6, 1)
             if arrivals else None,
-            "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
+            "cpu_seconds": cpu_delta(cpu_before, cpu_after),
             "cpu_ms_per_message": {k: round((cpu_after[k] - cpu_before[k]) * 1000
                                             / len(arrivals), 3) if arrivals else None
                                    for k in ("A", "B", "client")},
@@ -556,7 +682,7 @@ class Bench:
         args = self.args
         phases: dict[str, Any] = {}
         lanes = Lanes(self.a, max(args.max_connections, args.concurrency,
-                                  args.bulk_concurrency, 4))
+                                  args.bulk_concurrency, 4), args.http_client)
         try:
             # warm up: connections, caches, the first sender batch (verified, not reported)
             warm = await self.phase("warmup", lanes, target_rate=None, workers=4,
@@ -634,10 +760,13 @@ def _has_uvloop() -> bool:
 
 async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
                      ) -> dict[str, Any]:
-    host = machine()  # before anything runs: the load average says if the box is quiet
-    if (host["loadavg_1m_at_start"] or 0) > 0.5:
-        progress(f"warning: load average {host['loadavg_1m_at_start']} at start; other "
-                 "processes compete for the CPUs and will distort the figures")
+    host = machine()
+    busy0 = system_busy_seconds()  # before anything runs: is the machine quiet?
+    await asyncio.sleep(1.0)
+    host["busy_cores_before_start"] = round(system_busy_seconds() - busy0, 2)
+    if host["busy_cores_before_start"] > 0.2:
+        progress(f"warning: {host['busy_cores_before_start']} cores busy before the start; "
+                 "other processes compete for the CPUs and will distort the figures")
     src_digest = source_digest()
     passphrase = secrets.token_urlsafe(18)
     progress(f"creating nodes in {base}")
@@ -659,6 +788,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         await asyncio.wait_for(collector.ready.wait(), timeout=10)
         bench = Bench(args, a, b, collector)
         phases = await bench.run()
+        await asyncio.sleep(1.0)  # a late duplicate would arrive now, not be missed
         verification = bench.verification()
         node_figures = {
             node.key: {"idle_rss_mb": round(node.idle_rss_mb or 0.0, 1),
@@ -679,7 +809,8 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
     p50, p99 = lat("rate_500", "p50"), lat("rate_500", "p99")
     floods = {k: phases[k] for k in ("flood_single", "flood_bulk") if k in phases}
     clean = (verification["lost"] == 0 and verification["duplicated"] == 0
-             and verification["seq_violations"] == 0 and verification["send_errors"] == 0
+             and verification["seq_violations"] == 0 and verification["seq_gaps"] == 0
+             and verification["send_errors"] == 0
              and verification["unexpected"] == 0 and verification["cursor_violations"] == 0)
     best_throughput = max((p["delivered_throughput"] or 0.0 for p in floods.values()),
                           default=0.0)
@@ -687,7 +818,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         "p50_ms_at_500": None if p50 is None else p50 <= TARGETS["p50_ms_at_500"],
         "p99_ms_at_500": None if p99 is None else p99 <= TARGETS["p99_ms_at_500"],
         "rate_500_sustained": None if "rate_500" not in phases else
-        (phases["rate_500"]["achieved_send_rate"] or 0) >= 0.95 * 500,
+        (phases["rate_500"]["delivered_throughput"] or 0) >= 0.95 * 500,
         **{f"throughput_{k}": (p["delivered_throughput"] or 0) >= TARGETS["throughput_min"]
            for k, p in floods.items()},
         "throughput_min": None if not floods else
@@ -700,6 +831,7 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         "duration_s": args.duration, "flood_duration_s": args.flood_duration,
         "rates": args.rates, "concurrency": args.concurrency, "bulk_size": args.bulk_size,
         "bulk_concurrency": args.bulk_concurrency, "max_connections": args.max_connections,
+        "http_client": args.http_client,
         "idle_seconds": args.idle_seconds, "db": "sqlite (one file per node)",
         "log_level": "warning", "phases": sorted(args.phases),
         "hotline_version": hotline.__version__, "hotline_source_sha256": src_digest,
@@ -708,6 +840,9 @@ async def bench_main(args: argparse.Namespace, base: Path, nodes: list[Node]
         progress("warning: the hotline sources changed while the benchmark ran; the nodes "
                  "run the code as it was when they started")
         config["hotline_source_changed_during_run"] = True
+    host["other_processes_cpu_seconds_during_phases"] = round(
+        sum(ph["cpu_seconds"]["other_processes"] for ph in phases.values()), 2)
+    host["phase_seconds"] = round(sum(ph["wall_seconds"] for ph in phases.values()), 1)
     client_cpu = self_cpu_seconds()
     return {"machine": host, "config": config, "phases": phases, "nodes": node_figures,
             "client": {"cpu_seconds": round(client_cpu, 2),
@@ -732,6 +867,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-connections", type=int, default=64,
                    help="connections towards node A, i.e. the most requests in flight in "
                         "the open-loop phases (default 64)")
+    p.add_argument("--http-client", choices=["raw", "httpx"], default="raw",
+                   help="client for the POSTs to A: a minimal HTTP/1.1 client (default; "
+                        "cheap on CPU) or httpx")
     p.add_argument("--idle-seconds", type=float, default=2.0,
                    help="idle time after start-up before the idle RSS is read (default 2)")
     p.add_argument("--stall-timeout", type=float, default=30.0,
@@ -775,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     if _has_uvloop():
         import uvloop
 
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run
     with temp_base(args.keep) as base:
         try:
             report = runner(bench_main(args, base, nodes))
@@ -792,8 +930,9 @@ def main(argv: list[str] | None = None) -> int:
         if report["met"]["nothing_lost_or_duplicated"]:
             return 0
         progress(f"FAILED verification: lost {v['lost']}, duplicated {v['duplicated']}, "
-                 f"seq violations {v['seq_violations']}, send errors {v['send_errors']}, "
-                 f"unexpected {v['unexpected']}")
+                 f"seq violations {v['seq_violations']}, seq gaps {v['seq_gaps']}, "
+                 f"cursor violations {v['cursor_violations']}, send errors "
+                 f"{v['send_errors']}, unexpected {v['unexpected']}")
         log_tails(nodes)
         return 1
 
