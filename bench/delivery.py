@@ -168,14 +168,14 @@ async def set_up_nodes(base: Path, passphrase: str) -> tuple[Node, Node]:
     a = Node("A", PARTY_A, base / "a", port_a)
     b = Node("B", PARTY_B, base / "b", port_b)
     for node in (a, b):
-        created = await init_node(node.dir, party=node.party, name=node.party,
+        created = init_node(node.dir, party=node.party, name=node.party,
                                   listen=f"127.0.0.1:{node.port}", endpoints=[], db=None,
                                   passphrase=passphrase)
         node.token = created.token
     offer_a = read_offer(make_link_offer(a.dir, passphrase)[0])
     offer_b = read_offer(make_link_offer(b.dir, passphrase)[0])
-    await accept_link(a.dir, offer_b)
-    await accept_link(b.dir, offer_a)
+    accept_link(a.dir, offer_b)
+    accept_link(b.dir, offer_a)
     for node in (a, b):
         node.token = read_token(node.dir / TOKEN_NAME)
     return a, b

@@ -8,7 +8,6 @@ SQLite or PostgreSQL database.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
@@ -21,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+import psycopg
 
 from hotline.admin import accept_link, init_node, make_link_offer, read_offer
 from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, load_config
@@ -54,23 +53,20 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
         time.sleep(interval)
 
 
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN.replace("postgresql://", "postgres://", 1))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+def _pg_admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql.encode())
 
 
 def create_pg_database() -> str:
     name = f"hotline_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    _pg_admin(f'CREATE DATABASE "{name}"')
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
 
 
 def drop_pg_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class NodeProcess:
@@ -79,9 +75,9 @@ class NodeProcess:
         self.dir = directory
         self.party = party
         if create:
-            asyncio.run(init_node(directory, party=party, name=f"{party} test node",
-                                  listen=f"127.0.0.1:{free_port()}", endpoints=[], db=db,
-                                  passphrase=PASSPHRASE))
+            init_node(directory, party=party, name=f"{party} test node",
+                      listen=f"127.0.0.1:{free_port()}", endpoints=[], db=db,
+                      passphrase=PASSPHRASE)
         self.config = load_config(directory)
         self.port = self.config.port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -175,15 +171,12 @@ class NodeProcess:
         """Read the node's own database directly (tests check what was really stored)."""
         from sqlalchemy import text
 
-        async def run() -> list[Any]:
-            engine = create_engine(self.config.db)
-            try:
-                async with engine.connect() as conn:
-                    return list((await conn.execute(text(sql), params)).all())
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(run())
+        engine = create_engine(self.config.db)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text(sql), params).all())
+        finally:
+            engine.dispose()
 
     def log_lines(self, needle: str) -> list[str]:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -194,8 +187,8 @@ def link(a: NodeProcess, b: NodeProcess) -> None:
     """Exchange and accept offers both ways, as two operators would."""
     offer_a = read_offer(make_link_offer(a.dir, PASSPHRASE)[0])
     offer_b = read_offer(make_link_offer(b.dir, PASSPHRASE)[0])
-    asyncio.run(accept_link(a.dir, offer_b))
-    asyncio.run(accept_link(b.dir, offer_a))
+    accept_link(a.dir, offer_b)
+    accept_link(b.dir, offer_a)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from hotline.nodedir.token import write_token
 from hotline.protocol.keys import PartyKeys, safety_number
 from hotline.protocol.offer import LinkOffer, make_offer, parse_offer
 from hotline.store import links as link_store
-from hotline.store.engine import async_url, create_engine, sqlite_url
+from hotline.store.engine import create_engine, driver_url, sqlite_url
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
 
@@ -40,7 +40,7 @@ class Created:
     token: str
 
 
-async def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
+def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
                     endpoints: list[str], db: str | None, passphrase: str) -> Created:
     node_dir = node_dir.resolve()
     for existing in (CONFIG_NAME, KEYSTORE_NAME):
@@ -56,7 +56,7 @@ async def init_node(node_dir: Path, *, party: str, name: str | None, listen: str
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError("bad-option", f"{first['loc'][0]}: {first['msg']}") from None
-    async_url(config.db)
+    driver_url(config.db)
     if not passphrase:
         raise ConfigError("empty-passphrase", "the keystore passphrase must not be empty")
     node_dir.mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,9 @@ async def init_node(node_dir: Path, *, party: str, name: str | None, listen: str
             created += [node_dir / (DB_NAME + s) for s in ("", "-wal", "-shm")]
         engine = create_engine(config.db)
         try:
-            await upgrade(engine)
+            upgrade(engine)
         finally:
-            await engine.dispose()
+            engine.dispose()
         write_config(node_dir, config)
     except BaseException:
         for path in created:
@@ -103,24 +103,23 @@ def read_offer(data: bytes) -> LinkOffer:
     return parse_offer(data)
 
 
-async def accept_link(node_dir: Path, offer: LinkOffer) -> bool:
+def accept_link(node_dir: Path, offer: LinkOffer) -> bool:
     config = load_config(node_dir)
     engine = create_engine(config.db)
     try:
-        await upgrade(engine)
-        async with engine.begin() as conn:
-            return await link_store.accept_offer(conn, offer, config.party,
-                                                 SystemClock().now_ms())
+        upgrade(engine)
+        with engine.begin() as conn:
+            return link_store.accept_offer(conn, offer, config.party, SystemClock().now_ms())
     finally:
-        await engine.dispose()
+        engine.dispose()
 
 
-async def list_links(node_dir: Path) -> list[Link]:
+def list_links(node_dir: Path) -> list[Link]:
     config = load_config(node_dir)
     engine = create_engine(config.db)
     try:
-        await upgrade(engine)
-        async with engine.connect() as conn:
-            return await link_store.all_links(conn)
+        upgrade(engine)
+        with engine.connect() as conn:
+            return link_store.all_links(conn)
     finally:
-        await engine.dispose()
+        engine.dispose()

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from hotline.events import Broadcaster
 from hotline.store import inbound
+from hotline.store.database import Database
 from hotline.store.inbound import Released
 
 CATCH_UP_PAGE = 500
@@ -52,8 +51,8 @@ class InboxMessage:
 
 
 class Inbox:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._live: Broadcaster[InboxMessage] = Broadcaster()
 
     def publish(self, released: list[Released]) -> None:
@@ -61,8 +60,7 @@ class Inbox:
             self._live.publish(InboxMessage.from_released(r))
 
     async def list(self, after: int, limit: int) -> list[InboxMessage]:
-        async with self._engine.connect() as conn:
-            rows = await inbound.released_after(conn, after, limit)
+        rows = await self._db.read(lambda conn: inbound.released_after(conn, after, limit))
         return [InboxMessage.from_released(r) for r in rows]
 
     async def follow(self, after: int) -> AsyncIterator[InboxMessage]:

@@ -32,10 +32,10 @@ from hotline.nodedir.token import TokenChecker
 from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PartyKeys
 from hotline.status import PeerStatus, line_status
+from hotline.store.database import Database
 from hotline.store.engine import create_engine
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
-from hotline.store.writer import Writer
 
 log = logging.getLogger("hotline.node")
 
@@ -67,17 +67,16 @@ class Node:
         self.keys = keys
         self.clock = clock or SystemClock()
         delivery = config.delivery
-        self.engine = create_engine(config.db)
-        self.writer = Writer(self.engine, _storage_fatal)
-        self.peers = PeerDirectory(self.engine, self.clock)
+        self.db = Database(create_engine(config.db), _storage_fatal)
+        self.peers = PeerDirectory(self.db, self.clock)
         self.transport = HttpTransport(delivery.request_timeout_seconds)
-        self.inbox = Inbox(self.engine)
+        self.inbox = Inbox(self.db)
         self.senders: dict[str, PeerSender] = {}
         self.messenger = Messenger(me=config.party, keys=keys, peers=self.peers,
-                                   writer=self.writer, clock=self.clock,
+                                   db=self.db, clock=self.clock,
                                    on_enqueued=self._wake_sender)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
-                                 writer=self.writer, clock=self.clock,
+                                 db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
                                  max_envelope_bytes=delivery.max_envelope_bytes,
                                  reorder_window=delivery.reorder_window,
@@ -99,8 +98,8 @@ class Node:
                 sender.link = link
                 sender.wake()
                 continue
-            sender = PeerSender(me=self.config.party, link=link, engine=self.engine,
-                                writer=self.writer, transport=self.transport, clock=self.clock,
+            sender = PeerSender(me=self.config.party, link=link, db=self.db,
+                                transport=self.transport, clock=self.clock,
                                 backoff=Backoff(d.backoff_initial_seconds, d.backoff_max_seconds),
                                 batch_size=d.batch_size, batch_bytes=SEND_BATCH_BYTES,
                                 reseal=self.messenger.reseal,
@@ -119,15 +118,15 @@ class Node:
 
     async def status(self) -> list[PeerStatus]:
         health = {party: s.health for party, s in self.senders.items()}
-        return await line_status(self.engine, self.peers, health, self.clock)
+        return await line_status(self.db, self.peers, health, self.clock)
 
     def health(self) -> dict[str, PeerHealth]:
         return {party: s.health for party, s in self.senders.items()}
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        await upgrade(self.engine)
-        self.writer.start()
+        upgrade(self.db.engine)
+        self.db.start()
         await self.peers.reload()
         for sender in self.senders.values():
             sender.start()
@@ -141,9 +140,8 @@ class Node:
             await asyncio.gather(self._poller, return_exceptions=True)
         for sender in self.senders.values():
             await sender.stop()
-        await self.writer.stop()
         await self.transport.close()
-        await self.engine.dispose()
+        await self.db.stop()
 
     def app(self) -> FastAPI:
         @contextlib.asynccontextmanager

@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from hotline.clock import Clock
 from hotline.protocol.keys import PublicKeys
 from hotline.store import links as link_store
+from hotline.store.database import Database
 from hotline.store.links import Link
 
 RELOAD_MIN_INTERVAL = 1.0
 
 
 class PeerDirectory:
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
         self._clock = clock
         self._links: dict[str, Link] = {}
         self._last_reload = float("-inf")
@@ -34,8 +33,8 @@ class PeerDirectory:
 
     async def reload(self) -> None:
         async with self._lock:
-            async with self._engine.connect() as conn:
-                fresh = {link.party: link for link in await link_store.all_links(conn)}
+            found = await self._db.read(link_store.all_links)
+            fresh = {link.party: link for link in found}
             self._last_reload = self._clock.monotonic()
             changed = fresh != self._links
             self._links = fresh

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from hotline.clock import Clock
 from hotline.delivery.sender import PeerHealth
 from hotline.inbox import iso
 from hotline.peers import PeerDirectory
 from hotline.store import inbound, outbox
+from hotline.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,9 @@ def _state(queued: int, health: PeerHealth) -> str:
     return "sending" if queued else "idle"
 
 
-async def line_status(engine: AsyncEngine, peers: PeerDirectory,
+async def line_status(db: Database, peers: PeerDirectory,
                       health: dict[str, PeerHealth], clock: Clock) -> list[PeerStatus]:
-    async with engine.connect() as conn:
-        sent = await outbox.counts(conn)
-        received = await inbound.count(conn)
+    sent, received = await db.read(lambda conn: (outbox.counts(conn), inbound.count(conn)))
     now = clock.now_ms()
     out = []
     for link in sorted(peers.all(), key=lambda link: link.party):

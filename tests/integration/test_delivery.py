@@ -133,20 +133,19 @@ def test_message_to_party_without_link_is_refused_at_once(make_node: MakeNode) -
 
 
 def test_nothing_flows_until_both_sides_accept(make_node: MakeNode) -> None:
-    import asyncio
 
     from hotline.admin import accept_link, make_link_offer, read_offer
     from tests.nodes import PASSPHRASE
 
     a, b = make_node("AA-ONE"), make_node("BB-TWO")
-    asyncio.run(accept_link(a.dir, read_offer(make_link_offer(b.dir, PASSPHRASE)[0])))
+    accept_link(a.dir, read_offer(make_link_offer(b.dir, PASSPHRASE)[0]))
     a.start(), b.start()
     a.send(b.party, ["too early"])
     status = wait_until(lambda: (s := a.peer_status(b.party))["last_error"] and s, 30,
                         what="B to refuse an unlinked sender")
     assert "unknown-sender" in status["last_error"]
     assert b.inbox() == []
-    asyncio.run(accept_link(b.dir, read_offer(make_link_offer(a.dir, PASSPHRASE)[0])))
+    accept_link(b.dir, read_offer(make_link_offer(a.dir, PASSPHRASE)[0]))
     wait_until(lambda: _received_count(b, a.party) == 1, 60, what="delivery after accept")
 
 

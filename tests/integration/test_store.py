@@ -3,7 +3,6 @@ the durability settings are really in force."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -28,36 +27,30 @@ def db_url(db_kind: str, tmp_path: Path) -> object:
 
 
 def test_migrations_build_exactly_the_schema_the_code_uses(db_url: str) -> None:
-    async def diff() -> list[object]:
-        engine = create_engine(db_url)
-        try:
-            await upgrade(engine)
-            await upgrade(engine)  # idempotent: a second run changes nothing
-            async with engine.connect() as conn:
-                return await conn.run_sync(
-                    lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(diff()) == []
+    engine = create_engine(db_url)
+    try:
+        upgrade(engine)
+        upgrade(engine)  # idempotent: a second run changes nothing
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
 
 
 def test_durability_settings_are_in_force(db_url: str, db_kind: str) -> None:
-    async def settings() -> tuple[str, str]:
-        engine = create_engine(db_url)
-        try:
-            async with engine.connect() as conn:
-                if db_kind == "sqlite":
-                    mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
-                    sync = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
-                    return str(mode), str(sync)
-                value = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
-                return "postgresql", str(value)
-        finally:
-            await engine.dispose()
-
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            if db_kind == "sqlite":
+                found = (str(conn.execute(text("PRAGMA journal_mode")).scalar_one()),
+                         str(conn.execute(text("PRAGMA synchronous")).scalar_one()))
+            else:
+                found = ("postgresql",
+                         str(conn.execute(text("SHOW synchronous_commit")).scalar_one()))
+    finally:
+        engine.dispose()
     expected = ("wal", "2") if db_kind == "sqlite" else ("postgresql", "on")  # 2 = FULL
-    assert asyncio.run(settings()) == expected
+    assert found == expected
 
 
 def test_the_known_head_is_alembics_head() -> None:

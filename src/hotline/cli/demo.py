@@ -7,7 +7,6 @@ generated passphrase beside the nodes: it is for demonstration only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
@@ -61,18 +60,18 @@ def _passphrase(base: Path) -> str:
     return value
 
 
-async def _set_up(base: Path, port: int, passphrase: str) -> None:
+def _set_up(base: Path, port: int, passphrase: str) -> None:
     for index, p in enumerate(PARTIES):
         node_dir = base / p.key
         if (node_dir / CONFIG_NAME).exists():
             continue
-        await init_node(node_dir, party=p.party, name=p.name,
+        init_node(node_dir, party=p.party, name=p.name,
                         listen=f"127.0.0.1:{port + index}", endpoints=[], db=None,
                         passphrase=passphrase)
     offers = {p.key: read_offer(make_link_offer(base / p.key, passphrase)[0]) for p in PARTIES}
     for a, b in LINKS:
-        await accept_link(base / a, offers[b])
-        await accept_link(base / b, offers[a])
+        accept_link(base / a, offers[b])
+        accept_link(base / b, offers[a])
 
 
 def _start(base: Path, passphrase: str) -> dict[str, subprocess.Popen[bytes]]:
@@ -178,7 +177,7 @@ def run_demo(base: Path | None, port: int, check: bool) -> int:
     base.mkdir(parents=True, exist_ok=True)
     passphrase = _passphrase(base)
     console.print(f"[bold]Hotline demo[/] in {base}: setting up four nodes…")
-    asyncio.run(_set_up(base, port, passphrase))
+    _set_up(base, port, passphrase)
     procs = _start(base, passphrase)
     try:
         _wait_healthy(base, procs)

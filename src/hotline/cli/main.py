@@ -7,7 +7,6 @@ id and a hint, and an exit code, in one place (:func:`main`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -64,9 +63,9 @@ def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],
     from hotline.admin import init_node
     from hotline.cli.passphrase import get_passphrase
 
-    created = asyncio.run(init_node(node_dir, party=party, name=name, listen=listen,
-                                    endpoints=endpoint or [], db=db,
-                                    passphrase=get_passphrase(confirm=True)))
+    created = init_node(node_dir, party=party, name=name, listen=listen,
+                        endpoints=endpoint or [], db=db,
+                        passphrase=get_passphrase(confirm=True))
     if as_json:
         _print_json({"party": party, "dir": str(node_dir.resolve()), "key_id": created.key_id,
                      "safety_number": created.safety_number, "listen": listen})
@@ -135,7 +134,7 @@ def link_accept(offer_file: Annotated[Path, typer.Argument(help="The peer's offe
         err.print(f"Safety number: [bold]{offer.safety_number}[/]")
     if not yes and not typer.confirm("Does it match the number the peer read to you?"):
         raise HotlineError("not-confirmed", "link not stored: safety number not confirmed")
-    new = asyncio.run(accept_link(node_dir, offer))
+    new = accept_link(node_dir, offer)
     if as_json:
         _print_json({"party": offer.party, "new": new, "safety_number": offer.safety_number})
     else:
@@ -150,7 +149,7 @@ def link_list(node_dir: DirOption, as_json: JsonOption = False) -> None:
     from hotline.inbox import iso
     from hotline.protocol.keys import safety_number
 
-    links = asyncio.run(list_links(node_dir))
+    links = list_links(node_dir)
     rows: list[dict[str, Any]] = [{"party": link.party, "name": link.name,
              "key_id": link.keys.key_id,
              "endpoints": list(link.endpoints), "accepted_at": iso(link.accepted_at),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.errors import HotlineError, LinkError
@@ -22,9 +22,9 @@ from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys
 from hotline.store import links as link_store
 from hotline.store import outbox
+from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
-from hotline.store.writer import Writer
 
 MAX_TEXT_CHARS = 64 * 1024
 MAX_MESSAGES_PER_REQUEST = 10_000
@@ -54,12 +54,12 @@ def check_text(text: str) -> str:
 
 
 class Messenger:
-    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, writer: Writer,
+    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, on_enqueued: Callable[[str], None]) -> None:
         self._me = me
         self._keys = keys
         self._peers = peers
-        self._writer = writer
+        self._db = db
         self._clock = clock
         self._on_enqueued = on_enqueued
 
@@ -87,8 +87,8 @@ class Messenger:
         for payload in payloads:
             canonical.encode(payload)  # refuse what has no canonical form before any write
 
-        async def work(conn: AsyncConnection) -> list[Accepted]:
-            first = await link_store.reserve_seqs(conn, peer, len(payloads))
+        def work(conn: Connection) -> list[Accepted]:
+            first = link_store.reserve_seqs(conn, peer, len(payloads))
             now = self._clock.now_ms()
             rows: list[dict[str, object]] = []
             accepted: list[Accepted] = []
@@ -101,10 +101,10 @@ class Messenger:
                              "envelope": seal(header, payload, self._keys, link.keys),
                              "created_at": now, "sealed_at": now})
                 accepted.append(Accepted(header.id, peer, header.seq, now))
-            await outbox.add(conn, rows)
+            outbox.add(conn, rows)
             return accepted
 
-        accepted = await self._writer.write(work)
+        accepted = await self._db.write(work)
         self._on_enqueued(peer)
         return accepted
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
@@ -23,9 +23,9 @@ from hotline.delivery.transport import HttpTransport, TransportError
 from hotline.errors import HotlineError
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
+from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
-from hotline.store.writer import Writer
 
 log = logging.getLogger("hotline.delivery")
 
@@ -46,14 +46,13 @@ class PeerHealth:
 Reseal = Callable[[Link, Pending], tuple[bytes, int]]
 
 class PeerSender:
-    def __init__(self, *, me: str, link: Link, engine: AsyncEngine, writer: Writer,
+    def __init__(self, *, me: str, link: Link, db: Database,
                  transport: HttpTransport, clock: Clock, backoff: Backoff, batch_size: int,
                  batch_bytes: int, reseal: Reseal, reseal_after_ms: int) -> None:
         self.me = me
         self.link = link
         self.health = PeerHealth()
-        self._engine = engine
-        self._writer = writer
+        self._db = db
         self._transport = transport
         self._clock = clock
         self._backoff = backoff
@@ -99,20 +98,19 @@ class PeerSender:
     async def _next_batch(self) -> list[Pending]:
         """The next envelopes to send, re-sealing those signed too long ago: a message that
         waited out a long outage must still pass the peer's clock-skew window."""
-        async with self._engine.connect() as conn:
-            batch = await outbox.pending(conn, self.link.party, self._batch_size,
-                                         self._batch_bytes)
+        batch = await self._db.read(lambda conn: outbox.pending(
+            conn, self.link.party, self._batch_size, self._batch_bytes))
         now = self._clock.now_ms()
         stale = [p for p in batch if now - p.sealed_at > self._reseal_after_ms]
         if not stale:
             return batch
         fresh = {p.envelope_id: self._reseal(self.link, p) for p in stale}
 
-        async def store(conn: AsyncConnection) -> None:
+        def store(conn: Connection) -> None:
             for envelope_id, (raw, sealed_at) in fresh.items():
-                await outbox.resealed(conn, envelope_id, raw, sealed_at)
+                outbox.resealed(conn, envelope_id, raw, sealed_at)
 
-        await self._writer.write(store)
+        await self._db.write(store)
         log.info("re-sealed %d waiting envelope(s) for %s", len(fresh), self.link.party)
         return [replace(p, envelope=fresh[p.envelope_id][0], sealed_at=fresh[p.envelope_id][1])
                 if p.envelope_id in fresh else p for p in batch]
@@ -134,7 +132,7 @@ class PeerSender:
             self.health.unreachable_since = None
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
-                await self._writer.write(lambda conn: outbox.mark_delivered(conn, delivered))
+                await self._db.write(lambda conn: outbox.mark_delivered(conn, delivered))
                 self.health.last_success_at = self._clock.now_ms()
             if error is not None:
                 self._failed(error, reachable=True)

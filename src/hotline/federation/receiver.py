@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.errors import (
@@ -36,9 +36,9 @@ from hotline.protocol.keys import PartyKeys
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
 from hotline.store import inbound
 from hotline.store import links as link_store
+from hotline.store.database import Database
 from hotline.store.inbound import Released
 from hotline.store.schema import evidence
-from hotline.store.writer import Writer
 
 security_log = logging.getLogger("hotline.security")
 
@@ -66,13 +66,13 @@ class _Stored:
 
 
 class Receiver:
-    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, writer: Writer,
+    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, skew_ms: int, max_envelope_bytes: int, reorder_window: int,
                  on_released: Callable[[list[Released]], None]) -> None:
         self._me = me
         self._keys = keys
         self._peers = peers
-        self._writer = writer
+        self._db = db
         self._clock = clock
         self._skew_ms = skew_ms
         self._max_bytes = max_envelope_bytes
@@ -88,7 +88,7 @@ class Receiver:
             except EnvelopeRejected as exc:
                 outcomes[index] = self._reject(exc, raw, source)
         if opened:
-            stored, released = await self._writer.write(lambda conn: self._persist(conn, opened))
+            stored, released = await self._db.write(lambda conn: self._persist(conn, opened))
             for index, result in stored.items():
                 if isinstance(result, EnvelopeRejected):
                     outcomes[index] = self._reject(result, raws[index], source)
@@ -114,7 +114,7 @@ class Receiver:
             await self._peers.maybe_reload()  # a link may have been accepted since
             return open_now()
 
-    async def _persist(self, conn: AsyncConnection, opened: list[tuple[int, Envelope]]
+    def _persist(self, conn: Connection, opened: list[tuple[int, Envelope]]
                        ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
         """The stateful checks and inserts of one batch: a handful of queries per sender,
         not per envelope, because this runs inside the node's single writer."""
@@ -126,16 +126,16 @@ class Receiver:
         released: list[Released] = []
         for peer in sorted(by_sender):
             items = by_sender[peer]
-            results.update(await self._persist_from(conn, peer, items, now))
-            released.extend(await inbound.release(conn, peer, now))
+            results.update(self._persist_from(conn, peer, items, now))
+            released.extend(inbound.release(conn, peer, now))
         return results, released
 
-    async def _persist_from(self, conn: AsyncConnection, peer: str,
+    def _persist_from(self, conn: Connection, peer: str,
                             items: list[tuple[int, Envelope]], now: int
                             ) -> dict[int, _Stored | EnvelopeRejected]:
-        known_ids = await inbound.by_ids(conn, peer, [env.header.id for _, env in items])
-        known_seqs = await inbound.by_seqs(conn, peer, [env.header.seq for _, env in items])
-        next_seq = await link_store.recv_next(conn, peer)
+        known_ids = inbound.by_ids(conn, peer, [env.header.id for _, env in items])
+        known_seqs = inbound.by_seqs(conn, peer, [env.header.seq for _, env in items])
+        next_seq = link_store.recv_next(conn, peer)
         rows: list[dict[str, object]] = []
         proofs: list[dict[str, object]] = []
         results: dict[int, _Stored | EnvelopeRejected] = {}
@@ -172,9 +172,9 @@ class Receiver:
                 stored = inbound.Stored(head.id, head.seq, head.type, payload, env.raw, now)
                 known_ids[head.id] = known_seqs[head.seq] = stored
                 results[index] = _Stored(env, now, duplicate=False)
-        await inbound.add_many(conn, rows)
+        inbound.add_many(conn, rows)
         if proofs:
-            await conn.execute(evidence.insert(), proofs)
+            conn.execute(evidence.insert(), proofs)
         return results
 
     def _receipt(self, stored: _Stored) -> bytes:

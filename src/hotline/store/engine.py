@@ -2,7 +2,11 @@
 
 SQLite: WAL with ``synchronous=FULL`` (a commit is on disk when it returns), foreign
 keys on, a busy timeout for the offline CLI writing beside a running node.
-PostgreSQL: ``synchronous_commit=on``.
+PostgreSQL (psycopg 3): ``synchronous_commit=on``.
+
+Engines are synchronous: database work runs as whole functions on the store's threads
+(:mod:`hotline.store.database`), which costs one thread hand-off per transaction instead
+of several per statement.
 """
 
 from __future__ import annotations
@@ -10,16 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hotline.errors import ConfigError
 
 
-def async_url(url: str) -> str:
-    """Map a user-facing URL (``sqlite:///x.db``, ``postgresql://...``) to its async driver."""
+def driver_url(url: str) -> str:
+    """Map a user-facing URL (``sqlite:///x.db``, ``postgresql://...``) to its driver."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -29,9 +33,9 @@ def async_url(url: str) -> str:
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise ConfigError("bad-db-url", "SQLite needs a file path: sqlite:///PATH")
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
+        return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend == "postgresql":
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ConfigError("bad-db-url", f"unsupported database {backend!r}",
                       hint="use sqlite:///PATH or postgresql://USER@HOST/DB")
 
@@ -49,16 +53,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    target = async_url(url)
+def create_engine(url: str) -> Engine:
+    target = driver_url(url)
     if target.startswith("sqlite"):
-        engine = create_async_engine(target, pool_size=4, max_overflow=4)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = sa_create_engine(target, pool_size=4, max_overflow=4,
+                                  connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        target, pool_size=5, max_overflow=5,
-        connect_args={"server_settings": {"synchronous_commit": "on"}})
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
+    return sa_create_engine(target, pool_size=4, max_overflow=4,
+                            connect_args={"options": "-c synchronous_commit=on"})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from hotline.store import links as link_store
 from hotline.store.schema import inbound
@@ -42,33 +41,33 @@ class Released:
     received_at: int
 
 
-async def by_ids(conn: AsyncConnection, peer: str, ids: list[str]) -> dict[str, Stored]:
+def by_ids(conn: Connection, peer: str, ids: list[str]) -> dict[str, Stored]:
     """Stored envelopes of ``peer`` among ``ids``, in one query."""
-    rows = await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
+    rows = conn.execute(select(*_STORED).where(inbound.c.peer == peer,
                                                      inbound.c.envelope_id.in_(ids)))
     return {r.envelope_id: _stored(r) for r in rows}
 
 
-async def by_seqs(conn: AsyncConnection, peer: str, seqs: list[int]) -> dict[int, Stored]:
+def by_seqs(conn: Connection, peer: str, seqs: list[int]) -> dict[int, Stored]:
     """Stored envelopes of ``peer`` among sequence numbers ``seqs``, in one query."""
-    rows = await conn.execute(select(*_STORED).where(inbound.c.peer == peer,
+    rows = conn.execute(select(*_STORED).where(inbound.c.peer == peer,
                                                      inbound.c.seq.in_(seqs)))
     return {int(r.seq): _stored(r) for r in rows}
 
 
-async def add_many(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
+def add_many(conn: Connection, rows: list[dict[str, object]]) -> None:
     if rows:
-        await conn.execute(inbound.insert(), rows)
+        conn.execute(inbound.insert(), rows)
 
 
-async def release(conn: AsyncConnection, peer: str, now_ms: int) -> list[Released]:
+def release(conn: Connection, peer: str, now_ms: int) -> list[Released]:
     """Release every stored envelope from ``peer`` that is next in sequence.
 
     Envelopes that arrived ahead of a gap stay stored but unreleased until the gap
     fills, so the application always sees a link's messages in sequence order.
     """
-    next_seq = await link_store.recv_next(conn, peer)
-    waiting = await conn.execute(
+    next_seq = link_store.recv_next(conn, peer)
+    waiting = conn.execute(
         select(inbound.c.id, inbound.c.seq).where(inbound.c.peer == peer,
                                                   inbound.c.seq >= next_seq,
                                                   inbound.c.release_no.is_(None))
@@ -81,13 +80,13 @@ async def release(conn: AsyncConnection, peer: str, now_ms: int) -> list[Release
         next_seq += 1
     if not ids:
         return []
-    last_no = (await conn.execute(select(func.max(inbound.c.release_no)))).scalar() or 0
-    await conn.execute(
+    last_no = (conn.execute(select(func.max(inbound.c.release_no)))).scalar() or 0
+    conn.execute(
         update(inbound).where(inbound.c.id == bindparam("row_id"))
         .values(release_no=bindparam("no"), released_at=now_ms),
         [{"row_id": row_id, "no": last_no + offset} for offset, row_id in enumerate(ids, 1)])
-    await link_store.set_recv_next(conn, peer, next_seq)
-    rows = await conn.execute(select(inbound).where(inbound.c.id.in_(ids))
+    link_store.set_recv_next(conn, peer, next_seq)
+    rows = conn.execute(select(inbound).where(inbound.c.id.in_(ids))
                               .order_by(inbound.c.release_no))
     return [_released(r) for r in rows]
 
@@ -99,15 +98,15 @@ def _released(r: object) -> Released:
                     sent_at=int(r.sent_at), received_at=int(r.received_at))  # type: ignore[attr-defined]
 
 
-async def released_after(conn: AsyncConnection, after: int, limit: int) -> list[Released]:
-    rows = await conn.execute(select(inbound).where(inbound.c.release_no > after)
+def released_after(conn: Connection, after: int, limit: int) -> list[Released]:
+    rows = conn.execute(select(inbound).where(inbound.c.release_no > after)
                               .order_by(inbound.c.release_no).limit(limit))
     return [_released(r) for r in rows]
 
 
-async def count(conn: AsyncConnection) -> dict[str, tuple[int, int | None]]:
+def count(conn: Connection) -> dict[str, tuple[int, int | None]]:
     """Per peer: envelopes received and the time of the last one."""
-    rows = await conn.execute(select(inbound.c.peer, func.count().label("n"),
+    rows = conn.execute(select(inbound.c.peer, func.count().label("n"),
                                      func.max(inbound.c.received_at).label("last"))
                               .group_by(inbound.c.peer))
     return {r.peer: (int(r.n), r.last) for r in rows}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select, update
 
 from hotline.errors import LinkError
 from hotline.protocol.keys import PublicKeys
@@ -30,12 +29,12 @@ def _row_to_link(row: object) -> Link:
                 accepted_at=row.accepted_at)  # type: ignore[attr-defined]
 
 
-async def all_links(conn: AsyncConnection) -> list[Link]:
-    rows = await conn.execute(select(links).order_by(links.c.party))
+def all_links(conn: Connection) -> list[Link]:
+    rows = conn.execute(select(links).order_by(links.c.party))
     return [_row_to_link(r) for r in rows]
 
 
-async def accept_offer(conn: AsyncConnection, offer: LinkOffer, me: str, now_ms: int) -> bool:
+def accept_offer(conn: Connection, offer: LinkOffer, me: str, now_ms: int) -> bool:
     """Store a verified offer. Returns True if new, False if it updated endpoints/name.
 
     Re-accepting an offer with the same keys updates the name and endpoints; an offer
@@ -47,11 +46,11 @@ async def accept_offer(conn: AsyncConnection, offer: LinkOffer, me: str, now_ms:
         raise LinkError("self-link", f"this offer is from {me}, this node's own party",
                         hint="accept the peer's offer, not your own")
     sign, enc = b64e(offer.keys.sign_bytes), b64e(offer.keys.enc_bytes)
-    existing = (await conn.execute(select(links).where(links.c.party == offer.party))).first()
+    existing = (conn.execute(select(links).where(links.c.party == offer.party))).first()
     values = {"name": offer.name, "endpoints": json.dumps(list(offer.endpoints)),
               "offer": offer.raw.decode()}
     if existing is None:
-        await conn.execute(links.insert().values(
+        conn.execute(links.insert().values(
             party=offer.party, sign_key=sign, enc_key=enc, kid=offer.keys.key_id,
             accepted_at=now_ms, **values))
         return True
@@ -59,24 +58,24 @@ async def accept_offer(conn: AsyncConnection, offer: LinkOffer, me: str, now_ms:
         raise LinkError("link-key-mismatch",
                         f"{offer.party} is already linked with different keys",
                         hint="a key change must be confirmed by a new safety-number check")
-    await conn.execute(update(links).where(links.c.party == offer.party).values(**values))
+    conn.execute(update(links).where(links.c.party == offer.party).values(**values))
     return False
 
 
-async def reserve_seqs(conn: AsyncConnection, peer: str, count: int) -> int:
+def reserve_seqs(conn: Connection, peer: str, count: int) -> int:
     """Reserve ``count`` consecutive send sequence numbers; returns the first."""
-    result = await conn.execute(
+    result = conn.execute(
         update(links).where(links.c.party == peer)
         .values(send_seq=links.c.send_seq + count).returning(links.c.send_seq))
     last = result.scalar_one()
     return int(last) - count + 1
 
 
-async def recv_next(conn: AsyncConnection, peer: str) -> int:
-    value = (await conn.execute(select(links.c.recv_next)
+def recv_next(conn: Connection, peer: str) -> int:
+    value = (conn.execute(select(links.c.recv_next)
                                 .where(links.c.party == peer))).scalar_one()
     return int(value)
 
 
-async def set_recv_next(conn: AsyncConnection, peer: str, value: int) -> None:
-    await conn.execute(update(links).where(links.c.party == peer).values(recv_next=value))
+def set_recv_next(conn: Connection, peer: str, value: int) -> None:
+    conn.execute(update(links).where(links.c.party == peer).values(recv_next=value))

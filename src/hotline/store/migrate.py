@@ -1,4 +1,4 @@
-"""Bring a database to the newest schema with Alembic, from inside the running process.
+"""Bring a database to the newest schema with Alembic.
 
 Alembic (and Mako behind it) costs a serving node about 11 MB of memory for as long as it
 runs, so a node first asks the database which revision it is at and imports Alembic only
@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.errors import StorageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0001"
@@ -34,28 +32,24 @@ def _config(connection: Connection) -> Config:
     return cfg
 
 
-def _upgrade_sync(connection: Connection) -> None:
-    from alembic import command
-
-    command.upgrade(_config(connection), "head")
-
-
-async def current_revision(engine: AsyncEngine) -> str | None:
+def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for a database never migrated."""
     try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
     except (OperationalError, DBAPIError):
         return None
     return None if row is None else str(row[0])
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+def upgrade(engine: Engine) -> None:
     try:
-        if await current_revision(engine) == HEAD:
+        if current_revision(engine) == HEAD:
             return
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_sync)
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), "head")
     except (OperationalError, DBAPIError, OSError) as exc:
         raise StorageError("db-unavailable", f"cannot migrate the database: {exc}",
                            hint="check the --db URL and that the server is running") from None

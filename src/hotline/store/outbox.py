@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from hotline.store.schema import outbox
 
@@ -27,13 +26,13 @@ class OutboxCounts:
     last_receipt_at: int | None
 
 
-async def add(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
-    await conn.execute(outbox.insert(), rows)
+def add(conn: Connection, rows: list[dict[str, object]]) -> None:
+    conn.execute(outbox.insert(), rows)
 
 
-async def pending(conn: AsyncConnection, peer: str, limit: int, max_bytes: int) -> list[Pending]:
+def pending(conn: Connection, peer: str, limit: int, max_bytes: int) -> list[Pending]:
     """The oldest undelivered envelopes for ``peer``, in sequence order, within a byte budget."""
-    rows = await conn.execute(
+    rows = conn.execute(
         select(outbox.c.envelope_id, outbox.c.seq, outbox.c.type, outbox.c.payload,
                outbox.c.envelope, outbox.c.sealed_at)
         .where(outbox.c.peer == peer, outbox.c.delivered_at.is_(None))
@@ -49,27 +48,27 @@ async def pending(conn: AsyncConnection, peer: str, limit: int, max_bytes: int) 
     return out
 
 
-async def resealed(conn: AsyncConnection, envelope_id: str, envelope: bytes,
+def resealed(conn: Connection, envelope_id: str, envelope: bytes,
                    sealed_at: int) -> None:
     """Replace a waiting envelope with a fresh sealing of the same message."""
-    await conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
+    conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
                                             outbox.c.delivered_at.is_(None))
                        .values(envelope=envelope, sealed_at=sealed_at))
 
 
-async def mark_delivered(conn: AsyncConnection, delivered: list[tuple[str, bytes, int]]) -> None:
+def mark_delivered(conn: Connection, delivered: list[tuple[str, bytes, int]]) -> None:
     """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``."""
     if not delivered:
         return
-    await conn.execute(
+    conn.execute(
         update(outbox).where(outbox.c.envelope_id == bindparam("eid"),
                              outbox.c.delivered_at.is_(None))
         .values(delivered_at=bindparam("at"), receipt=bindparam("rcpt")),
         [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in delivered])
 
 
-async def counts(conn: AsyncConnection) -> dict[str, OutboxCounts]:
-    rows = await conn.execute(
+def counts(conn: Connection) -> dict[str, OutboxCounts]:
+    rows = conn.execute(
         select(outbox.c.peer, func.count().label("total"),
                func.count(outbox.c.delivered_at).label("delivered"),
                func.max(outbox.c.delivered_at).label("last"))

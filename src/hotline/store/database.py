@@ -1,0 +1,188 @@
+"""The node's database: reads on a small thread pool, every write on one writer thread.
+
+A durable commit costs an fsync, so concurrent writes wait in one queue and the writer
+commits whatever has gathered in one transaction (group commit). Each piece of work is a
+plain function of a connection, run whole on the database thread: one thread hand-off
+per transaction, not several per statement. If one piece fails, the batch is rolled back
+and its pieces are re-run one by one, so a bad request never takes good ones down.
+
+A failed COMMIT (or ROLLBACK) is different: the database may be in an unknown state, so
+the writer reports it as fatal and the node stops (crash and recover), never
+retry-and-continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+log = logging.getLogger("hotline.store")
+
+T = TypeVar("T")
+Work = Callable[[Connection], Any]
+MAX_BATCH = 512
+READ_THREADS = 2
+
+
+class WriterStopped(RuntimeError):
+    """The writer is stopped (shutting down, or after a fatal commit error)."""
+
+
+class _CommitFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass
+class _Item:
+    work: Work
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class Database:
+    def __init__(self, engine: Engine, on_fatal: Callable[[BaseException], None]) -> None:
+        self.engine = engine
+        self._on_fatal = on_fatal
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
+        self._stopped = False
+        self._in_progress: list[_Item] = []
+
+    # -- reads ------------------------------------------------------------------------
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` on a pooled connection in a reader thread."""
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    # -- writes -----------------------------------------------------------------------
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a transaction; return its result once the commit is durable."""
+        if self._stopped:
+            raise WriterStopped("the store is not accepting writes")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Item(work, future, loop))
+        return await future
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            self._thread = None
+        waiting: list[_Item] = list(self._in_progress)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Item):
+                waiting.append(item)
+        _settle([(i.future, False, WriterStopped("the store stopped before this write"))
+                 for i in waiting])
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is _STOP:
+                        self._queue.put(_STOP)
+                        break
+                    batch.append(item)
+                items = [i for i in batch if isinstance(i, _Item)]
+                self._in_progress = items
+                try:
+                    outcomes = self._run_batch(conn, items)
+                except Exception as exc:  # _CommitFailed, or a failure outside any work
+                    cause = exc.cause if isinstance(exc, _CommitFailed) else exc
+                    self._stopped = True
+                    self._resolve(items, [(i.future, False, WriterStopped("commit failed"))
+                                          for i in items])
+                    log.critical("commit failed; stopping the node: %s", cause)
+                    self._on_fatal(cause)
+                    return
+                self._resolve(items, outcomes)
+                self._in_progress = []
+
+    @staticmethod
+    def _resolve(items: list[_Item], outcomes: list[tuple[asyncio.Future[Any], bool, Any]]
+                 ) -> None:
+        """Hand results back to their event loops: one wake-up per loop per batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for item, outcome in zip(items, outcomes, strict=True):
+            by_loop.setdefault(item.loop, []).append(outcome)
+        for loop, group in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, group)
+
+    def _run_batch(self, conn: Connection, items: list[_Item]
+                   ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        results: list[Any] = []
+        try:
+            conn.begin()
+            for item in items:
+                results.append(item.work(conn))
+        except Exception:
+            self._rollback(conn)
+            return [self._run_alone(conn, item) for item in items]
+        self._commit(conn)
+        return [(item.future, True, result) for item, result in zip(items, results, strict=True)]
+
+    def _run_alone(self, conn: Connection, item: _Item) -> tuple[asyncio.Future[Any], bool, Any]:
+        try:
+            conn.begin()
+            result = item.work(conn)
+        except Exception as exc:
+            self._rollback(conn)
+            return (item.future, False, exc)
+        self._commit(conn)
+        return (item.future, True, result)
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        try:
+            conn.rollback()
+        except Exception as exc:  # the connection is unusable: same as a failed commit
+            raise _CommitFailed(exc) from exc
+
+    @staticmethod
+    def _commit(conn: Connection) -> None:
+        try:
+            conn.commit()
+        except Exception as exc:
+            raise _CommitFailed(exc) from exc
