@@ -104,7 +104,7 @@ class OperatorServices:
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not services.tokens.check(token.strip()):
             raise HotlineError("unauthorized", "a valid operator token is required "

@@ -62,6 +62,10 @@ class PeerSender:
         self._reseal_after_ms = reseal_after_ms
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Receipts up to this seq are verified; storing them runs while the next batch is
+        # already on its way, so the sender does not wait for its own bookkeeping.
+        self._acked_upto = 0
+        self._marking: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._wake.set()  # catch up with whatever the outbox holds from before a restart
@@ -71,6 +75,7 @@ class PeerSender:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._marking, return_exceptions=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -98,8 +103,9 @@ class PeerSender:
     async def _next_batch(self) -> list[Pending]:
         """The next envelopes to send, re-sealing those signed too long ago: a message that
         waited out a long outage must still pass the peer's clock-skew window."""
+        after = self._acked_upto
         batch = await self._db.read(lambda conn: outbox.pending(
-            conn, self.link.party, self._batch_size, self._batch_bytes))
+            conn, self.link.party, self._batch_size, self._batch_bytes, after))
         now = self._clock.now_ms()
         stale = [p for p in batch if now - p.sealed_at > self._reseal_after_ms]
         if not stale:
@@ -132,7 +138,8 @@ class PeerSender:
             self.health.unreachable_since = None
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
-                await self._db.write(lambda conn: outbox.mark_delivered(conn, delivered))
+                self._acked_upto = max(self._acked_upto, batch[len(delivered) - 1].seq)
+                self._store_receipts(delivered)
                 self.health.last_success_at = self._clock.now_ms()
             if error is not None:
                 self._failed(error, reachable=True)
@@ -142,6 +149,12 @@ class PeerSender:
             return True
         finally:
             self.health.in_flight = 0
+
+    def _store_receipts(self, delivered: list[tuple[str, bytes, int]]) -> None:
+        task = asyncio.create_task(
+            self._db.write(lambda conn: outbox.mark_delivered(conn, delivered)))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
 
     def _check_results(self, batch: list[Pending], results: list[object]
                        ) -> tuple[list[tuple[str, bytes, int]], str | None]:

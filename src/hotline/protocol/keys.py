@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -69,15 +70,16 @@ class PublicKeys:
     sign: Ed25519PublicKey
     enc: X25519PublicKey
 
-    @property
+    # Derived values are cached: they are read on every envelope and receipt.
+    @cached_property
     def sign_bytes(self) -> bytes:
         return _raw(self.sign)
 
-    @property
+    @cached_property
     def enc_bytes(self) -> bytes:
         return _raw(self.enc)
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         return key_id(self.sign_bytes)
 
@@ -116,7 +118,7 @@ class PartyKeys:
         return (self.sign.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
                 self.enc.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
 
-    @property
+    @cached_property
     def public(self) -> PublicKeys:
         return PublicKeys(self.sign.public_key(), self.enc.public_key())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, select, update
 
 from hotline.errors import LinkError
 from hotline.protocol.keys import PublicKeys
@@ -62,20 +62,24 @@ def accept_offer(conn: Connection, offer: LinkOffer, me: str, now_ms: int) -> bo
     return False
 
 
+# Hot statements are built once; SQLAlchemy then reuses their compiled form.
+_RESERVE = (update(links).where(links.c.party == bindparam("peer"))
+            .values(send_seq=links.c.send_seq + bindparam("n", type_=BigInteger))
+            .returning(links.c.send_seq))
+_RECV_NEXT = select(links.c.recv_next).where(links.c.party == bindparam("peer"))
+_SET_RECV_NEXT = (update(links).where(links.c.party == bindparam("peer"))
+                  .values(recv_next=bindparam("value")))
+
+
 def reserve_seqs(conn: Connection, peer: str, count: int) -> int:
     """Reserve ``count`` consecutive send sequence numbers; returns the first."""
-    result = conn.execute(
-        update(links).where(links.c.party == peer)
-        .values(send_seq=links.c.send_seq + count).returning(links.c.send_seq))
-    last = result.scalar_one()
+    last = conn.execute(_RESERVE, {"peer": peer, "n": count}).scalar_one()
     return int(last) - count + 1
 
 
 def recv_next(conn: Connection, peer: str) -> int:
-    value = (conn.execute(select(links.c.recv_next)
-                                .where(links.c.party == peer))).scalar_one()
-    return int(value)
+    return int(conn.execute(_RECV_NEXT, {"peer": peer}).scalar_one())
 
 
 def set_recv_next(conn: Connection, peer: str, value: int) -> None:
-    conn.execute(update(links).where(links.c.party == peer).values(recv_next=value))
+    conn.execute(_SET_RECV_NEXT, {"peer": peer, "value": value})

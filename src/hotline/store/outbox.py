@@ -30,13 +30,22 @@ def add(conn: Connection, rows: list[dict[str, object]]) -> None:
     conn.execute(outbox.insert(), rows)
 
 
-def pending(conn: Connection, peer: str, limit: int, max_bytes: int) -> list[Pending]:
-    """The oldest undelivered envelopes for ``peer``, in sequence order, within a byte budget."""
-    rows = conn.execute(
-        select(outbox.c.envelope_id, outbox.c.seq, outbox.c.type, outbox.c.payload,
-               outbox.c.envelope, outbox.c.sealed_at)
-        .where(outbox.c.peer == peer, outbox.c.delivered_at.is_(None))
-        .order_by(outbox.c.seq).limit(limit))
+# Hot statements are built once; SQLAlchemy then reuses their compiled form.
+_PENDING = (select(outbox.c.envelope_id, outbox.c.seq, outbox.c.type, outbox.c.payload,
+                   outbox.c.envelope, outbox.c.sealed_at)
+            .where(outbox.c.peer == bindparam("peer"), outbox.c.delivered_at.is_(None),
+                   outbox.c.seq > bindparam("after"))
+            .order_by(outbox.c.seq).limit(bindparam("limit")))
+_DELIVERED = (update(outbox).where(outbox.c.envelope_id == bindparam("eid"),
+                                   outbox.c.delivered_at.is_(None))
+              .values(delivered_at=bindparam("at"), receipt=bindparam("rcpt")))
+
+
+def pending(conn: Connection, peer: str, limit: int, max_bytes: int,
+            after_seq: int = 0) -> list[Pending]:
+    """The oldest undelivered envelopes for ``peer`` after ``after_seq``, in sequence
+    order, within a byte budget."""
+    rows = conn.execute(_PENDING, {"peer": peer, "limit": limit, "after": after_seq})
     out: list[Pending] = []
     size = 0
     for row in rows:
@@ -48,23 +57,19 @@ def pending(conn: Connection, peer: str, limit: int, max_bytes: int) -> list[Pen
     return out
 
 
-def resealed(conn: Connection, envelope_id: str, envelope: bytes,
-                   sealed_at: int) -> None:
+def resealed(conn: Connection, envelope_id: str, envelope: bytes, sealed_at: int) -> None:
     """Replace a waiting envelope with a fresh sealing of the same message."""
     conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
-                                            outbox.c.delivered_at.is_(None))
-                       .values(envelope=envelope, sealed_at=sealed_at))
+                                      outbox.c.delivered_at.is_(None))
+                 .values(envelope=envelope, sealed_at=sealed_at))
 
 
 def mark_delivered(conn: Connection, delivered: list[tuple[str, bytes, int]]) -> None:
     """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``."""
     if not delivered:
         return
-    conn.execute(
-        update(outbox).where(outbox.c.envelope_id == bindparam("eid"),
-                             outbox.c.delivered_at.is_(None))
-        .values(delivered_at=bindparam("at"), receipt=bindparam("rcpt")),
-        [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in delivered])
+    conn.execute(_DELIVERED,
+                 [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in delivered])
 
 
 def counts(conn: Connection) -> dict[str, OutboxCounts]:
