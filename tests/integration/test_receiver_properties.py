@@ -1,8 +1,9 @@
 """Property tests of the receiving state machine (verify -> persist -> release -> receipt).
 
 In-process, but on a real SQLite file migrated with Alembic and written through the real
-group-committing :class:`Writer`: every Hypothesis example gets a fresh database in its own
-temporary directory and its own event loop (``asyncio.run``), and tears both down again.
+group-committing writer thread of :class:`Database`: every Hypothesis example gets a fresh
+database in its own temporary directory and its own event loop (``asyncio.run``), and
+tears both down again.
 
 The properties (docs/protocol.md §4.3, §7, §8, §11):
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +33,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, event, func, select
 
 from hotline.errors import REPLAYED_ID, SEQUENCE_REUSED, SEQUENCE_TOO_FAR_AHEAD
 from hotline.federation.receiver import Outcome, Receiver
@@ -43,11 +44,11 @@ from hotline.protocol.offer import make_offer, parse_offer
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import inbound as inbound_store
 from hotline.store import links as link_store
+from hotline.store.database import Database
 from hotline.store.engine import create_engine, sqlite_url
 from hotline.store.inbound import Released
 from hotline.store.migrate import upgrade
 from hotline.store.schema import evidence, inbound
-from hotline.store.writer import Writer
 
 ME = "RU-GS"
 ME_KEYS = PartyKeys.generate()
@@ -57,6 +58,9 @@ START_MS = 1_700_000_000_000
 SKEW_MS = 300_000
 MAX_BYTES = 1024 * 1024
 BIG_WINDOW = 1024
+
+# How long a test waits for the writer thread before it fails (never hangs).
+DEADLINE = 10.0
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -122,7 +126,7 @@ class Sender:
 
 
 class Harness:
-    """A receiving node's store, writer, peer directory and receiver on a fresh SQLite file."""
+    """A receiving node's database, peer directory and receiver on a fresh SQLite file."""
 
     def __init__(self, parties: tuple[str, ...], window: int) -> None:
         self.parties = parties
@@ -133,9 +137,11 @@ class Harness:
         self.fatal: list[BaseException] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="hotline-props-")
         self.engine = create_engine(sqlite_url(Path(self._tmp.name) / "node.db"))
-        self.writer = Writer(self.engine, self.fatal.append)
-        self.peers = PeerDirectory(self.engine, self.clock)
-        self.receiver = Receiver(me=ME, keys=ME_KEYS, peers=self.peers, writer=self.writer,
+        self.commits: list[int] = []
+        event.listen(self.engine, "commit", lambda _conn: self.commits.append(1))
+        self.db = Database(self.engine, self.fatal.append)
+        self.peers = PeerDirectory(self.db, self.clock)
+        self.receiver = Receiver(me=ME, keys=ME_KEYS, peers=self.peers, db=self.db,
                                  clock=self.clock, skew_ms=SKEW_MS, max_envelope_bytes=MAX_BYTES,
                                  reorder_window=window, on_released=self._released)
 
@@ -144,17 +150,17 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         try:
-            await upgrade(self.engine)
-            self.writer.start()
+            upgrade(self.engine)
+            self.db.start()
             for party in self.parties:
                 raw = make_offer(party=party, name=f"{party} hotline", keys=PARTY_KEYS[party],
                                  endpoints=["http://127.0.0.1:7100"], at_ms=START_MS)
                 offer = parse_offer(raw)
 
-                async def accept(conn: AsyncConnection, offer: Any = offer) -> bool:
-                    return await link_store.accept_offer(conn, offer, ME, START_MS)
+                def accept(conn: Connection, offer: Any = offer) -> bool:
+                    return link_store.accept_offer(conn, offer, ME, START_MS)
 
-                assert await self.writer.write(accept) is True
+                assert await self.db.write(accept) is True
             await self.peers.reload()
         except BaseException:
             await self.close()
@@ -168,8 +174,7 @@ class Harness:
 
     async def close(self) -> None:
         try:
-            await self.writer.stop()
-            await self.engine.dispose()
+            await self.db.stop()  # also disposes the engine
         finally:
             self._tmp.cleanup()
 
@@ -178,26 +183,57 @@ class Harness:
         assert len(outcomes) == len(raws)
         return outcomes
 
+    async def accept_together(self, batches: list[list[bytes]]) -> list[list[Outcome]]:
+        """Accept several batches concurrently, their writes in ONE transaction.
+
+        The writer thread is held by a blocking work until every batch's write is queued,
+        so it takes them as one group commit, as concurrent requests can be."""
+        if len(batches) == 1:
+            return [await self.accept(batches[0])]
+        entered, release = threading.Event(), threading.Event()
+
+        def hold(conn: Connection) -> None:
+            entered.set()
+            if not release.wait(DEADLINE):
+                raise TimeoutError("the writer was never released")
+
+        holder = asyncio.create_task(self.db.write(hold))
+        try:
+            assert await asyncio.to_thread(entered.wait, DEADLINE), "the writer is stuck"
+            commits_before = len(self.commits)
+
+            async def release_writer() -> None:
+                # gather starts its tasks in order, and each accept() queues its write
+                # before it first waits, so every batch is queued once this runs.
+                release.set()
+
+            accepting = asyncio.gather(*(self.accept(b) for b in batches))
+            results, _ = await asyncio.gather(accepting, release_writer())
+        finally:
+            release.set()
+        await holder
+        # The holder's commit and at most one more: the batches shared a transaction.
+        assert len(self.commits) - commits_before <= 2, "the batches were not grouped"
+        return results
+
     async def released(self) -> list[Released]:
-        async with self.engine.connect() as conn:
-            return await inbound_store.released_after(conn, 0, 1000)
+        return await self.db.read(lambda conn: inbound_store.released_after(conn, 0, 1000))
 
     async def inbound_rows(self) -> list[Any]:
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(inbound).order_by(inbound.c.id))).all())
+        return await self.db.read(
+            lambda conn: list(conn.execute(select(inbound).order_by(inbound.c.id)).all()))
 
     async def evidence_rows(self) -> list[Any]:
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(evidence).order_by(evidence.c.id))).all())
+        return await self.db.read(
+            lambda conn: list(conn.execute(select(evidence).order_by(evidence.c.id)).all()))
 
     async def recv_next(self, party: str) -> int:
-        async with self.engine.connect() as conn:
-            return await link_store.recv_next(conn, party)
+        return await self.db.read(lambda conn: link_store.recv_next(conn, party))
 
     async def count_inbound(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(inbound)))
-                       .scalar_one())
+        return await self.db.read(
+            lambda conn: int(conn.execute(select(func.count()).select_from(inbound))
+                             .scalar_one()))
 
 
 def receipt_of(outcome: Outcome) -> bytes:
@@ -232,8 +268,8 @@ def assert_released_exactly(released: list[Released], sender: Sender, n: int) ->
 
 # One delivery: (sender index, seq, copy kind); copy kind 0 is the original sealing.
 Delivery = tuple[int, int, int]
-# Waves run one after another; the batches of one wave are accepted concurrently
-# (asyncio.gather), so the writer commits them together in one transaction.
+# Waves run one after another; the batches of one wave are accepted concurrently and
+# their writes are committed together in one transaction (Harness.accept_together).
 Schedule = list[list[list[Delivery]]]
 
 
@@ -270,7 +306,7 @@ async def run_schedule(h: Harness, waves: Schedule
     answers: dict[tuple[str, int], list[tuple[bytes, bool]]] = defaultdict(list)
     for wave in waves:
         raws = [[senders[i].copy(seq, kind) for i, seq, kind in batch] for batch in wave]
-        results = await asyncio.gather(*(h.accept(r) for r in raws))
+        results = await h.accept_together(raws)
         for batch, outcomes in zip(wave, results, strict=True):
             for (i, seq, _), outcome in zip(batch, outcomes, strict=True):
                 answers[(senders[i].party, seq)].append((receipt_of(outcome),

@@ -79,6 +79,8 @@ class Database:
             with self.engine.connect() as conn:
                 return work(conn)
 
+        if self._stopped:
+            raise WriterStopped("the store is stopped")
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     # -- writes -----------------------------------------------------------------------
@@ -108,36 +110,50 @@ class Database:
                 waiting.append(item)
         _settle([(i.future, False, WriterStopped("the store stopped before this write"))
                  for i in waiting])
-        self._readers.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._readers.shutdown)
         self.engine.dispose()
 
     def _run(self) -> None:
-        with self.engine.connect() as conn:
-            while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                while len(batch) < MAX_BATCH and not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is _STOP:
-                        self._queue.put(_STOP)
-                        break
-                    batch.append(item)
-                items = [i for i in batch if isinstance(i, _Item)]
-                self._in_progress = items
-                try:
-                    outcomes = self._run_batch(conn, items)
-                except Exception as exc:  # _CommitFailed, or a failure outside any work
-                    cause = exc.cause if isinstance(exc, _CommitFailed) else exc
-                    self._stopped = True
-                    self._resolve(items, [(i.future, False, WriterStopped("commit failed"))
-                                          for i in items])
-                    log.critical("commit failed; stopping the node: %s", cause)
-                    self._on_fatal(cause)
-                    return
-                self._resolve(items, outcomes)
-                self._in_progress = []
+        try:
+            with self.engine.connect() as conn:
+                self._serve(conn)
+        except BaseException as exc:  # no connection, or a failure outside any work
+            self._fail(exc)
+
+    def _serve(self, conn: Connection) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+            items = [i for i in batch if isinstance(i, _Item)]
+            self._in_progress = items
+            try:
+                outcomes = self._run_batch(conn, items)
+            except _CommitFailed as exc:
+                self._fail(exc.cause)
+                return
+            self._resolve(items, outcomes)
+            self._in_progress = []
+
+    def _fail(self, cause: BaseException) -> None:
+        """The database is unusable: answer everyone, then stop the node."""
+        self._stopped = True
+        waiting = list(self._in_progress)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Item):
+                waiting.append(item)
+        self._resolve(waiting, [(i.future, False, WriterStopped(f"database failure: {cause}"))
+                                for i in waiting])
+        log.critical("database failure; stopping the node: %s", cause)
+        self._on_fatal(cause)
 
     @staticmethod
     def _resolve(items: list[_Item], outcomes: list[tuple[asyncio.Future[Any], bool, Any]]
