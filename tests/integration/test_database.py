@@ -271,10 +271,11 @@ async def test_writes_in_flight_or_queued_at_stop_are_answered(store: Store) -> 
 
 
 async def test_a_writer_that_cannot_connect_answers_and_reports_fatal(tmp_path: Path) -> None:
-    fatal: list[BaseException] = []
-    db = Database(create_engine(sqlite_url(tmp_path / "missing-dir" / "x.db")), fatal.append)
+    reported = threading.Event()
+    db = Database(create_engine(sqlite_url(tmp_path / "missing-dir" / "x.db")),
+                  lambda _exc: reported.set())
     db.start()
     with pytest.raises(WriterStopped):
         await asyncio.wait_for(db.write(lambda conn: 1), 5)
-    assert fatal
+    assert await asyncio.to_thread(reported.wait, 5)  # reported right after answering
     await db.stop()
