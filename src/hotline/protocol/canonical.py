@@ -20,6 +20,11 @@ MAX_DEPTH = 8
 JSONValue = Any
 
 
+# One encoder for the process: json.dumps with options builds a new one on every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
 def _check_value(value: JSONValue, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise rejected(MALFORMED, f"value nested deeper than {MAX_DEPTH} levels")
@@ -51,9 +56,7 @@ def encode(value: JSONValue) -> bytes:
     """Encode ``value`` canonically; raises ``malformed-envelope`` on what has no encoding."""
     _check_value(value)
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
-        return text.encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except (ValueError, UnicodeEncodeError) as exc:
         raise rejected(MALFORMED, f"no canonical encoding: {exc}") from None
 
