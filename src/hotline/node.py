@@ -37,6 +37,7 @@ from hotline.store.database import Database
 from hotline.store.engine import create_engine
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
+from hotline.store.outbox import Pending
 
 log = logging.getLogger("hotline.node")
 
@@ -86,10 +87,10 @@ class Node:
         self._poller: asyncio.Task[None] | None = None
 
     # -- senders -----------------------------------------------------------------------
-    def _wake_sender(self, party: str) -> None:
+    def _wake_sender(self, party: str, fresh: list[Pending]) -> None:
         sender = self.senders.get(party)
         if sender is not None:
-            sender.wake()
+            sender.offer(fresh)
 
     def _sync_senders(self, links: list[Link]) -> None:
         d = self.config.delivery

@@ -55,7 +55,7 @@ def check_text(text: str) -> str:
 
 class Messenger:
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
-                 clock: Clock, on_enqueued: Callable[[str], None]) -> None:
+                 clock: Clock, on_enqueued: Callable[[str, list[Pending]], None]) -> None:
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -87,11 +87,12 @@ class Messenger:
         for payload in payloads:
             canonical.encode(payload)  # refuse what has no canonical form before any write
 
-        def work(conn: Connection) -> list[Accepted]:
+        def work(conn: Connection) -> tuple[list[Accepted], list[Pending]]:
             first = link_store.reserve_seqs(conn, peer, len(payloads))
             now = self._clock.now_ms()
             rows: list[dict[str, object]] = []
             accepted: list[Accepted] = []
+            fresh: list[Pending] = []
             for offset, payload in enumerate(payloads):
                 header = Header(id=new_envelope_id(), sender=self._me, recipient=peer,
                                 kid=self._keys.public.key_id, seq=first + offset, ts=now,
@@ -101,11 +102,13 @@ class Messenger:
                              "envelope": seal(header, payload, self._keys, link.keys),
                              "created_at": now, "sealed_at": now})
                 accepted.append(Accepted(header.id, peer, header.seq, now))
+                fresh.append(Pending(header.id, header.seq, type_, str(rows[-1]["payload"]),
+                                     rows[-1]["envelope"], now))  # type: ignore[arg-type]
             outbox.add(conn, rows)
-            return accepted
+            return accepted, fresh
 
-        accepted = await self._db.write(work)
-        self._on_enqueued(peer)
+        accepted, fresh = await self._db.write(work)
+        self._on_enqueued(peer, fresh)
         return accepted
 
     def reseal(self, link: Link, pending: Pending) -> tuple[bytes, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -44,6 +45,7 @@ class PeerHealth:
 
 
 Reseal = Callable[[Link, Pending], tuple[bytes, int]]
+FRESH_LIMIT = 10_000
 
 class PeerSender:
     def __init__(self, *, me: str, link: Link, db: Database,
@@ -66,6 +68,11 @@ class PeerSender:
         # already on its way, so the sender does not wait for its own bookkeeping.
         self._acked_upto = 0
         self._marking: set[asyncio.Task[None]] = set()
+        # Envelopes just committed by this process, handed over in memory so the steady
+        # state needs no outbox read per batch. The outbox stays the truth: whenever this
+        # buffer does not continue exactly where the receipts end (start-up, overflow,
+        # a failure), the sender catches up from the database.
+        self._fresh: deque[Pending] = deque()
 
     def start(self) -> None:
         self._wake.set()  # catch up with whatever the outbox holds from before a restart
@@ -79,6 +86,30 @@ class PeerSender:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def offer(self, fresh: list[Pending]) -> None:
+        """Envelopes committed to the outbox just now, in sequence order."""
+        if len(self._fresh) + len(fresh) <= FRESH_LIMIT:
+            self._fresh.extend(fresh)
+        else:
+            self._fresh.clear()  # the database has them all; catch up from there
+        self._wake.set()
+
+    def _from_memory(self) -> list[Pending] | None:
+        """The next batch from the buffer, or None if the buffer cannot be trusted to
+        continue right after the last verified receipt."""
+        while self._fresh and self._fresh[0].seq <= self._acked_upto:
+            self._fresh.popleft()
+        if not self._fresh or self._fresh[0].seq != self._acked_upto + 1:
+            return None
+        batch: list[Pending] = []
+        size = 0
+        for item in self._fresh:
+            size += len(item.envelope) + 1
+            if len(batch) >= self._batch_size or (batch and size > self._batch_bytes):
+                break
+            batch.append(item)
+        return batch
 
     async def _run(self) -> None:
         while True:
@@ -104,8 +135,10 @@ class PeerSender:
         """The next envelopes to send, re-sealing those signed too long ago: a message that
         waited out a long outage must still pass the peer's clock-skew window."""
         after = self._acked_upto
-        batch = await self._db.read(lambda conn: outbox.pending(
-            conn, self.link.party, self._batch_size, self._batch_bytes, after))
+        batch = self._from_memory()
+        if batch is None:
+            batch = await self._db.read(lambda conn: outbox.pending(
+                conn, self.link.party, self._batch_size, self._batch_bytes, after))
         now = self._clock.now_ms()
         stale = [p for p in batch if now - p.sealed_at > self._reseal_after_ms]
         if not stale:
