@@ -63,30 +63,12 @@ class InboxResponse(BaseModel):
     next_cursor: int
 
 
-class PeerStatusModel(BaseModel):
-    party: str
-    name: str
-    endpoints: list[str]
-    queued: int
-    in_flight: int
-    delivered: int
-    received: int
-    last_receipt_at: str | None
-    last_received_at: str | None
-    last_error: str | None
-    last_error_at: str | None
-    unreachable_since: str | None
-    unreachable_for_seconds: float | None
-    next_attempt_at: str | None
-    state: str
-
-
 class StatusResponse(BaseModel):
     party: str
     name: str
     key_id: str
     listen: str
-    peers: list[PeerStatusModel]
+    peers: list[PeerStatus]
 
 
 @dataclass(frozen=True)
@@ -154,7 +136,6 @@ def operator_router(services: OperatorServices) -> APIRouter:
         peers = await services.status()
         return StatusResponse(party=services.party, name=services.name,
                               key_id=services.key_id, listen=services.listen,
-                              peers=[PeerStatusModel.model_validate(p, from_attributes=True)
-                                     for p in peers])
+                              peers=peers)
 
     return router
