@@ -106,8 +106,9 @@ class PeerSender:
         size = 0
         for item in self._fresh:
             size += len(item.envelope) + 1
-            if len(batch) >= self._batch_size or (batch and size > self._batch_bytes):
-                break
+            if item.seq != self._acked_upto + 1 + len(batch) or len(batch) >= self._batch_size \
+                    or (batch and size > self._batch_bytes):
+                break  # only an unbroken run of sequence numbers goes out from memory
             batch.append(item)
         return batch
 
@@ -151,8 +152,14 @@ class PeerSender:
 
         await self._db.write(store)
         log.info("re-sealed %d waiting envelope(s) for %s", len(fresh), self.link.party)
-        return [replace(p, envelope=fresh[p.envelope_id][0], sealed_at=fresh[p.envelope_id][1])
-                if p.envelope_id in fresh else p for p in batch]
+
+        def renewed(p: Pending) -> Pending:
+            if p.envelope_id not in fresh:
+                return p
+            return replace(p, envelope=fresh[p.envelope_id][0], sealed_at=fresh[p.envelope_id][1])
+
+        self._fresh = deque(renewed(p) for p in self._fresh)
+        return [renewed(p) for p in batch]
 
     async def _push(self, batch: list[Pending]) -> bool:
         """Send one batch; True if every envelope in it now has a verified receipt."""
