@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -171,9 +170,6 @@ def open_node(node_dir: Path, passphrase: str) -> Node:
 def serve(node_dir: Path, passphrase: str, log_level: str = "info") -> None:
     """Run the node until SIGINT/SIGTERM; all state is in the database, so a restart
     resumes where this one stopped."""
-    # Hand the GIL between the event loop and the database threads every 0.5 ms instead
-    # of 5 ms: each message crosses threads several times and would otherwise wait.
-    sys.setswitchinterval(0.0005)
     node = open_node(node_dir, passphrase)
     server = uvicorn.Server(uvicorn.Config(
         node.app(), host=node.config.host, port=node.config.port, log_level=log_level,
