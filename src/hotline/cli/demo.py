@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ NOTIFICATION = ("INCIDENT NOTIFICATION from ops-do@PL-GS: explosion at Przewodó
 START_TIMEOUT = 30.0
 CHECK_TIMEOUT = 30.0
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _passphrase(base: Path) -> str:
@@ -155,8 +156,16 @@ def _check_links(base: Path) -> bool:
     return ok
 
 
+def _command() -> str:
+    """How the user can run ``hotline`` from another terminal (the venv may not be on PATH)."""
+    if shutil.which("hotline"):
+        return "hotline"
+    return str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0] else "hotline"
+
+
 def _print_nodes(base: Path, passphrase: str) -> None:
-    table = Table("party", "listens on", "node directory")
+    table = Table("party", "listens on")
+    table.add_column("node directory", overflow="fold")
     for p in PARTIES:
         config = load_config(base / p.key)
         table.add_row(f"{p.party} ({p.name})", f"http://{config.listen}", str(base / p.key))
@@ -164,10 +173,11 @@ def _print_nodes(base: Path, passphrase: str) -> None:
     console.print("Links: US-RU, US-UA, US-PL, PL-UA (no RU-PL link).")
     console.print(f"Demo passphrase (demo only): {passphrase}  — in {base / 'demo-passphrase'}")
     console.print("Try, in another terminal:")
-    console.print(f"  hotline send  --dir {base / 'us'} RU-GS 'NMCC calling the Chief of the "
+    cmd = _command()
+    console.print(f"  {cmd} send  --dir {base / 'us'} RU-GS 'NMCC calling the Chief of the "
                   "General Staff'")
-    console.print(f"  hotline inbox --dir {base / 'ru'}")
-    console.print(f"  hotline status --dir {base / 'us'}")
+    console.print(f"  {cmd} inbox --dir {base / 'ru'}")
+    console.print(f"  {cmd} status --dir {base / 'us'}")
     console.print(f"  operator API docs: http://{load_config(base / 'us').listen}/api/v1/docs "
                   f"(token in {base / 'us' / 'operator.token'})")
 
