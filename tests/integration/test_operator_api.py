@@ -146,3 +146,27 @@ def test_event_stream_shows_incoming_messages_live_and_resumes(make_node: MakeNo
     wait_until(lambda: resumed.events, 30, what="catch-up event")
     resumed.close()
     assert [e["text"] for e in resumed.events] == ["third, while nobody listened"]
+
+
+def test_a_repeated_request_with_an_idempotency_key_sends_nothing_twice(
+        make_sqlite_node: MakeNode) -> None:
+    a, b = make_sqlite_node("AA-ONE"), make_sqlite_node("BB-TWO")
+    link(a, b)
+    a.start()
+    body = {"to": "BB-TWO", "texts": ["one", "two"]}
+    key = {"idempotency-key": "op-7f3a-0001"}
+    first = a.api("POST", "/api/v1/messages", json=body, headers=key)
+    again = a.api("POST", "/api/v1/messages", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert a.query("SELECT COUNT(*) AS n FROM outbox")[0].n == 2
+    other = a.api("POST", "/api/v1/messages", json={"to": "BB-TWO", "text": "three"},
+                  headers=key)
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency-key-reused"
+    bad = a.api("POST", "/api/v1/messages", json=body, headers={"idempotency-key": "x" * 101})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "bad-idempotency-key"
+    assert a.query("SELECT COUNT(*) AS n FROM outbox")[0].n == 2
+    fresh = a.api("POST", "/api/v1/messages", json=body, headers={"idempotency-key": "k2"})
+    assert [m["seq"] for m in fresh.json()["messages"]] == [3, 4]

@@ -97,10 +97,13 @@ def operator_router(services: OperatorServices) -> APIRouter:
                        tags=["operator"])
 
     @router.post("/messages", status_code=201, response_model=SendResponse)
-    async def send_messages(body: SendRequest) -> SendResponse:
+    async def send_messages(body: SendRequest, idempotency_key: Annotated[
+            str | None, Header(description="Repeat a request safely: the same key and body "
+                                           "answer what was first accepted, sending nothing "
+                                           "again.")] = None) -> SendResponse:
         """Enqueue messages to a linked party; answers once they are durable in the outbox."""
         texts = body.texts if body.texts is not None else [body.text or ""]
-        accepted = await services.messenger.send_texts(body.to, texts)
+        accepted = await services.messenger.send_texts(body.to, texts, idempotency_key)
         return SendResponse(messages=[AcceptedMessage(id=a.envelope_id, to=a.peer, seq=a.seq,
                                                       created_at=iso(a.created_at))
                                       for a in accepted])

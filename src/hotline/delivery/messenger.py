@@ -7,9 +7,10 @@ can never leave a gap or a reused number.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,13 +22,14 @@ from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys
 from hotline.store import links as link_store
-from hotline.store import outbox
+from hotline.store import outbox, requests
 from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
 
 MAX_TEXT_CHARS = 64 * 1024
 MAX_MESSAGES_PER_REQUEST = 10_000
+MAX_KEY_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,16 @@ class Accepted:
     peer: str
     seq: int
     created_at: int
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_CHARS or not key.isascii() or not key.isprintable():
+        raise HotlineError("bad-idempotency-key",
+                           f"an idempotency key is 1 to {MAX_KEY_CHARS} printable ASCII "
+                           "characters")
+    return key
 
 
 def check_text(text: str) -> str:
@@ -63,8 +75,13 @@ class Messenger:
         self._clock = clock
         self._on_enqueued = on_enqueued
 
-    async def send_texts(self, peer: str, texts: list[str]) -> list[Accepted]:
-        """Enqueue ``texts`` to ``peer`` as messages, all in one transaction, in order."""
+    async def send_texts(self, peer: str, texts: list[str],
+                         idempotency_key: str | None = None) -> list[Accepted]:
+        """Enqueue ``texts`` to ``peer`` as messages, all in one transaction, in order.
+
+        With an ``idempotency_key``, a repeat of the same request answers what the first
+        one accepted and sends nothing; the same key for a different request is refused.
+        """
         if not texts:
             raise HotlineError("empty-message", "no messages to send")
         if len(texts) > MAX_MESSAGES_PER_REQUEST:
@@ -72,9 +89,10 @@ class Messenger:
                                f"{len(texts)} messages in one request; the limit is "
                                f"{MAX_MESSAGES_PER_REQUEST}")
         payloads = [{"text": check_text(t)} for t in texts]
-        return await self.send(peer, "message", payloads)
+        return await self.send(peer, "message", payloads, idempotency_key)
 
-    async def send(self, peer: str, type_: str, payloads: list[dict[str, Any]]) -> list[Accepted]:
+    async def send(self, peer: str, type_: str, payloads: list[dict[str, Any]],
+                   idempotency_key: str | None = None) -> list[Accepted]:
         link = self._peers.get(peer)
         if link is None:
             await self._peers.maybe_reload()
@@ -86,10 +104,21 @@ class Messenger:
                             status=404)
         for payload in payloads:
             canonical.encode(payload)  # refuse what has no canonical form before any write
+        key = check_idempotency_key(idempotency_key)
+        fingerprint = hashlib.sha256(canonical.encode(
+            {"to": peer, "type": type_, "payloads": payloads})).hexdigest()
 
         def work(conn: Connection) -> tuple[list[Accepted], list[Pending]]:
-            first = link_store.reserve_seqs(conn, peer, len(payloads))
             now = self._clock.now_ms()
+            if key is not None:
+                earlier = requests.find(conn, key)
+                if earlier is not None:
+                    if earlier.fingerprint != fingerprint:
+                        raise HotlineError("idempotency-key-reused",
+                                           f"idempotency key {key!r} was used for a different "
+                                           "request; nothing was sent", status=409)
+                    return [Accepted(**a) for a in json.loads(earlier.response)], []
+            first = link_store.reserve_seqs(conn, peer, len(payloads))
             rows: list[dict[str, object]] = []
             accepted: list[Accepted] = []
             fresh: list[Pending] = []
@@ -105,10 +134,14 @@ class Messenger:
                 fresh.append(Pending(header.id, header.seq, type_, str(rows[-1]["payload"]),
                                      rows[-1]["envelope"], now))  # type: ignore[arg-type]
             outbox.add(conn, rows)
+            if key is not None:
+                requests.remember(conn, key, fingerprint,
+                                  json.dumps([asdict(a) for a in accepted]), now)
             return accepted, fresh
 
         accepted, fresh = await self._db.write(work)
-        self._on_enqueued(peer, fresh)
+        if fresh:
+            self._on_enqueued(peer, fresh)
         return accepted
 
     def reseal(self, link: Link, pending: Pending) -> tuple[bytes, int]:

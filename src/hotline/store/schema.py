@@ -68,6 +68,14 @@ inbound = Table(
     Index("ix_inbound_release", "release_no"),
 )
 
+operator_requests = Table(
+    "operator_requests", metadata,
+    Column("key", String(100), primary_key=True),        # the client's Idempotency-Key
+    Column("fingerprint", String(64), nullable=False),   # SHA-256 of what was asked
+    Column("response", Text, nullable=False),            # JSON of what was accepted
+    Column("created_at", BigInteger, nullable=False),
+)
+
 evidence = Table(
     "evidence", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

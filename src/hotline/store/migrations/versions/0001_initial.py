@@ -1,4 +1,4 @@
-"""Initial schema: links, outbox, inbound, evidence.
+"""Initial schema: links, outbox, inbound, operator_requests, evidence.
 
 Revision ID: 0001
 Revises:
@@ -61,6 +61,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_inbound_release", "inbound", ["release_no"])
     op.create_table(
+        "operator_requests",
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("response", sa.Text, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "evidence",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("peer", sa.String(32), nullable=False),
@@ -74,6 +81,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("evidence")
+    op.drop_table("operator_requests")
     op.drop_table("inbound")
     op.drop_table("outbox")
     op.drop_table("links")
