@@ -115,7 +115,7 @@ class Receiver:
             return open_now()
 
     def _persist(self, conn: Connection, opened: list[tuple[int, Envelope]]
-                       ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
+                 ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
         """The stateful checks and inserts of one batch: a handful of queries per sender,
         not per envelope, because this runs inside the node's single writer."""
         now = self._clock.now_ms()
@@ -130,9 +130,8 @@ class Receiver:
             released.extend(inbound.release(conn, peer, now))
         return results, released
 
-    def _persist_from(self, conn: Connection, peer: str,
-                            items: list[tuple[int, Envelope]], now: int
-                            ) -> dict[int, _Stored | EnvelopeRejected]:
+    def _persist_from(self, conn: Connection, peer: str, items: list[tuple[int, Envelope]],
+                      now: int) -> dict[int, _Stored | EnvelopeRejected]:
         known_ids = inbound.by_ids(conn, peer, [env.header.id for _, env in items])
         known_seqs = inbound.by_seqs(conn, peer, [env.header.seq for _, env in items])
         next_seq = link_store.recv_next(conn, peer)

@@ -44,14 +44,14 @@ class Released:
 def by_ids(conn: Connection, peer: str, ids: list[str]) -> dict[str, Stored]:
     """Stored envelopes of ``peer`` among ``ids``, in one query."""
     rows = conn.execute(select(*_STORED).where(inbound.c.peer == peer,
-                                                     inbound.c.envelope_id.in_(ids)))
+                                               inbound.c.envelope_id.in_(ids)))
     return {r.envelope_id: _stored(r) for r in rows}
 
 
 def by_seqs(conn: Connection, peer: str, seqs: list[int]) -> dict[int, Stored]:
     """Stored envelopes of ``peer`` among sequence numbers ``seqs``, in one query."""
     rows = conn.execute(select(*_STORED).where(inbound.c.peer == peer,
-                                                     inbound.c.seq.in_(seqs)))
+                                               inbound.c.seq.in_(seqs)))
     return {int(r.seq): _stored(r) for r in rows}
 
 
@@ -80,14 +80,14 @@ def release(conn: Connection, peer: str, now_ms: int) -> list[Released]:
         next_seq += 1
     if not ids:
         return []
-    last_no = (conn.execute(select(func.max(inbound.c.release_no)))).scalar() or 0
+    last_no = conn.execute(select(func.max(inbound.c.release_no))).scalar() or 0
     conn.execute(
         update(inbound).where(inbound.c.id == bindparam("row_id"))
         .values(release_no=bindparam("no"), released_at=now_ms),
         [{"row_id": row_id, "no": last_no + offset} for offset, row_id in enumerate(ids, 1)])
     link_store.set_recv_next(conn, peer, next_seq)
     rows = conn.execute(select(inbound).where(inbound.c.id.in_(ids))
-                              .order_by(inbound.c.release_no))
+                        .order_by(inbound.c.release_no))
     return [_released(r) for r in rows]
 
 
@@ -100,13 +100,13 @@ def _released(r: object) -> Released:
 
 def released_after(conn: Connection, after: int, limit: int) -> list[Released]:
     rows = conn.execute(select(inbound).where(inbound.c.release_no > after)
-                              .order_by(inbound.c.release_no).limit(limit))
+                        .order_by(inbound.c.release_no).limit(limit))
     return [_released(r) for r in rows]
 
 
 def count(conn: Connection) -> dict[str, tuple[int, int | None]]:
     """Per peer: envelopes received and the time of the last one."""
     rows = conn.execute(select(inbound.c.peer, func.count().label("n"),
-                                     func.max(inbound.c.received_at).label("last"))
-                              .group_by(inbound.c.peer))
+                               func.max(inbound.c.received_at).label("last"))
+                        .group_by(inbound.c.peer))
     return {r.peer: (int(r.n), r.last) for r in rows}

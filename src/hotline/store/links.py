@@ -46,7 +46,7 @@ def accept_offer(conn: Connection, offer: LinkOffer, me: str, now_ms: int) -> bo
         raise LinkError("self-link", f"this offer is from {me}, this node's own party",
                         hint="accept the peer's offer, not your own")
     sign, enc = b64e(offer.keys.sign_bytes), b64e(offer.keys.enc_bytes)
-    existing = (conn.execute(select(links).where(links.c.party == offer.party))).first()
+    existing = conn.execute(select(links).where(links.c.party == offer.party)).first()
     values = {"name": offer.name, "endpoints": json.dumps(list(offer.endpoints)),
               "offer": offer.raw.decode()}
     if existing is None:
