@@ -91,6 +91,8 @@ class Database:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Item(work, future, loop))
+        if self._stopped:  # raced with a stop or a failure that may have drained already
+            self._answer_leftovers([], WriterStopped("the store is not accepting writes"))
         return await future
 
     def start(self) -> None:
@@ -103,13 +105,8 @@ class Database:
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
             self._thread = None
-        waiting: list[_Item] = list(self._in_progress)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Item):
-                waiting.append(item)
-        _settle([(i.future, False, WriterStopped("the store stopped before this write"))
-                 for i in waiting])
+        self._answer_leftovers(list(self._in_progress),
+                               WriterStopped("the store stopped before this write"))
         await asyncio.get_running_loop().run_in_executor(None, self._readers.shutdown)
         self.engine.dispose()
 
@@ -145,15 +142,25 @@ class Database:
     def _fail(self, cause: BaseException) -> None:
         """The database is unusable: answer everyone, then stop the node."""
         self._stopped = True
-        waiting = list(self._in_progress)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Item):
-                waiting.append(item)
-        self._resolve(waiting, [(i.future, False, WriterStopped(f"database failure: {cause}"))
-                                for i in waiting])
+        self._answer_leftovers(list(self._in_progress),
+                               WriterStopped(f"database failure: {cause}"))
         log.critical("database failure; stopping the node: %s", cause)
         self._on_fatal(cause)
+
+    def _answer_leftovers(self, items: list[_Item], error: WriterStopped) -> None:
+        """Fail ``items`` and everything still queued (safe from any thread; a future
+        already answered is left alone). A stop request found in the queue is put back
+        for the writer thread."""
+        saw_stop = False
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is _STOP:
+                saw_stop = True
+            elif isinstance(item, _Item):
+                items.append(item)
+        if saw_stop:
+            self._queue.put(_STOP)
+        self._resolve(items, [(i.future, False, error) for i in items])
 
     @staticmethod
     def _resolve(items: list[_Item], outcomes: list[tuple[asyncio.Future[Any], bool, Any]]
