@@ -22,7 +22,7 @@ from hotline.nodedir.config import (
     load_config,
     write_config,
 )
-from hotline.nodedir.keystore import read_public, unlock, write_keystore
+from hotline.nodedir.keystore import unlock, write_keystore
 from hotline.nodedir.token import write_token
 from hotline.protocol.keys import PartyKeys, safety_number
 from hotline.protocol.offer import LinkOffer, make_offer, parse_offer
@@ -82,12 +82,6 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
         raise
     pub = keys.public
     return Created(config, pub.key_id, safety_number(party, pub.sign_bytes, pub.enc_bytes), token)
-
-
-def own_safety_number(node_dir: Path) -> str:
-    config = load_config(node_dir)
-    pub = read_public(node_dir / KEYSTORE_NAME)
-    return safety_number(config.party, pub.sign_bytes, pub.enc_bytes)
 
 
 def make_link_offer(node_dir: Path, passphrase: str) -> tuple[bytes, str]:

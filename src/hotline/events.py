@@ -51,7 +51,3 @@ class Broadcaster(Generic[T]):
             yield sub
         finally:
             self._subs.discard(sub)
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subs)

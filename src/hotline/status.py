@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from hotline.clock import Clock
 from hotline.delivery.sender import PeerHealth
@@ -59,7 +58,3 @@ async def line_status(db: Database, peers: PeerDirectory,
             else round((now - h.unreachable_since) / 1000, 1),
             next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h)))
     return out
-
-
-def as_dicts(statuses: list[PeerStatus]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in statuses]
