@@ -86,3 +86,134 @@ evidence = Table(
     Column("other_envelope", LargeBinary, nullable=True),
     Column("at", BigInteger, nullable=False),
 )
+
+# -- calls to roles (migration 0002) ---------------------------------------------------
+
+directory_versions = Table(
+    "directory_versions", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),       # SHA-256 of the canonical body
+    Column("body", Text, nullable=False),               # canonical JSON of the directory
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+presence = Table(
+    "presence", metadata,
+    Column("operator", String(32), primary_key=True),
+    Column("last_seen", BigInteger, nullable=False),
+)
+
+peer_desks = Table(
+    "peer_desks", metadata,
+    Column("party", String(32), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("titles", Text, nullable=False),             # JSON {lang: title}
+    Column("staffed", Integer, nullable=False),         # 0/1, as the peer last said
+    Column("callers", Text, nullable=False),            # JSON list of our roles it accepts
+    Column("updated_at", BigInteger, nullable=False),   # the peer's time of the report
+)
+
+calls = Table(
+    "calls", metadata,
+    Column("id", String(32), primary_key=True),         # chosen by the caller; same on both
+    Column("direction", String(3), nullable=False),     # "out" (we call) | "in"
+    Column("peer", String(32), nullable=False),
+    Column("caller_role", String(32), nullable=False),
+    Column("callee_role", String(32), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("step", Integer, nullable=True),             # the step ringing now (callee side)
+    Column("chain", Text, nullable=True),               # frozen chain, JSON (callee side)
+    Column("next_ring", Integer, nullable=False, server_default="0"),
+    Column("placed_at", BigInteger, nullable=False),    # the caller's time
+    Column("started_at", BigInteger, nullable=True),    # escalation start (callee side)
+    Column("deliver_by", BigInteger, nullable=True),    # undeliverable deadline (caller)
+    Column("expires_at", BigInteger, nullable=True),    # link policy "expire" (both)
+    Column("parent_id", String(32), nullable=True),     # the call this one falls back from
+    Column("envelope_id", String(32), nullable=True),   # our call.place envelope (caller)
+    Column("statements", Integer, nullable=False, server_default="0"),  # our last signed n
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_calls_state", "state"),
+)
+
+call_events = Table(
+    "call_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False),
+    Column("signer", String(32), nullable=False),       # the party whose statement it is
+    Column("n", Integer, nullable=False),               # the signer's statement number
+    Column("state", String(16), nullable=False),
+    Column("statement", Text, nullable=False),          # signed canonical JSON
+    Column("verified", Integer, nullable=False),        # 0/1: signature checked on arrival
+    Column("at", BigInteger, nullable=False),           # the signer's time
+    UniqueConstraint("call_id", "signer", "n", name="uq_call_events_statement"),
+)
+
+timers = Table(
+    "timers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(100), nullable=False, unique=True),  # idempotency key
+    Column("kind", String(16), nullable=False),         # "escalate" | "deliver"
+    Column("call_id", String(32), nullable=False),
+    Column("due_at", BigInteger, nullable=False),       # wall-clock ms
+    Column("fired_at", BigInteger, nullable=True),
+    Column("outcome", String(16), nullable=True),       # "fired" | "void" (call had ended)
+    Index("ix_timers_due", "fired_at", "due_at"),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(120), nullable=False, unique=True),
+    Column("channel", String(32), nullable=False),
+    Column("alert", Text, nullable=False),              # JSON of the alert
+    Column("created_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("failed_at", BigInteger, nullable=True),     # permanent failure
+    Column("last_error", Text, nullable=True),
+    Index("ix_notifications_pending", "delivered_at", "failed_at", "next_at"),
+)
+
+journal = Table(
+    "journal", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the event stream cursor
+    Column("kind", String(32), nullable=False),         # "call" | "conversation" | ...
+    Column("subject", String(32), nullable=False),      # call or conversation id
+    Column("body", Text, nullable=False),               # JSON, as streamed
+    Column("at", BigInteger, nullable=False),
+)
+
+conversations = Table(
+    "conversations", metadata,
+    Column("id", String(32), primary_key=True),         # the call id that opened it
+    Column("topic", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("members", Text, nullable=False),            # JSON list of party ids
+)
+
+conversation_messages = Table(
+    "conversation_messages", metadata,
+    Column("id", String(32), primary_key=True),         # chosen by the author's node
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("party", String(32), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("operator", String(32), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("sent_at", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=True),   # null for our own
+    Index("ix_conversation_messages_conv", "conversation_id", "sent_at"),
+)
+
+message_receipts = Table(
+    "message_receipts", metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("party", String(32), primary_key=True),      # the party that gave the receipt
+    Column("kind", String(16), primary_key=True),       # delivered | read | acknowledged
+    Column("operator", String(32), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("statement", Text, nullable=False),          # signed canonical JSON
+    Column("verified", Integer, nullable=False),
+)
