@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hotline.clock import Clock
-from hotline.errors import HotlineError, LinkError
+from hotline.delivery.outbound import Outbound, no_link
+from hotline.errors import HotlineError
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
-from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.envelope import Header, seal
 from hotline.protocol.keys import PartyKeys
-from hotline.store import links as link_store
-from hotline.store import outbox, requests
+from hotline.store import requests
 from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
@@ -74,6 +74,7 @@ class Messenger:
         self._db = db
         self._clock = clock
         self._on_enqueued = on_enqueued
+        self._outbound = Outbound(me=me, keys=keys, peers=peers)
 
     async def send_texts(self, peer: str, texts: list[str],
                          idempotency_key: str | None = None) -> list[Accepted]:
@@ -93,15 +94,10 @@ class Messenger:
 
     async def send(self, peer: str, type_: str, payloads: list[dict[str, Any]],
                    idempotency_key: str | None = None) -> list[Accepted]:
-        link = self._peers.get(peer)
-        if link is None:
+        if self._peers.get(peer) is None:
             await self._peers.maybe_reload()
-            link = self._peers.get(peer)
-        if link is None:
-            raise LinkError("no-link", f"there is no link with {peer}; nothing was sent",
-                            hint="exchange offers with `hotline link offer` / "
-                                 "`hotline link accept`, or check the party id",
-                            status=404)
+        if self._peers.get(peer) is None:
+            raise no_link(peer)
         for payload in payloads:
             canonical.encode(payload)  # refuse what has no canonical form before any write
         key = check_idempotency_key(idempotency_key)
@@ -118,22 +114,8 @@ class Messenger:
                                            f"idempotency key {key!r} was used for a different "
                                            "request; nothing was sent", status=409)
                     return [Accepted(**a) for a in json.loads(earlier.response)], []
-            first = link_store.reserve_seqs(conn, peer, len(payloads))
-            rows: list[dict[str, object]] = []
-            accepted: list[Accepted] = []
-            fresh: list[Pending] = []
-            for offset, payload in enumerate(payloads):
-                header = Header(id=new_envelope_id(), sender=self._me, recipient=peer,
-                                kid=self._keys.public.key_id, seq=first + offset, ts=now,
-                                type=type_)
-                rows.append({"peer": peer, "envelope_id": header.id, "seq": header.seq,
-                             "type": type_, "payload": canonical.encode(payload).decode(),
-                             "envelope": seal(header, payload, self._keys, link.keys),
-                             "created_at": now, "sealed_at": now})
-                accepted.append(Accepted(header.id, peer, header.seq, now))
-                fresh.append(Pending(header.id, header.seq, type_, str(rows[-1]["payload"]),
-                                     rows[-1]["envelope"], now))  # type: ignore[arg-type]
-            outbox.add(conn, rows)
+            fresh = self._outbound.enqueue(conn, peer, type_, payloads, now)
+            accepted = [Accepted(p.envelope_id, peer, p.seq, now) for p in fresh]
             if key is not None:
                 requests.remember(conn, key, fingerprint,
                                   json.dumps([asdict(a) for a in accepted]), now)

@@ -1,0 +1,153 @@
+"""Signed statements: a party's word on the state of a call or of a message.
+
+An envelope proves who sent it while it travels; a statement is kept. Each call state
+the callee's node reaches ("delivered", "ringing cgs-1d", "answered by ccp-do",
+"declined: reason") and each read / acknowledged receipt is signed on its own, so the
+other party can store it, show it as verified, and later hand it to a third party as
+evidence that needs nothing but the signer's public key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hotline.errors import HotlineError
+from hotline.protocol import canonical
+from hotline.protocol.keys import PartyKeys, PublicKeys
+from hotline.protocol.signing import sign_object, verify_object
+
+CALL_DOMAIN = "hotline/call-state/v1"
+RECEIPT_DOMAIN = "hotline/message-receipt/v1"
+
+CALL_STATES = frozenset({"placed", "delivered", "ringing", "answered", "declined",
+                         "unanswered", "undeliverable", "cancelled", "expired", "refused",
+                         "fallback"})
+RECEIPT_KINDS = frozenset({"delivered", "read", "acknowledged"})
+
+_CALL_FIELDS = {"v": int, "kind": str, "call": str, "signer": str, "kid": str, "n": int,
+                "state": str, "step": (int, type(None)), "role": (str, type(None)),
+                "operator": (str, type(None)), "who": list, "reason": (str, type(None)),
+                "at": int, "caller": str, "callee": str, "sig": str}
+_RECEIPT_FIELDS = {"v": int, "kind": str, "message": str, "conversation": str, "author": str,
+                   "signer": str, "kid": str, "receipt": str, "operator": (str, type(None)),
+                   "role": (str, type(None)), "at": int, "sig": str}
+
+
+class BadStatement(HotlineError):
+    """A statement that is malformed or whose signature does not verify."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad-statement", message, status=400)
+
+
+@dataclass(frozen=True)
+class CallState:
+    """One signed step in a call's life, as the signer saw it."""
+
+    call: str
+    signer: str
+    n: int
+    state: str
+    step: int | None
+    role: str | None
+    operator: str | None
+    who: tuple[str, ...]
+    reason: str | None
+    at: int
+    caller: str
+    callee: str
+    raw: str  # the exact signed canonical JSON
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "step": self.step, "role": self.role,
+                "operator": self.operator, "who": list(self.who), "reason": self.reason,
+                "at": self.at, "signed_by": self.signer}
+
+
+def sign_call_state(*, call: str, signer: str, n: int, state: str, at: int, caller: str,
+                    callee: str, keys: PartyKeys, step: int | None = None,
+                    role: str | None = None, operator: str | None = None,
+                    who: tuple[str, ...] = (), reason: str | None = None) -> CallState:
+    if state not in CALL_STATES:
+        raise ValueError(f"unknown call state {state!r}")
+    obj = {"v": 1, "kind": "call-state", "call": call, "signer": signer,
+           "kid": keys.public.key_id, "n": n, "state": state, "step": step, "role": role,
+           "operator": operator, "who": list(who), "reason": reason, "at": at,
+           "caller": caller, "callee": callee}
+    raw = canonical.encode(sign_object(CALL_DOMAIN, obj, keys)).decode()
+    return CallState(call, signer, n, state, step, role, operator, tuple(who), reason, at,
+                     caller, callee, raw)
+
+
+def _shape(obj: Any, fields: dict[str, Any], kind: str) -> dict[str, Any]:
+    if not isinstance(obj, dict) or set(obj) != set(fields):
+        raise BadStatement(f"{kind} statement has the wrong fields")
+    for name, types in fields.items():
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadStatement(f"{kind} statement field {name!r} has the wrong type")
+    if obj["v"] != 1 or obj["kind"] != kind:
+        raise BadStatement(f"not a version 1 {kind} statement")
+    return obj
+
+
+def verify_call_state(raw: str, *, signer: str, public: PublicKeys,
+                      call: str | None = None) -> CallState:
+    """Parse and verify a call-state statement signed by ``signer`` with ``public``."""
+    try:
+        obj = _shape(canonical.decode(raw.encode()), _CALL_FIELDS, "call-state")
+    except HotlineError as exc:
+        raise BadStatement(f"call-state statement: {exc.message}") from None
+    if obj["signer"] != signer or obj["kid"] != public.key_id:
+        raise BadStatement(f"call-state statement claims {obj['signer']}, expected {signer}")
+    if call is not None and obj["call"] != call:
+        raise BadStatement("call-state statement is about another call")
+    if obj["state"] not in CALL_STATES or not all(isinstance(w, str) for w in obj["who"]):
+        raise BadStatement("call-state statement has an unknown state")
+    if not verify_object(CALL_DOMAIN, obj, public):
+        raise BadStatement(f"call-state signature does not verify with {signer}'s key")
+    return CallState(obj["call"], signer, obj["n"], obj["state"], obj["step"], obj["role"],
+                     obj["operator"], tuple(obj["who"]), obj["reason"], obj["at"],
+                     obj["caller"], obj["callee"], raw)
+
+
+@dataclass(frozen=True)
+class MessageReceipt:
+    message: str
+    conversation: str
+    author: str
+    signer: str
+    receipt: str
+    operator: str | None
+    role: str | None
+    at: int
+    raw: str
+
+
+def sign_message_receipt(*, message: str, conversation: str, author: str, signer: str,
+                         receipt: str, at: int, keys: PartyKeys, operator: str | None = None,
+                         role: str | None = None) -> MessageReceipt:
+    if receipt not in RECEIPT_KINDS:
+        raise ValueError(f"unknown receipt kind {receipt!r}")
+    obj = {"v": 1, "kind": "message-receipt", "message": message, "conversation": conversation,
+           "author": author, "signer": signer, "kid": keys.public.key_id, "receipt": receipt,
+           "operator": operator, "role": role, "at": at}
+    raw = canonical.encode(sign_object(RECEIPT_DOMAIN, obj, keys)).decode()
+    return MessageReceipt(message, conversation, author, signer, receipt, operator, role, at,
+                          raw)
+
+
+def verify_message_receipt(raw: str, *, signer: str, public: PublicKeys) -> MessageReceipt:
+    try:
+        obj = _shape(canonical.decode(raw.encode()), _RECEIPT_FIELDS, "message-receipt")
+    except HotlineError as exc:
+        raise BadStatement(f"message-receipt statement: {exc.message}") from None
+    if obj["signer"] != signer or obj["kid"] != public.key_id:
+        raise BadStatement(f"message receipt claims {obj['signer']}, expected {signer}")
+    if obj["receipt"] not in RECEIPT_KINDS:
+        raise BadStatement("message receipt of an unknown kind")
+    if not verify_object(RECEIPT_DOMAIN, obj, public):
+        raise BadStatement(f"message receipt signature does not verify with {signer}'s key")
+    return MessageReceipt(obj["message"], obj["conversation"], obj["author"], signer,
+                          obj["receipt"], obj["operator"], obj["role"], obj["at"], raw)
