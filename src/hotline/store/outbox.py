@@ -80,3 +80,10 @@ def counts(conn: Connection) -> dict[str, OutboxCounts]:
         .group_by(outbox.c.peer))
     return {r.peer: OutboxCounts(queued=int(r.total - r.delivered), delivered=int(r.delivered),
                                  last_receipt_at=r.last) for r in rows}
+
+
+def is_delivered(conn: Connection, envelope_id: str) -> bool:
+    """Whether the peer's receipt for this envelope has been stored."""
+    row = conn.execute(select(outbox.c.delivered_at)
+                       .where(outbox.c.envelope_id == envelope_id)).first()
+    return row is not None and row.delivered_at is not None

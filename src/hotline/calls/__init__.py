@@ -1,0 +1,1 @@
+"""Calls to roles: directory, escalation, call state machine."""

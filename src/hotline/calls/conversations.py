@@ -1,0 +1,308 @@
+"""Conversations: what an answered call opens, between two or more parties.
+
+Each message goes from its author's node straight to every other member it has a link
+with, as its own envelope (exactly once, in order per link). Receipts are signed
+statements: *delivered* by the receiving node as soon as the message is stored, *read*
+and *acknowledged* by a person acting in a role. A conference is a conversation with
+more members; adding one tells every member the new list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from hotline.calls.registry import Registry
+from hotline.clock import Clock
+from hotline.delivery.messenger import check_text
+from hotline.delivery.outbound import Outbound, no_link
+from hotline.effects import Effects
+from hotline.errors import HotlineError
+from hotline.protocol.envelope import PARTY_RE, new_envelope_id
+from hotline.protocol.statement import (
+    BadStatement,
+    sign_message_receipt,
+    verify_message_receipt,
+)
+from hotline.store import journal
+from hotline.store.database import Database
+from hotline.store.schema import conversation_messages, conversations, message_receipts
+
+security_log = logging.getLogger("hotline.security")
+MAX_MEMBERS = 16
+MAX_TOPIC = 200
+
+
+def _conversation(conn: Connection, conv_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(conversations).where(conversations.c.id == conv_id)).first()
+    if row is None:
+        return None
+    return {"id": row.id, "topic": row.topic, "created_at": int(row.created_at),
+            "members": json.loads(row.members)}
+
+
+def open_for_call(conn: Connection, conv_id: str, topic: str, members: list[str], now: int,
+                  effects: Effects) -> None:
+    if _conversation(conn, conv_id) is not None:
+        return
+    conn.execute(conversations.insert().values(id=conv_id, topic=topic[:MAX_TOPIC],
+                                               created_at=now,
+                                               members=json.dumps(sorted(members))))
+    effects.journal.append(journal.append(
+        conn, "conversation", conv_id,
+        {"conversation": {"id": conv_id, "topic": topic, "members": sorted(members)},
+         "event": {"type": "opened"}}, now))
+
+
+def _set_members(conn: Connection, conv_id: str, members: list[str]) -> None:
+    conn.execute(update(conversations).where(conversations.c.id == conv_id)
+                 .values(members=json.dumps(sorted(set(members)))))
+
+
+class ConversationService:
+    def __init__(self, *, me: str, outbound: Outbound, registry: Registry, db: Database,
+                 clock: Clock) -> None:
+        self.me = me
+        self._out = outbound
+        self._registry = registry
+        self._db = db
+        self._clock = clock
+
+    def _require(self, conn: Connection, conv_id: str) -> dict[str, Any]:
+        conv = _conversation(conn, conv_id)
+        if conv is None:
+            raise HotlineError("no-conversation", f"there is no conversation {conv_id}",
+                               status=404)
+        return conv
+
+    def _check_role(self, as_role: str, operator: str | None) -> None:
+        d = self._registry.current
+        if as_role not in d.roles:
+            raise HotlineError("no-role", f"there is no role {as_role!r} in this node's "
+                                          "directory", status=404)
+        if operator is not None:
+            op = d.operators.get(operator)
+            if op is None or as_role not in op.roles:
+                raise HotlineError("role-not-held", f"operator {operator!r} does not hold "
+                                                    f"the role {as_role}", status=403)
+
+    # -- operator actions ----------------------------------------------------------------
+    async def say(self, conv_id: str, text: str, as_role: str, operator: str | None
+                  ) -> tuple[dict[str, Any], Effects]:
+        text = check_text(text)
+        await self._registry.reload()
+        self._check_role(as_role, operator)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], Effects]:
+            now = self._clock.now_ms()
+            conv = self._require(conn, conv_id)
+            effects = Effects()
+            msg_id = new_envelope_id()
+            conn.execute(conversation_messages.insert().values(
+                id=msg_id, conversation_id=conv_id, party=self.me, role=as_role,
+                operator=operator, text=text, sent_at=now, received_at=None))
+            payload = {"conversation": conv_id, "message": msg_id, "role": as_role,
+                       "operator": operator, "text": text, "sent_at": now,
+                       "topic": conv["topic"], "members": conv["members"]}
+            for member in conv["members"]:
+                if member != self.me and self._out.has_link(member):
+                    effects.send(member, self._out.enqueue(conn, member, "conv.message",
+                                                           [payload], now))
+            message = {"id": msg_id, "conversation": conv_id, "party": self.me,
+                       "role": as_role, "operator": operator, "text": text, "sent_at": now}
+            effects.journal.append(journal.append(conn, "conversation", conv_id,
+                                                  {"conversation": conv,
+                                                   "event": {"type": "message", **message}},
+                                                  now))
+            return message, effects
+        return await self._db.write(work)
+
+    async def add_member(self, conv_id: str, party: str) -> tuple[dict[str, Any], Effects]:
+        if not PARTY_RE.match(party):
+            raise HotlineError("bad-party", f"{party!r} is not a party id")
+        if not self._out.has_link(party):
+            raise no_link(party)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], Effects]:
+            now = self._clock.now_ms()
+            conv = self._require(conn, conv_id)
+            members = sorted(set(conv["members"]) | {party})
+            if len(members) > MAX_MEMBERS:
+                raise HotlineError("too-many-members", f"a conversation has at most "
+                                                       f"{MAX_MEMBERS} parties")
+            _set_members(conn, conv_id, members)
+            conv["members"] = members
+            effects = Effects()
+            invite = {"conversation": conv_id, "topic": conv["topic"], "members": members}
+            for member in members:
+                if member != self.me and self._out.has_link(member):
+                    effects.send(member, self._out.enqueue(conn, member, "conv.invite",
+                                                           [invite], now))
+            effects.journal.append(journal.append(
+                conn, "conversation", conv_id,
+                {"conversation": conv, "event": {"type": "members", "added": party}}, now))
+            return conv, effects
+        return await self._db.write(work)
+
+    async def receipt(self, message_id: str, kind: str, as_role: str, operator: str | None
+                      ) -> tuple[dict[str, Any], Effects]:
+        if kind not in ("read", "acknowledged"):
+            raise HotlineError("bad-receipt", "a person's receipt is 'read' or 'acknowledged'")
+        await self._registry.reload()
+        self._check_role(as_role, operator)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], Effects]:
+            now = self._clock.now_ms()
+            row = conn.execute(select(conversation_messages)
+                               .where(conversation_messages.c.id == message_id)).first()
+            if row is None or row.party == self.me:
+                raise HotlineError("no-message", f"there is no received message {message_id}",
+                                   status=404)
+            effects = Effects()
+            self._give_receipt(conn, row.conversation_id, message_id, row.party, kind, now,
+                               effects, operator=operator, role=as_role)
+            return {"message": message_id, "receipt": kind}, effects
+        return await self._db.write(work)
+
+    def _give_receipt(self, conn: Connection, conv_id: str, message_id: str, author: str,
+                      kind: str, now: int, effects: Effects, *, operator: str | None = None,
+                      role: str | None = None) -> None:
+        known = conn.execute(select(message_receipts.c.at).where(
+            message_receipts.c.message_id == message_id, message_receipts.c.party == self.me,
+            message_receipts.c.kind == kind)).first()
+        if known is not None:
+            return
+        stmt = sign_message_receipt(message=message_id, conversation=conv_id, author=author,
+                                    signer=self.me, receipt=kind, at=now,
+                                    keys=self._out.keys, operator=operator, role=role)
+        conn.execute(message_receipts.insert().values(
+            message_id=message_id, party=self.me, kind=kind, operator=operator, role=role,
+            at=now, statement=stmt.raw, verified=1))
+        if self._out.has_link(author):
+            effects.send(author, self._out.enqueue(conn, author, "conv.receipt",
+                                                   [{"statement": stmt.raw}], now))
+
+    # -- from peers (inside the receiver's transaction) ------------------------------------
+    def on_message(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
+                   effects: Effects) -> None:
+        p = payload
+        fields = {"conversation", "message", "role", "operator", "text", "sent_at", "topic",
+                  "members"}
+        if (set(p) != fields or not all(isinstance(p[k], str)
+                                        for k in ("conversation", "message", "role", "text",
+                                                  "topic"))
+                or not isinstance(p["members"], list) or self.me not in p["members"]
+                or peer not in p["members"] or type(p["sent_at"]) is not int):
+            security_log.warning("conv.message from %s is malformed; ignored", peer)
+            return
+        members = [m for m in p["members"] if isinstance(m, str) and PARTY_RE.match(m)]
+        conv = _conversation(conn, p["conversation"])
+        if conv is None:
+            open_for_call(conn, p["conversation"], p["topic"], members, now, effects)
+            conv = self._require(conn, p["conversation"])
+        elif peer not in conv["members"]:
+            security_log.warning("conv.message from %s, not a member of %s; ignored", peer,
+                                 p["conversation"])
+            return
+        exists = conn.execute(select(conversation_messages.c.id)
+                              .where(conversation_messages.c.id == p["message"])).first()
+        if exists is not None:
+            return
+        conn.execute(conversation_messages.insert().values(
+            id=p["message"], conversation_id=p["conversation"], party=peer, role=p["role"],
+            operator=p["operator"] if isinstance(p["operator"], str) else None,
+            text=p["text"], sent_at=p["sent_at"], received_at=now))
+        message = {"id": p["message"], "conversation": p["conversation"], "party": peer,
+                   "role": p["role"], "operator": p["operator"], "text": p["text"],
+                   "sent_at": p["sent_at"], "received_at": now}
+        effects.journal.append(journal.append(conn, "conversation", p["conversation"],
+                                              {"conversation": conv,
+                                               "event": {"type": "message", **message}}, now))
+        self._give_receipt(conn, p["conversation"], p["message"], peer, "delivered", now,
+                           effects)
+
+    def on_invite(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
+                  effects: Effects) -> None:
+        members = payload.get("members")
+        conv_id = payload.get("conversation")
+        topic = payload.get("topic")
+        if (not isinstance(conv_id, str) or not isinstance(topic, str)
+                or not isinstance(members, list) or self.me not in members
+                or peer not in members):
+            security_log.warning("conv.invite from %s is malformed; ignored", peer)
+            return
+        clean = [m for m in members if isinstance(m, str) and PARTY_RE.match(m)]
+        conv = _conversation(conn, conv_id)
+        if conv is None:
+            open_for_call(conn, conv_id, topic, clean, now, effects)
+            return
+        if peer not in conv["members"]:
+            security_log.warning("conv.invite from %s, not a member of %s", peer, conv_id)
+            return
+        merged = sorted(set(conv["members"]) | set(clean))
+        _set_members(conn, conv_id, merged)
+        effects.journal.append(journal.append(
+            conn, "conversation", conv_id,
+            {"conversation": {**conv, "members": merged}, "event": {"type": "members"}}, now))
+
+    def on_receipt(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
+                   effects: Effects) -> None:
+        link = self._out.peers.get(peer)
+        raw = payload.get("statement")
+        if link is None or not isinstance(raw, str):
+            return
+        try:
+            stmt = verify_message_receipt(raw, signer=peer, public=link.keys)
+        except BadStatement as exc:
+            security_log.warning("conv.receipt from %s refused: %s", peer, exc.message)
+            return
+        known = conn.execute(select(message_receipts.c.at).where(
+            message_receipts.c.message_id == stmt.message, message_receipts.c.party == peer,
+            message_receipts.c.kind == stmt.receipt)).first()
+        if known is not None:
+            return
+        conn.execute(message_receipts.insert().values(
+            message_id=stmt.message, party=peer, kind=stmt.receipt, operator=stmt.operator,
+            role=stmt.role, at=stmt.at, statement=raw, verified=1))
+        effects.journal.append(journal.append(
+            conn, "conversation", stmt.conversation,
+            {"conversation": {"id": stmt.conversation},
+             "event": {"type": "receipt", "message": stmt.message, "receipt": stmt.receipt,
+                       "party": peer, "operator": stmt.operator, "role": stmt.role,
+                       "at": stmt.at, "verified": True}}, now))
+
+    # -- reading -------------------------------------------------------------------------
+    async def get(self, conv_id: str) -> dict[str, Any]:
+        def read(conn: Connection) -> dict[str, Any]:
+            conv = self._require(conn, conv_id)
+            rows = conn.execute(select(conversation_messages)
+                                .where(conversation_messages.c.conversation_id == conv_id)
+                                .order_by(conversation_messages.c.sent_at,
+                                          conversation_messages.c.id)).all()
+            ids = [r.id for r in rows]
+            receipts: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            if ids:
+                for r in conn.execute(select(message_receipts)
+                                      .where(message_receipts.c.message_id.in_(ids))
+                                      .order_by(message_receipts.c.at)):
+                    receipts[r.message_id].append({"party": r.party, "receipt": r.kind,
+                                                   "operator": r.operator, "role": r.role,
+                                                   "at": int(r.at),
+                                                   "verified": bool(r.verified)})
+            conv["messages"] = [{"id": r.id, "party": r.party, "role": r.role,
+                                 "operator": r.operator, "text": r.text,
+                                 "sent_at": int(r.sent_at), "received_at": r.received_at,
+                                 "receipts": receipts[r.id]} for r in rows]
+            return conv
+        return await self._db.read(read)
+
+    async def recent(self) -> list[dict[str, Any]]:
+        def read(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(select(conversations)
+                                .order_by(conversations.c.created_at.desc())).all()
+            return [{"id": r.id, "topic": r.topic, "created_at": int(r.created_at),
+                     "members": json.loads(r.members)} for r in rows]
+        return await self._db.read(read)
