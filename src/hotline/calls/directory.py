@@ -316,7 +316,11 @@ class Problem:
 
 
 class DirectoryError(HotlineError):
-    """A directory that cannot be applied; ``problems`` lists every reason, by line."""
+    """A directory that cannot be applied; ``problems`` lists the reasons, by line.
+
+    At most :data:`MAX_PROBLEMS` are kept (the message says how many more there were): past
+    that, the file is more likely of the wrong kind than mistyped.
+    """
 
     def __init__(self, filename: str, problems: Iterable[Problem]) -> None:
         ordered = sorted(problems, key=lambda p: p.line or 0)
@@ -360,8 +364,8 @@ def _syntax_problem(message: str, text: str) -> Problem:
     """tomllib puts the position at the end of its message; move the line to the front."""
     match = _TOML_POS_RE.search(message)
     if match is None:  # "(at end of document)": the last line is where it went wrong
-        return Problem(text.count("\n") + (not text.endswith("\n")) or 1, "",
-                       f"invalid TOML: {message}")
+        last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        return Problem(last_line, "", f"invalid TOML: {message}")
     text = message[:match.start()]
     return Problem(int(match[1]), "", f"invalid TOML: {text} (column {match[2]})")
 

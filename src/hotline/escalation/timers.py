@@ -1,0 +1,84 @@
+"""Firing deadlines that are rows.
+
+A deadline is a row (due time in wall-clock ms, idempotency key, fired or not). This task
+waits — on the event loop's monotonic clock, never longer than ``max_wait_s`` so a wall
+clock that jumps is noticed — until the earliest unfired row is due, then, in one
+transaction, marks each due row fired and applies what it causes. A crash before the
+commit leaves the row unfired (it fires after restart); a crash after leaves it fired
+(it never fires again). On start every overdue row fires at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Connection
+
+from hotline.clock import Clock
+from hotline.effects import Effects
+from hotline.store import timers
+from hotline.store.database import Database
+
+log = logging.getLogger("hotline.timers")
+
+#: (connection, kind, call id, now, effects) -> whether the deadline still applied
+Fire = Callable[[Connection, str, str, int, Effects], bool]
+
+
+class TimerRunner:
+    def __init__(self, *, db: Database, clock: Clock, fire: Fire,
+                 apply: Callable[[Effects], None], max_wait_s: float = 1.0) -> None:
+        self._db = db
+        self._clock = clock
+        self._fire = fire
+        self._apply = apply
+        self._max_wait = max_wait_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """A deadline was added or moved: look again now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="timers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed read must not end the deadlines; retry shortly
+                log.exception("firing deadlines failed")
+                await asyncio.sleep(self._max_wait)
+
+    async def _step(self) -> None:
+        self._wake.clear()
+        due_at = await self._db.read(timers.next_due)
+        now = self._clock.now_ms()
+        if due_at is not None and due_at <= now:
+            effects = await self._db.write(self._fire_due)
+            self._apply(effects)
+            return
+        delay = self._max_wait if due_at is None else min(self._max_wait, (due_at - now) / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _fire_due(self, conn: Connection) -> Effects:
+        now = self._clock.now_ms()
+        effects = Effects()
+        for timer in timers.due(conn, now):
+            mine = Effects()
+            applied = self._fire(conn, timer.kind, timer.call_id, now, mine)
+            if timers.claim(conn, timer.id, now, "fired" if applied else "void"):
+                effects.merge(mine)
+        return effects

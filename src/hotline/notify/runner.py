@@ -1,0 +1,119 @@
+"""Delivering notification rows through their channels, with retries.
+
+Rows are written by the transaction that rings (``store/notifications.py``); this task
+sends each through the channel the directory defines, marks it delivered, or schedules a
+retry with capped exponential backoff. A permanent refusal (or too many attempts) marks
+it failed and logs it: visible, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+
+from hotline.calls.directory import EmailChannelSpec, WebhookChannelSpec
+from hotline.calls.registry import Registry
+from hotline.clock import Clock
+from hotline.notify.channels import Alert, Channel, ChannelError
+from hotline.notify.email import EmailChannel
+from hotline.notify.webhook import WebhookChannel
+from hotline.store import notifications
+from hotline.store.database import Database
+from hotline.store.notifications import Notification
+
+log = logging.getLogger("hotline.notify")
+MAX_ATTEMPTS = 8
+FIRST_RETRY_MS = 1000
+MAX_RETRY_MS = 5 * 60_000
+
+
+def retry_delay_ms(attempts: int) -> int:
+    return int(min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** max(0, attempts - 1)))
+
+
+class Notifier:
+    def __init__(self, *, db: Database, clock: Clock, registry: Registry,
+                 max_wait_s: float = 1.0) -> None:
+        self._db = db
+        self._clock = clock
+        self._registry = registry
+        self._max_wait = max_wait_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client = httpx.AsyncClient()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sending notifications failed")
+                await asyncio.sleep(self._max_wait)
+
+    async def _step(self) -> None:
+        self._wake.clear()
+        now = self._clock.now_ms()
+        rows = await self._db.read(lambda conn: notifications.due(conn, now))
+        if rows:
+            await self._registry.reload()
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+            return
+        next_at = await self._db.read(notifications.next_at)
+        delay = self._max_wait if next_at is None else \
+            max(0.0, min(self._max_wait, (next_at - now) / 1000))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _channel(self, row: Notification, alert: Alert) -> Channel:
+        directory = self._registry.current
+        spec = directory.channels.get(row.channel)
+        if isinstance(spec, WebhookChannelSpec):
+            return WebhookChannel(spec.id, spec.url, spec.secret.encode(), client=self._client)
+        if isinstance(spec, EmailChannelSpec):
+            extra = tuple(op.email for name in alert.operators
+                          if (op := directory.operators.get(name)) is not None and op.email)
+            recipients = tuple(dict.fromkeys(spec.to + extra))
+            return EmailChannel(spec.id, spec.host, spec.port, spec.sender, recipients,
+                                starttls=spec.starttls)
+        raise ChannelError(f"channel {row.channel!r} is no longer in the directory",
+                           permanent=True)
+
+    async def _deliver(self, row: Notification) -> None:
+        a = row.alert
+        try:
+            alert = Alert(kind=a["kind"], party=a["party"], call_id=a["call_id"],
+                          caller=a["caller"], callee=a["callee"], step=a["step"],
+                          roles=tuple(a["roles"]), operators=tuple(a["operators"]),
+                          reason=a["reason"], at_ms=a["at_ms"], key=a["key"])
+            await self._channel(row, alert).deliver(alert)
+        except ChannelError as exc:
+            now = self._clock.now_ms()
+            attempts = row.attempts + 1
+            give_up = exc.permanent or attempts >= MAX_ATTEMPTS
+            retry_at = None if give_up else now + retry_delay_ms(attempts)
+            (log.error if give_up else log.warning)(
+                "notification %s via %s failed (attempt %d%s): %s", row.key, row.channel,
+                attempts, ", giving up" if give_up else "", exc)
+            error = str(exc)
+            await self._db.write(lambda conn: notifications.failed(
+                conn, row.id, now, error, retry_at=retry_at))
+            return
+        now = self._clock.now_ms()
+        await self._db.write(lambda conn: notifications.delivered(conn, row.id, now))
