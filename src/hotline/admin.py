@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hotline.clock import SystemClock
 from hotline.errors import ConfigError
@@ -30,6 +31,9 @@ from hotline.store import links as link_store
 from hotline.store.engine import create_engine, driver_url, sqlite_url
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from hotline.calls.directory import Directory
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,35 @@ def list_links(node_dir: Path) -> list[Link]:
             return link_store.all_links(conn)
     finally:
         engine.dispose()
+
+
+def apply_directory(node_dir: Path, file: Path) -> tuple[int, bool, Directory]:
+    """Validate a directory file and store it as the node's newest version.
+
+    Applying the same content again changes nothing (the version stays); a file with any
+    problem is refused whole, with every problem named by line and field.
+    """
+    from hotline.calls.directory import parse_directory
+    from hotline.calls.registry import apply
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("unreadable-file", f"cannot read {file}: {exc}") from None
+    config = load_config(node_dir)
+    directory = parse_directory(text, file.name)
+    _check_policies(directory, config.party)
+    engine = create_engine(config.db)
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            version, changed = apply(conn, directory, SystemClock().now_ms())
+    finally:
+        engine.dispose()
+    return version, changed, directory
+
+
+def _check_policies(directory: Directory, me: str) -> None:
+    if me in directory.links:
+        raise ConfigError("bad-directory", f"[links.{me}] names this node's own party; "
+                                           "link policies are for peers")

@@ -13,27 +13,41 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from hotline.api.app import build_app
+from hotline.api.calls import CallServices
 from hotline.api.operator import OperatorServices
+from hotline.calls.conversations import ConversationService
+from hotline.calls.desks import DeskService
+from hotline.calls.dispatch import Dispatcher
+from hotline.calls.feed import Feed
+from hotline.calls.registry import Registry
+from hotline.calls.service import CallService
 from hotline.clock import Clock, SystemClock
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.messenger import Messenger
+from hotline.delivery.outbound import Outbound
 from hotline.delivery.sender import PeerHealth, PeerSender
 from hotline.delivery.transport import HttpTransport
+from hotline.effects import Effects
+from hotline.escalation.timers import TimerRunner
+from hotline.events import Broadcaster
 from hotline.federation.receiver import Receiver
 from hotline.inbox import Inbox
 from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, NodeConfig, load_config
 from hotline.nodedir.keystore import unlock
 from hotline.nodedir.token import TokenChecker
+from hotline.notify.runner import Notifier
 from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PartyKeys
 from hotline.status import PeerStatus, line_status
 from hotline.store.database import Database
 from hotline.store.engine import create_engine
+from hotline.store.journal import Entry
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
 from hotline.store.outbox import Pending
@@ -42,6 +56,7 @@ log = logging.getLogger("hotline.node")
 
 EXIT_STORAGE_FATAL = 70
 LINK_POLL_SECONDS = 2.0
+DESK_REPORT_SECONDS = 1.0
 SEND_BATCH_BYTES = 4 * 1024 * 1024
 RECEIVE_BATCH_LIMIT = 8 * 1024 * 1024
 
@@ -76,14 +91,43 @@ class Node:
         self.messenger = Messenger(me=config.party, keys=keys, peers=self.peers,
                                    db=self.db, clock=self.clock,
                                    on_enqueued=self._wake_sender)
+        self.registry = Registry(self.db)
+        self.journal: Broadcaster[Entry] = Broadcaster()
+        outbound = Outbound(me=config.party, keys=keys, peers=self.peers)
+        self.calls = CallService(me=config.party, outbound=outbound, registry=self.registry,
+                                 db=self.db, clock=self.clock)
+        self.conversations = ConversationService(me=config.party, outbound=outbound,
+                                                 registry=self.registry, db=self.db,
+                                                 clock=self.clock)
+        self.desks = DeskService(outbound=outbound, registry=self.registry, db=self.db,
+                                 clock=self.clock)
+        self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
+                                  apply=self.apply)
+        self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
                                  max_envelope_bytes=delivery.max_envelope_bytes,
                                  reorder_window=delivery.reorder_window,
-                                 on_released=self.inbox.publish)
+                                 on_released=self.inbox.publish,
+                                 dispatch=Dispatcher(calls=self.calls,
+                                                     conversations=self.conversations,
+                                                     desks=self.desks),
+                                 on_effects=self.apply)
         self.peers.on_change(self._sync_senders)
         self._poller: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+
+    def apply(self, effects: Effects) -> None:
+        """Carry out what a committed transaction asked for."""
+        for party, pending in effects.outgoing:
+            self._wake_sender(party, pending)
+        for entry in effects.journal:
+            self.journal.publish(entry)
+        if effects.timers:
+            self.timers.wake()
+        if effects.notifications:
+            self.notifier.wake()
 
     # -- senders -----------------------------------------------------------------------
     def _wake_sender(self, party: str, fresh: list[Pending]) -> None:
@@ -117,6 +161,24 @@ class Node:
             except Exception:  # a transient read error must not end link discovery
                 log.exception("reloading links failed")
 
+    async def directory(self) -> dict[str, Any]:
+        """The current directory as the API shows it: webhook secrets withheld."""
+        await self.registry.reload()
+        body = self.registry.current.to_dict()
+        for channel in body.get("channels", {}).values():
+            if "secret" in channel:
+                channel["secret"] = "(withheld)"  # noqa: S105 - a placeholder, not a secret
+        return {"version": self.registry.version, "directory": body}
+
+    async def _report_desks(self) -> None:
+        """Keep peers told which of our desks they may call are staffed."""
+        while True:
+            try:
+                self.apply(await self.desks.publish())
+            except Exception:  # a transient failure must not end the reports
+                log.exception("reporting desks failed")
+            await asyncio.sleep(DESK_REPORT_SECONDS)
+
     async def status(self) -> list[PeerStatus]:
         health = {party: s.health for party, s in self.senders.items()}
         return await line_status(self.db, self.peers, health, self.clock)
@@ -131,14 +193,21 @@ class Node:
         await self.peers.reload()
         for sender in self.senders.values():
             sender.start()
+        await self.registry.reload()
         self._poller = asyncio.create_task(self._poll_links(), name="link-poller")
+        self._reporter = asyncio.create_task(self._report_desks(), name="desk-reporter")
+        self.timers.start()
+        self.notifier.start()
         log.info("node %s started with %d link(s)", self.config.party, len(self.senders))
         _return_free_memory()
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        for task in (self._poller, self._reporter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await self.timers.stop()
+        await self.notifier.stop()
         for sender in self.senders.values():
             await sender.stop()
         await self.transport.close()
@@ -156,7 +225,10 @@ class Node:
         services = OperatorServices(
             party=self.config.party, name=self.config.name, key_id=self.keys.public.key_id,
             listen=self.config.listen, messenger=self.messenger, inbox=self.inbox,
-            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME))
+            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME),
+            calls=CallServices(calls=self.calls, conversations=self.conversations,
+                               desks=self.desks, feed=Feed(self.db, self.journal),
+                               apply=self.apply, directory=self.directory))
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan)
 

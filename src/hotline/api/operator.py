@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from hotline.api.calls import CallServices, calls_router
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.inbox import Inbox, iso
@@ -83,6 +84,7 @@ class OperatorServices:
     inbox: Inbox
     status: Callable[[], Awaitable[list[PeerStatus]]]
     tokens: TokenChecker
+    calls: CallServices | None = None
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
@@ -141,4 +143,6 @@ def operator_router(services: OperatorServices) -> APIRouter:
                               key_id=services.key_id, listen=services.listen,
                               peers=peers)
 
+    if services.calls is not None:
+        router.include_router(calls_router(services.calls))
     return router

@@ -13,40 +13,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from hotline import __version__
+from hotline.cli.calls import register as register_call_commands
+from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
+from hotline.cli.common import client as _client
+from hotline.cli.common import print_json as _print_json
 from hotline.errors import HotlineError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Hotline: a federated crisis hotline node.")
 link_app = typer.Typer(no_args_is_help=True, help="Exchange and inspect link offers.")
 app.add_typer(link_app, name="link")
-
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-DirOption = Annotated[Path, typer.Option("--dir", envvar="HOTLINE_DIR",
-                                         help="Node directory (default: $HOTLINE_DIR).",
-                                         show_default=False)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-def _client(node_dir: Path):  # type: ignore[no-untyped-def]
-    from hotline.cli.client import OperatorClient
-    from hotline.nodedir.config import load_config
-
-    return OperatorClient(node_dir, load_config(node_dir))
-
+register_call_commands(app)
 
 @app.command()
 def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],

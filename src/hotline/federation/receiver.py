@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from hotline.clock import Clock
+from hotline.effects import Effects
 from hotline.errors import (
     REPLAYED_ID,
     SEQUENCE_REUSED,
@@ -68,7 +69,9 @@ class _Stored:
 class Receiver:
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, skew_ms: int, max_envelope_bytes: int, reorder_window: int,
-                 on_released: Callable[[list[Released]], None]) -> None:
+                 on_released: Callable[[list[Released]], None],
+                 dispatch: Callable[[Connection, list[Released], int], Effects] | None = None,
+                 on_effects: Callable[[Effects], None] | None = None) -> None:
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -78,6 +81,8 @@ class Receiver:
         self._max_bytes = max_envelope_bytes
         self._window = reorder_window
         self._on_released = on_released
+        self._dispatch = dispatch
+        self._on_effects = on_effects
 
     async def accept(self, raws: list[bytes], source: str) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(raws)
@@ -88,7 +93,8 @@ class Receiver:
             except EnvelopeRejected as exc:
                 outcomes[index] = self._reject(exc, raw, source)
         if opened:
-            stored, released = await self._db.write(lambda conn: self._persist(conn, opened))
+            stored, released, effects = await self._db.write(
+                lambda conn: self._persist(conn, opened))
             for index, result in stored.items():
                 if isinstance(result, EnvelopeRejected):
                     outcomes[index] = self._reject(result, raws[index], source)
@@ -97,6 +103,8 @@ class Receiver:
                                               duplicate=result.duplicate)
             if released:
                 self._on_released(released)
+            if effects and self._on_effects is not None:
+                self._on_effects(effects)
         return [o if o is not None else Outcome(error=rejected("internal", "not processed"))
                 for o in outcomes]
 
@@ -115,7 +123,7 @@ class Receiver:
             return open_now()
 
     def _persist(self, conn: Connection, opened: list[tuple[int, Envelope]]
-                 ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released]]:
+                 ) -> tuple[dict[int, _Stored | EnvelopeRejected], list[Released], Effects]:
         """The stateful checks and inserts of one batch: a handful of queries per sender,
         not per envelope, because this runs inside the node's single writer."""
         now = self._clock.now_ms()
@@ -128,7 +136,10 @@ class Receiver:
             items = by_sender[peer]
             results.update(self._persist_from(conn, peer, items, now))
             released.extend(inbound.release(conn, peer, now))
-        return results, released
+        effects = Effects()
+        if released and self._dispatch is not None:
+            effects = self._dispatch(conn, released, now)  # what they cause, same commit
+        return results, released, effects
 
     def _persist_from(self, conn: Connection, peer: str, items: list[tuple[int, Envelope]],
                       now: int) -> dict[int, _Stored | EnvelopeRejected]:

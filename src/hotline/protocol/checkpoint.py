@@ -167,7 +167,7 @@ def verify_checkpoint(obj: object, public: PublicKeys, expect_origin: str) -> Ch
     fail = _Fail(BAD_CHECKPOINT, "checkpoint")
     checked = _common_fields(obj, CHECKPOINT_FIELDS, fail)
     origin = _party(checked, "origin", fail=fail)
-    if False:
+    if origin != expect_origin:
         raise fail(f"it is for log {origin!r}, expected {_show(expect_origin)}")
     size = _int(checked, "size", minimum=0, fail=fail)
     at = _int(checked, "at", minimum=-MAX_SAFE_INTEGER, fail=fail)

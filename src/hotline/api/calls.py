@@ -1,0 +1,180 @@
+"""Operator API for calls, desks, the directory and conversations.
+
+Every route sits behind the operator token (the same dependency as the rest of
+``/api/v1``). The acting role is always given explicitly (``as``), and the node checks
+it against the directory and the call; an operator, when named, must hold that role.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from hotline.calls.conversations import ConversationService
+from hotline.calls.desks import DeskService
+from hotline.calls.feed import Feed
+from hotline.calls.service import CallService
+from hotline.effects import Effects
+
+RoleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+OperatorId = Annotated[str, Field(min_length=1, max_length=32,
+                                  pattern=r"^[a-z][a-z0-9._-]{0,31}$")]
+CallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CallRequest(_Body):
+    to: Annotated[str, Field(min_length=3, max_length=70, examples=["cgs@RU-GS"])]
+    as_role: RoleId = Field(alias="as")
+    reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class AnswerRequest(_Body):
+    as_role: RoleId = Field(alias="as")
+    operator: OperatorId | None = None
+
+
+class DeclineRequest(AnswerRequest):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class PresenceRequest(_Body):
+    operator: OperatorId
+
+
+class SayRequest(_Body):
+    text: Annotated[str, Field(min_length=1, max_length=65536)]
+    as_role: RoleId = Field(alias="as")
+    operator: OperatorId | None = None
+
+
+class MemberRequest(_Body):
+    party: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class ReceiptRequest(_Body):
+    receipt: Annotated[str, Field(pattern=r"^(read|acknowledged)$")]
+    as_role: RoleId = Field(alias="as")
+    operator: OperatorId | None = None
+
+
+@dataclass(frozen=True)
+class CallServices:
+    calls: CallService
+    conversations: ConversationService
+    desks: DeskService
+    feed: Feed
+    apply: Callable[[Effects], None]
+    directory: Callable[[], Awaitable[dict[str, Any]]]
+
+
+def calls_router(s: CallServices) -> APIRouter:
+    router = APIRouter(tags=["calls"])
+
+    @router.post("/calls", status_code=201)
+    async def place_call(body: CallRequest) -> dict[str, Any]:
+        """Call ``role@PARTY`` as one of our roles. Refused at once (nothing sent) without
+        a link or when the link policy forbids it."""
+        call, effects = await s.calls.place(body.to, body.as_role, body.reason)
+        s.apply(effects)
+        return await s.calls.get(call.id)
+
+    @router.get("/calls")
+    async def list_calls(active: bool = False,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                         ) -> dict[str, Any]:
+        """Calls, newest first, each with its verified history."""
+        return {"calls": await s.calls.recent(limit, active)}
+
+    @router.get("/calls/{call_id}")
+    async def get_call(call_id: CallId) -> dict[str, Any]:
+        return await s.calls.get(call_id)
+
+    @router.post("/calls/{call_id}/answer")
+    async def answer_call(call_id: CallId, body: AnswerRequest) -> dict[str, Any]:
+        call, effects = await s.calls.answer(call_id, body.as_role, body.operator)
+        s.apply(effects)
+        return await s.calls.get(call.id)
+
+    @router.post("/calls/{call_id}/decline")
+    async def decline_call(call_id: CallId, body: DeclineRequest) -> dict[str, Any]:
+        call, effects = await s.calls.decline(call_id, body.as_role, body.reason,
+                                              body.operator)
+        s.apply(effects)
+        return await s.calls.get(call.id)
+
+    @router.post("/calls/{call_id}/cancel")
+    async def cancel_call(call_id: CallId) -> dict[str, Any]:
+        call, effects = await s.calls.cancel(call_id)
+        s.apply(effects)
+        return await s.calls.get(call.id)
+
+    @router.get("/desks")
+    async def desks() -> dict[str, Any]:
+        """The peers' desks we may call, and whether each is staffed (as the peer said)."""
+        return {"desks": await s.desks.desks()}
+
+    @router.get("/directory")
+    async def directory() -> dict[str, Any]:
+        """This node's current directory: roles, operators, roster, chains, policies."""
+        return await s.directory()
+
+    @router.post("/presence", status_code=204)
+    async def presence(body: PresenceRequest) -> None:
+        """An operator is at the desk (counts towards "staffed")."""
+        await s.desks.seen(body.operator)
+
+    @router.get("/conversations")
+    async def conversations() -> dict[str, Any]:
+        return {"conversations": await s.conversations.recent()}
+
+    @router.get("/conversations/{conv_id}")
+    async def conversation(conv_id: CallId) -> dict[str, Any]:
+        return await s.conversations.get(conv_id)
+
+    @router.post("/conversations/{conv_id}/messages", status_code=201)
+    async def say(conv_id: CallId, body: SayRequest) -> dict[str, Any]:
+        message, effects = await s.conversations.say(conv_id, body.text, body.as_role,
+                                                     body.operator)
+        s.apply(effects)
+        return message
+
+    @router.post("/conversations/{conv_id}/members")
+    async def add_member(conv_id: CallId, body: MemberRequest) -> dict[str, Any]:
+        conv, effects = await s.conversations.add_member(conv_id, body.party)
+        s.apply(effects)
+        return conv
+
+    @router.post("/messages/{message_id}/receipts", status_code=201)
+    async def receipt(message_id: CallId, body: ReceiptRequest) -> dict[str, Any]:
+        result, effects = await s.conversations.receipt(message_id, body.receipt,
+                                                        body.as_role, body.operator)
+        s.apply(effects)
+        return result
+
+    @router.get("/calls-events")
+    async def call_events(after: Annotated[int, Query(ge=0)] = 0,
+                          last_event_id: Annotated[str | None, Header()] = None
+                          ) -> EventSourceResponse:
+        """Server-sent events of calls and conversations (``call``, ``conversation``):
+        every state, ring and message, catching up from ``after`` / ``Last-Event-ID``."""
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(comment="connected")
+            async for entry in s.feed.follow(start):
+                yield ServerSentEvent(data=json.dumps(entry.as_dict(), ensure_ascii=False),
+                                      event=entry.kind, id=str(entry.id))
+
+        return EventSourceResponse(stream(), ping=15)
+
+    return router
