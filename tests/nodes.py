@@ -71,12 +71,14 @@ def drop_pg_database(url: str) -> None:
 
 class NodeProcess:
     def __init__(self, directory: Path, party: str, db: str | None, *,
-                 create: bool = True) -> None:
+                 create: bool = True, endpoints: list[str] | None = None,
+                 port: int | None = None) -> None:
         self.dir = directory
         self.party = party
         if create:
             init_node(directory, party=party, name=f"{party} test node",
-                      listen=f"127.0.0.1:{free_port()}", endpoints=[], db=db,
+                      listen=f"127.0.0.1:{port or free_port()}", endpoints=endpoints or [],
+                      db=db,
                       passphrase=PASSPHRASE)
         self.config = load_config(directory)
         self.port = self.config.port
@@ -192,17 +194,18 @@ def link(a: NodeProcess, b: NodeProcess) -> None:
 
 
 @contextmanager
-def nodes_on(kind: str, base: Path) -> Iterator[Callable[[str], NodeProcess]]:
+def nodes_on(kind: str, base: Path) -> Iterator[Callable[..., NodeProcess]]:
     """Yield a factory of nodes on ``kind`` ("sqlite" or "postgresql"); clean up after."""
     made: list[NodeProcess] = []
     databases: list[str] = []
 
-    def make(party: str) -> NodeProcess:
+    def make(party: str, endpoints: list[str] | None = None,
+             port: int | None = None) -> NodeProcess:
         db = None
         if kind == "postgresql":
             db = create_pg_database()
             databases.append(db)
-        node = NodeProcess(base / party.lower(), party, db)
+        node = NodeProcess(base / party.lower(), party, db, endpoints=endpoints, port=port)
         made.append(node)
         return node
 

@@ -13,7 +13,7 @@ from tests.calls import (
     wait_for_event,
     wait_for_state,
 )
-from tests.nodes import NodeProcess, link, wait_until
+from tests.nodes import NodeProcess, link
 
 Make = Callable[[str], NodeProcess]
 
@@ -42,7 +42,8 @@ def test_unanswered_principal_and_deputy_then_duty_officer_answers(make_node: Ma
     assert answer.status_code == 200, answer.text
     call = wait_for_state(us, call_id, "answered")
 
-    assert call["id"] == call_id and call["callee"] == "cgs@RU-GS"
+    assert call["id"] == call_id
+    assert call["callee"] == "cgs@RU-GS"
     assert call["history"][0]["state"] == "placed"
     assert call["history"][0]["signed_by"] == "US-JS"
     theirs = callee_history(call, "RU-GS")
@@ -72,5 +73,6 @@ def test_duty_officer_declines_with_a_reason_the_caller_sees_signed(make_node: M
     declined = [e for e in call["history"] if e["state"] == "declined"]
     assert len(declined) == 1
     assert declined[0]["reason"] == reason
-    assert declined[0]["signed_by"] == "RU-GS" and declined[0]["verified"] is True
+    assert declined[0]["signed_by"] == "RU-GS"
+    assert declined[0]["verified"] is True
     assert call["state"] == "declined"

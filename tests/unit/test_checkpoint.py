@@ -195,8 +195,9 @@ def test_checkpoint_with_missing_or_extra_fields_is_refused() -> None:
     extra = _resign(CHECKPOINT_DOMAIN, {**obj, "note": "x"}, OWNER_KEYS)
     with pytest.raises(HotlineError, match=r"unexpected.*note"):
         verify_checkpoint(extra, OWNER_KEYS.public, ORIGIN)
+    non_string_key: dict[Any, Any] = {**obj, 1: 2}
     with pytest.raises(HotlineError, match="unexpected"):
-        verify_checkpoint({**obj, 1: 2}, OWNER_KEYS.public, ORIGIN)
+        verify_checkpoint(non_string_key, OWNER_KEYS.public, ORIGIN)
     for not_an_object in (None, [obj], "checkpoint", canonical.encode(obj)):
         with pytest.raises(HotlineError, match="expected a JSON object") as exc:
             verify_checkpoint(not_an_object, OWNER_KEYS.public, ORIGIN)

@@ -104,7 +104,9 @@ def test_a_finite_chain_ends_unanswered_after_its_last_wait() -> None:
     assert not plan(timing, 0, 2, 1499).unanswered
     assert plan(timing, 0, 2, 1499).next_due_ms == 1500
     done = plan(timing, 0, 2, 1500)
-    assert done.unanswered and done.next_due_ms is None and done.rings == ()
+    assert done.unanswered
+    assert done.next_due_ms is None
+    assert done.rings == ()
 
 
 @pytest.mark.parametrize(("waits", "repeat"), [((), None), ((0,), None), ((5,), 0), ((-1,), 5)])

@@ -50,9 +50,9 @@ def roles_apply(file: Annotated[Path, typer.Argument(help="The directory file (T
 
     version, changed, directory = apply_directory(node_dir, file)
     links = sorted(directory.links)
-    summary: dict[str, Any] = {"version": version, "changed": changed, "roles": len(directory.roles),
-               "operators": len(directory.operators), "chains": len(directory.chains),
-               "links": links}
+    summary: dict[str, Any] = {
+        "version": version, "changed": changed, "roles": len(directory.roles),
+        "operators": len(directory.operators), "chains": len(directory.chains), "links": links}
     if as_json:
         print_json(summary)
         return
