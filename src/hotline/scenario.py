@@ -127,3 +127,8 @@ def _policy(party: str, peer: str, speed: float, deliver_within_ms: int | None) 
         lines += ["[[links.RU-GS.fallback]]", 'on = ["unanswered", "undeliverable"]',
                   'call = ["dcd@RU-GS"]', 'alert = ["cjcs"]', 'notify = ["PL-GS"]', ""]
     return lines
+
+
+def on_duty_operators(party: str) -> list[str]:
+    """The operators the scenario has on duty at ``party`` (the demo keeps them present)."""
+    return [op for op, _name, _role, status in _OPERATORS[party] if status == "on-duty"]

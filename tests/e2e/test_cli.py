@@ -160,9 +160,20 @@ def test_demo_check_links_four_parties_and_refuses_ru_to_pl(tmp_path: Path) -> N
     ports = [free_port() for _ in range(8)]
     start = next(p for p in ports if all(_port_free(p + i) for i in range(4)))
     result = hotline("demo", "--dir", str(tmp_path / "demo"), "--port", str(start), "--check")
-    assert result.stdout.count("delivered") == 8
+    checks = [line for line in result.stdout.splitlines() if " -> " in line]
+    assert sum(line.endswith(" delivered") for line in checks) == 8
     assert "NOT delivered" not in result.stdout
     assert "refused as expected: no-link" in result.stdout
+    # the scenario's call escalated to the duty officer, who answered; every step verified
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for step in ("ringing cgs signed by RU-GS (verified)",
+                 "ringing cgs-1d signed by RU-GS (verified)",
+                 "ringing ccp-do signed by RU-GS (verified)",
+                 "answered ccp-do by ccp-1 signed by RU-GS (verified)",
+                 "answered cinc by cinc-1 signed by UA-GS (verified)",
+                 "answered cgs by cgs-1 signed by PL-GS (verified)"):
+        assert step in lines, step
+    assert "NOT verified" not in result.stdout
     for key in ("us", "ru", "ua", "pl"):
         assert (tmp_path / "demo" / key / "hotline.db").exists()
 

@@ -87,6 +87,8 @@ class DeskService:
         changed = {}
         for link in self._out.peers.all():
             report = report_for(directory, link.party, seen, now)
+            if not report and link.party not in self._sent:
+                continue  # no policy for this peer: nothing to tell it
             if self._sent.get(link.party) != report:
                 changed[link.party] = report
         if not changed:

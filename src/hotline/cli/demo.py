@@ -1,8 +1,12 @@
 """``hotline demo``: the four parties of the Przewodów scenario on this machine.
 
 Each party is a separate ``hotline serve`` process with its own SQLite database, linked
-as in the scenario (US-RU, US-UA, US-PL, PL-UA; no RU-PL link). The demo stores a
-generated passphrase beside the nodes: it is for demonstration only.
+as in the scenario (US-RU, US-UA, US-PL, PL-UA; no RU-PL link), with the scenario's
+roles, operators, rosters, escalation chains and link policies applied. The demo then
+replays the scenario: PL's incident notification, the US call to ``cgs@RU-GS`` that
+escalates to the duty officer, and the US-UA-PL conference. Every scenario duration is
+divided by ``--speed``. The demo stores a generated passphrase beside the nodes: it is
+for demonstration only.
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from hotline.admin import accept_link, init_node, make_link_offer, read_offer
+from hotline.admin import accept_link, apply_directory, init_node, make_link_offer, read_offer
 from hotline.cli.client import OperatorClient
 from hotline.errors import HotlineError
 from hotline.nodedir.config import CONFIG_NAME, load_config
+from hotline.scenario import directory_toml, on_duty_operators
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def _passphrase(base: Path) -> str:
     return value
 
 
-def _set_up(base: Path, port: int, passphrase: str) -> None:
+def _set_up(base: Path, port: int, passphrase: str, speed: float) -> None:
     for index, p in enumerate(PARTIES):
         node_dir = base / p.key
         if (node_dir / CONFIG_NAME).exists():
@@ -73,6 +81,10 @@ def _set_up(base: Path, port: int, passphrase: str) -> None:
     for a, b in LINKS:
         accept_link(base / a, offers[b])
         accept_link(base / b, offers[a])
+    for p in PARTIES:
+        path = base / p.key / "directory.toml"
+        path.write_text(directory_toml(p.party, speed), encoding="utf-8")
+        apply_directory(base / p.key, path)
 
 
 def _start(base: Path, passphrase: str) -> dict[str, subprocess.Popen[bytes]]:
@@ -178,31 +190,135 @@ def _print_nodes(base: Path, passphrase: str) -> None:
                   "General Staff'")
     console.print(f"  {cmd} inbox --dir {base / 'ru'}")
     console.print(f"  {cmd} status --dir {base / 'us'}")
+    console.print(f"  {cmd} calls  --dir {base / 'us'} --follow")
+    console.print(f"  {cmd} call   --dir {base / 'us'} cgs@RU-GS --as nmcc-do --reason 'test'")
     console.print(f"  operator API docs: http://{load_config(base / 'us').listen}/api/v1/docs "
                   f"(token in {base / 'us' / 'operator.token'})")
 
 
-def run_demo(base: Path | None, port: int, check: bool) -> int:
+def _present(clients: dict[str, OperatorClient]) -> None:
+    """The on-duty operators are at their desks (the demo's stand-in for a console)."""
+    for p in PARTIES:
+        for operator in on_duty_operators(p.party):
+            clients[p.key].request("POST", "/api/v1/presence", json={"operator": operator})
+
+
+def _follow_call(client: OperatorClient, call_id: str, until: set[str], shown: set[str],
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 timeout: float = CHECK_TIMEOUT) -> dict[str, Any] | None:
+    """Print each new step of a call as the caller sees it, until a state in ``until``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call: dict[str, Any] = client.request("GET", f"/api/v1/calls/{call_id}")
+        for event in call["history"]:
+            key = f"{event['signed_by']}:{event['at']}:{event['state']}:{event['role']}"
+            if key in shown:
+                continue
+            shown.add(key)
+            mark = "[green]verified[/]" if event["verified"] else "[red]NOT verified[/]"
+            extra = f" by {event['operator']}" if event.get("operator") else ""
+            reason = f" — {escape(event['reason'])}" if event.get("reason") else ""
+            console.print(f"    {event['state']:<13} {event.get('role') or '':<8}{extra} "
+                          f"signed by {event['signed_by']} ({mark}){reason}")
+            if on_event is not None:
+                on_event(event)
+        if call["state"] in until:
+            return call
+        time.sleep(0.1)
+    return None
+
+
+def _replay(base: Path) -> bool:
+    """The scenario's timeline from the notification to the conference."""
+    c = _clients(base)
+    _present(c)
+    for dst in ("US-JS", "UA-GS"):
+        c["pl"].request("POST", "/api/v1/messages", json={"to": dst, "text": NOTIFICATION})
+    console.print("[bold]+5 min[/]  ops-do@PL-GS sent its incident notification to US-JS and "
+                  "UA-GS.")
+    _wait_for_desk(c["us"], "ccp-do@RU-GS")
+    console.print("[bold]+20 min[/] nmcc-do@US-JS calls cgs@RU-GS on behalf of the Chairman:")
+    call = c["us"].request("POST", "/api/v1/calls", json={
+        "to": "cgs@RU-GS", "as": "nmcc-do", "reason": "Missile impact at Przewodow, Poland"})
+
+    def answer_when_duty_officer_rings(event: dict[str, Any]) -> None:
+        if event["state"] == "ringing" and event["role"] == "ccp-do":
+            c["ru"].request("POST", f"/api/v1/calls/{call['id']}/answer",
+                            json={"as": "ccp-do", "operator": "ccp-1"})
+
+    done = _follow_call(c["us"], call["id"], {"answered", "declined", "unanswered"}, set(),
+                        answer_when_duty_officer_rings)
+    if done is None or done["state"] != "answered":
+        console.print("[red]the call did not end answered[/]")
+        return False
+    c["us"].request("POST", f"/api/v1/conversations/{call['id']}/messages",
+                    json={"text": "Did Russian forces fire at Polish territory?",
+                          "as": "nmcc-do"})
+    c["ru"].request("POST", f"/api/v1/conversations/{call['id']}/messages",
+                    json={"text": "Message received; passing it to the Chief of the General "
+                                  "Staff.", "as": "ccp-do"})
+    console.print("    conversation open; one message each way.")
+    console.print("[bold]+30 min[/] the Chairman calls cinc@UA-GS and cgs@PL-GS:")
+    ok = True
+    calls = {}
+    for key, to in (("ua", "cinc@UA-GS"), ("pl", "cgs@PL-GS")):
+        placed = c["us"].request("POST", "/api/v1/calls", json={"to": to, "as": "cjcs"})
+        calls[key] = placed["id"]
+        role = to.split("@")[0]
+        _wait_ringing(c[key], placed["id"])
+        c[key].request("POST", f"/api/v1/calls/{placed['id']}/answer", json={"as": role})
+        ended = _follow_call(c["us"], placed["id"], {"answered"}, set())
+        ok &= ended is not None
+    conference = calls["ua"]
+    c["us"].request("POST", f"/api/v1/conversations/{conference}/members",
+                    json={"party": "PL-GS"})
+    console.print("    conference US-UA-PL open on the UA call's conversation.")
+    return ok
+
+
+def _wait_for_desk(client: OperatorClient, address: str) -> None:
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    while time.monotonic() < deadline:
+        desks = client.request("GET", "/api/v1/desks")["desks"]
+        if any(d["address"] == address for d in desks):
+            return
+        time.sleep(0.1)
+
+
+def _wait_ringing(client: OperatorClient, call_id: str) -> None:
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if client.request("GET", f"/api/v1/calls/{call_id}")["state"] == "ringing":
+                return
+        except HotlineError:
+            pass
+        time.sleep(0.05)
+
+
+def run_demo(base: Path | None, port: int, check: bool, speed: float = 60.0) -> int:
     base = (base or Path(tempfile.mkdtemp(prefix="hotline-demo-"))).resolve()
     base.mkdir(parents=True, exist_ok=True)
     passphrase = _passphrase(base)
     console.print(f"[bold]Hotline demo[/] in {base}: setting up four nodes…")
-    _set_up(base, port, passphrase)
+    if not 0 < speed <= 10_000:
+        raise HotlineError("bad-option", "--speed must be above 0 and at most 10000")
+    _set_up(base, port, passphrase, speed)
     procs = _start(base, passphrase)
     try:
         _wait_healthy(base, procs)
         _print_nodes(base, passphrase)
+        console.print(f"Replaying the Przewodów scenario at {speed:g}x:")
+        replayed = _replay(base)
         if check:
             console.print("Checking every link in both directions:")
-            return 0 if _check_links(base) else 1
+            return 0 if _check_links(base) and replayed else 1
+        console.print("[bold]Ctrl-C[/] stops all four nodes. The on-duty operators stay "
+                      "present while the demo runs.")
         clients = _clients(base)
-        for dst in ("US-JS", "UA-GS"):
-            clients["pl"].request("POST", "/api/v1/messages", json={"to": dst,
-                                                                    "text": NOTIFICATION})
-        console.print("PL-GS sent its incident notification to US-JS and UA-GS. "
-                      "[bold]Ctrl-C[/] stops all four nodes.")
         while all(proc.poll() is None for proc in procs.values()):
-            time.sleep(0.5)
+            _present(clients)
+            time.sleep(1.0)
         dead = [p.party for p in PARTIES if procs[p.key].poll() is not None]
         console.print(f"[red]node(s) {', '.join(dead)} stopped unexpectedly[/]; stopping.")
         return 1

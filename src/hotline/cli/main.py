@@ -229,12 +229,16 @@ def demo(base: Annotated[Path | None, typer.Option(
          port: Annotated[int, typer.Option(help="First port; the nodes use four in a row.")]
          = 7100,
          check: Annotated[bool, typer.Option(
-             "--check", help="Exchange test messages on every link, report, and exit.")]
-         = False) -> None:
-    """Start the four-party Przewodów federation (US, RU, UA, PL) on localhost."""
+             "--check", help="Replay the scenario, exchange test messages on every link, "
+                             "report, and exit.")] = False,
+         speed: Annotated[float, typer.Option(
+             help="Divide every scenario duration by this (60: a two-minute escalation "
+                  "step takes two seconds).")] = 60.0) -> None:
+    """Start the four-party Przewodów federation (US, RU, UA, PL) on localhost, with the
+    scenario's roles, rosters, chains and policies, and replay the scenario's calls."""
     from hotline.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(base, port, check))
+    raise typer.Exit(run_demo(base, port, check, speed))
 
 
 @app.command()
@@ -260,9 +264,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # Usage errors (missing option, bad value): click's, or the copy of click that
+        # newer Typer releases bundle. Both carry show() and exit_code.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
