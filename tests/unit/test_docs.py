@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hotline.cli.calls import conversation_app, roles_app
 from hotline.cli.main import app, link_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,8 @@ def test_every_cli_command_is_in_the_readme_table() -> None:
     names = [c.name or (c.callback.__name__ if c.callback else "") for c in
              app.registered_commands]
     names += [f"link {c.name}" for c in link_app.registered_commands]
+    names += [f"roles {c.name}" for c in roles_app.registered_commands]
+    names += [f"conversation {c.name}" for c in conversation_app.registered_commands]
     for name in names:
         assert f"`hotline {name}`" in README, f"hotline {name} is not documented"
 
