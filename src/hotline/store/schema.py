@@ -40,6 +40,7 @@ outbox = Table(
     Column("envelope_id", String(32), nullable=False, unique=True),
     Column("seq", BigInteger, nullable=False),
     Column("type", String(64), nullable=False),
+    Column("subject", String(64), nullable=True),       # call / conversation (migration 0003)
     Column("payload", Text, nullable=False),            # canonical JSON, our plaintext copy
     Column("envelope", LargeBinary, nullable=False),    # exact wire bytes, latest sealing
     Column("created_at", BigInteger, nullable=False),
@@ -216,4 +217,38 @@ message_receipts = Table(
     Column("at", BigInteger, nullable=False),
     Column("statement", Text, nullable=False),          # signed canonical JSON
     Column("verified", Integer, nullable=False),
+)
+
+# -- the tamper-evident log (migration 0003) -------------------------------------------
+
+log_entries = Table(
+    "log_entries", metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),  # 0-based position
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(64), nullable=True),       # call / conversation id, for export
+    Column("at", BigInteger, nullable=False),
+    Column("entry", Text, nullable=False),              # canonical JSON: what the leaf hashes
+    Column("leaf", LargeBinary, nullable=False),        # SHA-256(0x00 || entry)
+    Index("ix_log_entries_subject", "subject"),
+)
+
+log_state = Table(
+    "log_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("size", BigInteger, nullable=False),
+    Column("frontier", Text, nullable=False),           # JSON: compact range, hex hashes
+    Column("last_leaf", String(64), nullable=False),    # hex leaf hash of entry size-1
+)
+
+log_checkpoints = Table(
+    "log_checkpoints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(32), nullable=False),       # whose log
+    Column("witness", String(32), nullable=False),      # who cosigned it
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("checkpoint", Text, nullable=False),         # signed by the origin
+    Column("cosignature", Text, nullable=False),        # signed by the witness
+    Column("at", BigInteger, nullable=False),
+    Index("ix_log_checkpoints_pair", "origin", "witness", "size"),
 )

@@ -1,0 +1,184 @@
+"""Verifying the node's log from what is stored, trusting none of it.
+
+The tree is recomputed from the stored entries; every entry must carry its own index and
+the leaf hash of the one before it, hash to the stored leaf, and the stored tree state
+and every checkpoint a peer has cosigned must match the recomputed roots. The report
+names the first entry where the log breaks:
+
+* an entry whose bytes were changed (its hash differs), or whose successor no longer
+  links to it (it was changed and its stored hash recomputed);
+* a missing index (a deleted row), an entry carrying another index (inserted or
+  reordered rows), a log shorter or longer than its state says (truncated or appended);
+* a cosigned checkpoint the entries no longer reproduce: something up to that size was
+  rewritten consistently, which only the peer's cosignature can reveal.
+
+Signatures on checkpoints (the origin's) and cosignatures (the witness's) are checked
+with the keys the node holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from hotline.errors import HotlineError
+from hotline.log.merkle import CompactRange, leaf_hash
+from hotline.protocol import canonical
+from hotline.protocol.checkpoint import verify_checkpoint, verify_cosignature
+from hotline.protocol.keys import PublicKeys
+from hotline.store import log as log_store
+from hotline.store.log import StoredEntry
+from hotline.store.schema import log_checkpoints
+
+
+@dataclass(frozen=True)
+class Break:
+    index: int | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "message": self.message}
+
+
+@dataclass
+class Report:
+    size: int = 0
+    root: str = ""
+    checkpoints: int = 0
+    problems: list[Break] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "size": self.size, "root": self.root,
+                "checkpoints_checked": self.checkpoints,
+                "first_bad_entry": self.problems[0].index if self.problems else None,
+                "problems": [p.as_dict() for p in self.problems]}
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    origin: str
+    witness: str
+    size: int
+    root: bytes
+    checkpoint: str
+    cosignature: str
+
+
+def _suffix(index: int, kind: str, prev: str) -> bytes:
+    return f',"i":{index},"kind":"{kind}","prev":"{prev}","v":1}}'.encode()
+
+
+def verify_entries(entries: Iterable[StoredEntry], state_size: int, state_root: bytes,
+                   checkpoints: dict[int, list[CheckpointRow]], report: Report) -> None:
+    """Recompute the tree; append the first break found (entries stop at the first)."""
+    tree = CompactRange()
+    prev = ""
+    expected = 0
+    good_size = 0  # the largest size a cosigned checkpoint confirmed
+    for e in entries:
+        if e.idx != expected:
+            report.problems.append(Break(expected, f"entry {expected} is missing (the next "
+                                                   f"stored entry is {e.idx})"))
+            return
+        data = e.entry.encode()
+        if not data.endswith(_suffix(e.idx, e.kind, prev)):
+            report.problems.append(_misplaced(e, data, prev))
+            return
+        leaf = leaf_hash(data)
+        if leaf != e.leaf:
+            report.problems.append(Break(e.idx, f"entry {e.idx} was changed: its bytes no "
+                                                "longer hash to its recorded leaf"))
+            return
+        tree.append(leaf)
+        prev = leaf.hex()
+        expected += 1
+        for row in checkpoints.get(tree.size, ()):
+            if tree.root() != row.root:
+                report.problems.append(Break(
+                    good_size, f"the first {row.size} entries no longer match the checkpoint "
+                               f"{row.witness} cosigned: an entry from {good_size} to "
+                               f"{row.size - 1} was rewritten"))
+                return
+            good_size = tree.size
+    report.size = tree.size
+    report.root = tree.root().hex()
+    if expected < state_size:
+        report.problems.append(Break(expected, f"the log ends at entry {expected - 1} but "
+                                               f"held {state_size} entries: truncated"))
+    elif expected > state_size:
+        report.problems.append(Break(state_size, f"entries from {state_size} on were added "
+                                                 "without the node"))
+    elif tree.root() != state_root:
+        report.problems.append(Break(None, "the stored tree state does not match the "
+                                           "entries"))
+    beyond = [s for s in checkpoints if s > tree.size]
+    if beyond and not report.problems:
+        report.problems.append(Break(tree.size, f"a peer cosigned {max(beyond)} entries but "
+                                                f"only {tree.size} are stored: truncated"))
+
+
+def _misplaced(e: StoredEntry, data: bytes, prev: str) -> Break:
+    try:
+        obj = canonical.decode(data)
+    except HotlineError:
+        return Break(e.idx, f"entry {e.idx} is not a valid entry any more")
+    if not isinstance(obj, dict) or obj.get("i") != e.idx:
+        carried = obj.get("i") if isinstance(obj, dict) else "?"
+        return Break(e.idx, f"entry {e.idx} carries index {carried}: entries were "
+                            "inserted, removed or reordered here")
+    if obj.get("prev") != prev:
+        at = e.idx - 1
+        return Break(at, f"entry {at} was changed: entry {e.idx} recorded a different hash "
+                         "for it")
+    return Break(e.idx, f"entry {e.idx} was changed (its kind no longer matches)")
+
+
+def load_checkpoints(conn: Connection) -> list[CheckpointRow]:
+    rows = conn.execute(select(log_checkpoints).order_by(log_checkpoints.c.id))
+    return [CheckpointRow(r.origin, r.witness, int(r.size), bytes(r.root), r.checkpoint,
+                          r.cosignature) for r in rows]
+
+
+def check_signatures(rows: list[CheckpointRow], keys: dict[str, PublicKeys],
+                     report: Report) -> None:
+    import json
+
+    for row in rows:
+        origin_key, witness_key = keys.get(row.origin), keys.get(row.witness)
+        if origin_key is None or witness_key is None:
+            report.problems.append(Break(None, f"no key to check the checkpoint of "
+                                               f"{row.origin} cosigned by {row.witness}"))
+            continue
+        try:
+            cp = verify_checkpoint(json.loads(row.checkpoint), origin_key, row.origin)
+            verify_cosignature(json.loads(row.cosignature), witness_key, cp,
+                               expect_witness=row.witness)
+        except (HotlineError, ValueError) as exc:
+            report.problems.append(Break(None, f"checkpoint of {row.origin} at size "
+                                               f"{row.size} cosigned by {row.witness}: {exc}"))
+            continue
+        if (cp.size, cp.root) != (row.size, row.root):
+            report.problems.append(Break(None, f"checkpoint row of {row.origin} at size "
+                                               f"{row.size} does not match what was signed"))
+        report.checkpoints += 1
+
+
+def verify_database(conn: Connection, me: str, keys: dict[str, PublicKeys]) -> Report:
+    """The full check: entries, tree state, and every stored checkpoint."""
+    report = Report()
+    rows = load_checkpoints(conn)
+    ours: dict[int, list[CheckpointRow]] = {}
+    for row in rows:
+        if row.origin == me:
+            ours.setdefault(row.size, []).append(row)
+    state = log_store.read_state(conn)
+    verify_entries(log_store.scan(conn), state.size, state.frontier.root(), ours, report)
+    check_signatures(rows, keys, report)
+    return report
