@@ -86,18 +86,31 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "node.log"
 
+    def configure(self, section: str, **values: Any) -> None:
+        """Change ``[section]`` settings in config.toml (before starting)."""
+        import tomllib
+
+        import tomli_w
+
+        path = self.dir / "config.toml"
+        data = tomllib.loads(path.read_text())
+        data.setdefault(section, {}).update(values)
+        path.write_text(tomli_w.dumps(data))
+        self.config = load_config(self.dir)
+
     @classmethod
     def existing(cls, directory: Path, party: str) -> NodeProcess:
         """A node directory made elsewhere (e.g. by ``hotline init``)."""
         return cls(directory, party, None, create=False)
 
     # -- process control ----------------------------------------------------------------
-    def start(self) -> NodeProcess:
+    def start(self, *extra: str) -> NodeProcess:
         env = {**os.environ, "HOTLINE_PASSPHRASE": PASSPHRASE}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hotline", "serve", "--dir", str(self.dir),
-                 "--log-level", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                 "--log-level", "info", *extra], env=env, stdout=log,
+                stderr=subprocess.STDOUT)
         wait_until(self._healthy, START_TIMEOUT, what=f"{self.party} to start")
         return self
 

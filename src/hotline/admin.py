@@ -25,9 +25,10 @@ from hotline.nodedir.config import (
 )
 from hotline.nodedir.keystore import unlock, write_keystore
 from hotline.nodedir.token import write_token
-from hotline.protocol.keys import PartyKeys, safety_number
+from hotline.protocol.keys import PartyKeys, b64e, safety_number
 from hotline.protocol.offer import LinkOffer, make_offer, parse_offer
 from hotline.store import links as link_store
+from hotline.store import log as log_store
 from hotline.store.engine import create_engine, driver_url, sqlite_url
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
@@ -76,6 +77,11 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
         engine = create_engine(config.db)
         try:
             upgrade(engine)
+            with engine.begin() as conn:  # the log's first entry: whose keys these are
+                pub = keys.public
+                log_store.append_one(conn, "keys", {
+                    "party": party, "kid": pub.key_id, "sign_key": b64e(pub.sign_bytes),
+                    "enc_key": b64e(pub.enc_bytes)}, SystemClock().now_ms())
         finally:
             engine.dispose()
         write_config(node_dir, config)

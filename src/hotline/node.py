@@ -34,10 +34,14 @@ from hotline.delivery.outbound import Outbound
 from hotline.delivery.sender import PeerHealth, PeerSender
 from hotline.delivery.transport import HttpTransport
 from hotline.effects import Effects
+from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
 from hotline.events import Broadcaster
 from hotline.federation.receiver import Receiver
 from hotline.inbox import Inbox
+from hotline.log.checkpointer import Checkpointer
+from hotline.log.verify import Report, verify_database
+from hotline.log.witness import Witness
 from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, NodeConfig, load_config
 from hotline.nodedir.keystore import unlock
 from hotline.nodedir.token import TokenChecker
@@ -45,6 +49,7 @@ from hotline.notify.runner import Notifier
 from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PartyKeys
 from hotline.status import PeerStatus, line_status
+from hotline.store import links as link_store
 from hotline.store.database import Database
 from hotline.store.engine import create_engine
 from hotline.store.journal import Entry
@@ -104,6 +109,13 @@ class Node:
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
                                   apply=self.apply)
         self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry)
+        self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
+                               clock=self.clock, publish=self.journal.publish)
+        self.checkpointer = Checkpointer(
+            me=config.party, keys=keys, peers=self.peers, db=self.db, clock=self.clock,
+            every_seconds=config.log.checkpoint_seconds,
+            every_entries=config.log.checkpoint_entries,
+            timeout=delivery.request_timeout_seconds, publish=self.journal.publish)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
@@ -198,6 +210,7 @@ class Node:
         self._reporter = asyncio.create_task(self._report_desks(), name="desk-reporter")
         self.timers.start()
         self.notifier.start()
+        self.checkpointer.start()
         log.info("node %s started with %d link(s)", self.config.party, len(self.senders))
         _return_free_memory()
 
@@ -208,6 +221,7 @@ class Node:
                 await asyncio.gather(task, return_exceptions=True)
         await self.timers.stop()
         await self.notifier.stop()
+        await self.checkpointer.stop()
         for sender in self.senders.values():
             await sender.stop()
         await self.transport.close()
@@ -230,7 +244,16 @@ class Node:
                                desks=self.desks, feed=Feed(self.db, self.journal),
                                apply=self.apply, directory=self.directory))
         return build_app(operator=services, receiver=self.receiver,
-                         batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan)
+                         batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
+                         witness=self.witness)
+
+    def verify_log(self) -> Report:
+        """Check the log before serving (the database threads are not running yet)."""
+        upgrade(self.db.engine)
+        with self.db.engine.connect() as conn:
+            keys = {link.party: link.keys for link in link_store.all_links(conn)}
+            keys[self.config.party] = self.keys.public
+            return verify_database(conn, self.config.party, keys)
 
 
 def open_node(node_dir: Path, passphrase: str) -> Node:
@@ -239,10 +262,20 @@ def open_node(node_dir: Path, passphrase: str) -> Node:
     return Node(node_dir, config, keys)
 
 
-def serve(node_dir: Path, passphrase: str, log_level: str = "info") -> None:
+def serve(node_dir: Path, passphrase: str, log_level: str = "info",
+          accept_broken_log: bool = False) -> None:
     """Run the node until SIGINT/SIGTERM; all state is in the database, so a restart
-    resumes where this one stopped."""
+    resumes where this one stopped. A log that does not verify stops it here, unless
+    ``accept_broken_log`` says to serve anyway (the breach stays on record)."""
     node = open_node(node_dir, passphrase)
+    report = node.verify_log()
+    if not report.ok:
+        where = report.problems[0]
+        if not accept_broken_log:
+            raise HotlineError("log-broken", f"the log does not verify: {where.message}",
+                               hint="see `hotline log verify --dir DIR`; to serve anyway, "
+                                    "start with --accept-broken-log")
+        log.critical("serving with a log that does not verify: %s", where.message)
     server = uvicorn.Server(uvicorn.Config(
         node.app(), host=node.config.host, port=node.config.port, log_level=log_level,
         access_log=False, lifespan="on", timeout_graceful_shutdown=5))

@@ -11,13 +11,15 @@ from fastapi.responses import JSONResponse
 
 from hotline import __version__
 from hotline.api.errors import install_error_handlers
-from hotline.api.federation import make_envelopes_endpoint
+from hotline.api.federation import make_checkpoint_endpoint, make_envelopes_endpoint
 from hotline.api.operator import OperatorServices, operator_router
 from hotline.federation.receiver import Receiver
+from hotline.log.witness import Witness
 
 
 def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: int,
-              lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
+              lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+              witness: Witness | None = None) -> FastAPI:
     app = FastAPI(title="Hotline node", version=__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
                   description="Operator API of a Hotline node. Every route needs the "
@@ -27,6 +29,9 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
     app.add_api_route("/federation/v1/envelopes",
                       make_envelopes_endpoint(receiver, batch_limit), methods=["POST"],
                       include_in_schema=False)
+    if witness is not None:
+        app.add_api_route("/federation/v1/checkpoints", make_checkpoint_endpoint(witness),
+                          methods=["POST"], include_in_schema=False)
 
     async def healthz() -> JSONResponse:
         return JSONResponse({"ok": True, "party": operator.party})

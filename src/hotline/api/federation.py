@@ -11,8 +11,10 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, rejected
+from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, HotlineError, rejected
 from hotline.federation.receiver import Receiver
+from hotline.log.witness import Witness
+from hotline.protocol import canonical
 
 MAX_BATCH_ENVELOPES = 4096
 
@@ -53,3 +55,22 @@ def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: igno
         return JSONResponse({"results": [o.as_dict() for o in outcomes]}, status_code=status)
 
     return receive_envelopes
+
+
+MAX_CHECKPOINT_BODY = 64 * 1024
+
+
+def make_checkpoint_endpoint(witness: Witness):  # type: ignore[no-untyped-def]
+    """``POST /federation/v1/checkpoints``: a peer asks this node to cosign its log."""
+    async def cosign(request: Request) -> JSONResponse:
+        try:
+            body = canonical.decode(await read_limited(request, MAX_CHECKPOINT_BODY))
+            outcome = await witness.cosign(body)
+        except HotlineError as exc:
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+        status = 200 if outcome.error is None else outcome.error.status
+        if outcome.alarm is not None:
+            witness.publish(outcome.alarm)
+        return JSONResponse(outcome.as_dict(), status_code=status)
+
+    return cosign

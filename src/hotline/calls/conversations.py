@@ -9,6 +9,7 @@ more members; adding one tells every member the new list.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -28,6 +29,7 @@ from hotline.protocol.statement import (
     verify_message_receipt,
 )
 from hotline.store import journal
+from hotline.store import log as log_store
 from hotline.store.database import Database
 from hotline.store.schema import conversation_messages, conversations, message_receipts
 
@@ -55,6 +57,21 @@ def open_for_call(conn: Connection, conv_id: str, topic: str, members: list[str]
         conn, "conversation", conv_id,
         {"conversation": {"id": conv_id, "topic": topic, "members": sorted(members)},
          "event": {"type": "opened"}}, now))
+
+
+def _log_message(conn: Connection, conv_id: str, message: str, party: str, role: str,
+                 operator: str | None, text: str, now: int) -> None:
+    log_store.append_one(conn, "conversation-message", {
+        "conversation": conv_id, "message": message, "party": party, "role": role,
+        "operator": operator, "text_sha256": hashlib.sha256(text.encode()).hexdigest()},
+        now, conv_id)
+
+
+def _log_receipt(conn: Connection, conv_id: str, message: str, signer: str, kind: str,
+                 statement: str, now: int) -> None:
+    log_store.append_one(conn, "message-receipt", {
+        "conversation": conv_id, "message": message, "signer": signer, "receipt": kind,
+        "statement": statement}, now, conv_id)
 
 
 def _set_members(conn: Connection, conv_id: str, members: list[str]) -> None:
@@ -104,13 +121,14 @@ class ConversationService:
             conn.execute(conversation_messages.insert().values(
                 id=msg_id, conversation_id=conv_id, party=self.me, role=as_role,
                 operator=operator, text=text, sent_at=now, received_at=None))
+            _log_message(conn, conv_id, msg_id, self.me, as_role, operator, text, now)
             payload = {"conversation": conv_id, "message": msg_id, "role": as_role,
                        "operator": operator, "text": text, "sent_at": now,
                        "topic": conv["topic"], "members": conv["members"]}
             for member in conv["members"]:
                 if member != self.me and self._out.has_link(member):
                     effects.send(member, self._out.enqueue(conn, member, "conv.message",
-                                                           [payload], now))
+                                                           [payload], now, conv_id))
             message = {"id": msg_id, "conversation": conv_id, "party": self.me,
                        "role": as_role, "operator": operator, "text": text, "sent_at": now}
             effects.journal.append(journal.append(conn, "conversation", conv_id,
@@ -140,7 +158,7 @@ class ConversationService:
             for member in members:
                 if member != self.me and self._out.has_link(member):
                     effects.send(member, self._out.enqueue(conn, member, "conv.invite",
-                                                           [invite], now))
+                                                           [invite], now, conv_id))
             effects.journal.append(journal.append(
                 conn, "conversation", conv_id,
                 {"conversation": conv, "event": {"type": "members", "added": party}}, now))
@@ -181,9 +199,10 @@ class ConversationService:
         conn.execute(message_receipts.insert().values(
             message_id=message_id, party=self.me, kind=kind, operator=operator, role=role,
             at=now, statement=stmt.raw, verified=1))
+        _log_receipt(conn, conv_id, message_id, self.me, kind, stmt.raw, now)
         if self._out.has_link(author):
             effects.send(author, self._out.enqueue(conn, author, "conv.receipt",
-                                                   [{"statement": stmt.raw}], now))
+                                                   [{"statement": stmt.raw}], now, conv_id))
 
     # -- from peers (inside the receiver's transaction) ------------------------------------
     def on_message(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
@@ -211,10 +230,12 @@ class ConversationService:
                               .where(conversation_messages.c.id == p["message"])).first()
         if exists is not None:
             return
+        operator = p["operator"] if isinstance(p["operator"], str) else None
         conn.execute(conversation_messages.insert().values(
             id=p["message"], conversation_id=p["conversation"], party=peer, role=p["role"],
-            operator=p["operator"] if isinstance(p["operator"], str) else None,
-            text=p["text"], sent_at=p["sent_at"], received_at=now))
+            operator=operator, text=p["text"], sent_at=p["sent_at"], received_at=now))
+        _log_message(conn, p["conversation"], p["message"], peer, p["role"], operator,
+                     p["text"], now)
         message = {"id": p["message"], "conversation": p["conversation"], "party": peer,
                    "role": p["role"], "operator": p["operator"], "text": p["text"],
                    "sent_at": p["sent_at"], "received_at": now}
@@ -267,6 +288,7 @@ class ConversationService:
         conn.execute(message_receipts.insert().values(
             message_id=stmt.message, party=peer, kind=stmt.receipt, operator=stmt.operator,
             role=stmt.role, at=stmt.at, statement=raw, verified=1))
+        _log_receipt(conn, stmt.conversation, stmt.message, peer, stmt.receipt, raw, now)
         effects.journal.append(journal.append(
             conn, "conversation", stmt.conversation,
             {"conversation": {"id": stmt.conversation},

@@ -181,7 +181,7 @@ class CallService:
         payload = {"call": call_id, "caller_role": as_role, "callee_role": callee_role,
                    "reason": reason, "placed_at": now, "expires_at": expires_at,
                    "parent": parent}
-        pending = self._out.enqueue(conn, peer, "call.place", [payload], now)
+        pending = self._out.enqueue(conn, peer, "call.place", [payload], now, call_id)
         effects.send(peer, pending)
         call_store.insert(conn, id=call_id, direction="out", peer=peer, caller_role=as_role,
                           callee_role=callee_role, reason=reason, state="placed",
@@ -269,7 +269,7 @@ class CallService:
             timers.void_for_call(conn, call.id, now)
             if self._peers.get(call.peer) is not None:
                 effects.send(call.peer, self._out.enqueue(conn, call.peer, "call.cancel",
-                                                          [{"call": call.id}], now))
+                                                          [{"call": call.id}], now, call.id))
             return self._state(conn, call, "cancelled", now, effects, role=call.caller_role), \
                 effects
         return await self._db.write(work)
@@ -302,7 +302,7 @@ class CallService:
         call_store.change(conn, call.id, **values)
         if call.direction == "in" and self._peers.get(call.peer) is not None:
             effects.send(call.peer, self._out.enqueue(conn, call.peer, "call.state",
-                                                      [{"statement": stmt.raw}], now))
+                                                      [{"statement": stmt.raw}], now, call.id))
         updated = call_store.get(conn, call.id)
         assert updated is not None
         self._journal(conn, updated, stmt, True, effects)

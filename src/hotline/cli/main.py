@@ -60,8 +60,10 @@ def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],
 
 @app.command()
 def serve(node_dir: DirOption,
-          log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info"
-          ) -> None:
+          log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+          accept_broken_log: Annotated[bool, typer.Option(
+              "--accept-broken-log", help="Serve even if the log does not verify (the "
+                                          "breach stays on record).")] = False) -> None:
     """Run the node: federation API, operator API and delivery, until Ctrl-C."""
     import logging
 
@@ -72,7 +74,7 @@ def serve(node_dir: DirOption,
         raise HotlineError("bad-option", f"unknown log level {log_level!r}")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_node(node_dir, get_passphrase(), log_level)
+    run_node(node_dir, get_passphrase(), log_level, accept_broken_log)
 
 
 @link_app.command("offer")

@@ -17,8 +17,11 @@ from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys
+from hotline.protocol.receipt import message_digest
 from hotline.store import links as link_store
+from hotline.store import log as log_store
 from hotline.store import outbox
+from hotline.store.log import Record
 from hotline.store.outbox import Pending
 
 
@@ -38,7 +41,8 @@ class Outbound:
         return self.peers.get(peer) is not None
 
     def enqueue(self, conn: Connection, peer: str, type_: str,
-                payloads: list[dict[str, Any]], now_ms: int) -> list[Pending]:
+                payloads: list[dict[str, Any]], now_ms: int,
+                subject: str | None = None) -> list[Pending]:
         """Seal ``payloads`` to ``peer`` under consecutive sequence numbers and add them to
         the outbox; the caller hands the returned rows to the peer's sender after commit."""
         link = self.peers.get(peer)
@@ -47,6 +51,7 @@ class Outbound:
         first = link_store.reserve_seqs(conn, peer, len(payloads))
         rows: list[dict[str, object]] = []
         fresh: list[Pending] = []
+        records: list[Record] = []
         for offset, payload in enumerate(payloads):
             header = Header(id=new_envelope_id(), sender=self.me, recipient=peer,
                             kid=self.keys.public.key_id, seq=first + offset, ts=now_ms,
@@ -54,8 +59,14 @@ class Outbound:
             body = canonical.encode(payload).decode()
             envelope = seal(header, payload, self.keys, link.keys)
             rows.append({"peer": peer, "envelope_id": header.id, "seq": header.seq,
-                         "type": type_, "payload": body, "envelope": envelope,
-                         "created_at": now_ms, "sealed_at": now_ms})
+                         "type": type_, "subject": subject, "payload": body,
+                         "envelope": envelope, "created_at": now_ms, "sealed_at": now_ms})
             fresh.append(Pending(header.id, header.seq, type_, body, envelope, now_ms))
+            records.append(Record("sent", {
+                "peer": peer, "id": header.id, "seq": header.seq, "type": type_,
+                "digest": message_digest(envelope_id=header.id, sender=self.me,
+                                         recipient=peer, seq=header.seq, type_=type_,
+                                         payload=payload)}, now_ms, subject))
         outbox.add(conn, rows)
+        log_store.append(conn, records)
         return fresh

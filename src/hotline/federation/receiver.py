@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -37,11 +38,22 @@ from hotline.protocol.keys import PartyKeys
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
 from hotline.store import inbound
 from hotline.store import links as link_store
+from hotline.store import log as log_store
 from hotline.store.database import Database
 from hotline.store.inbound import Released
+from hotline.store.log import Record
 from hotline.store.schema import evidence
 
 security_log = logging.getLogger("hotline.security")
+
+
+def _subject(payload: dict[str, Any]) -> str | None:
+    """The call or conversation an envelope concerns, for the log's index."""
+    for key in ("call", "conversation"):
+        value = payload.get(key)
+        if isinstance(value, str) and len(value) <= 64:
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,7 @@ class Receiver:
         next_seq = link_store.recv_next(conn, peer)
         rows: list[dict[str, object]] = []
         proofs: list[dict[str, object]] = []
+        records: list[Record] = []
         results: dict[int, _Stored | EnvelopeRejected] = {}
         for index, env in items:
             head = env.header
@@ -179,10 +192,17 @@ class Receiver:
                 rows.append({"peer": peer, "envelope_id": head.id, "seq": head.seq,
                              "type": head.type, "payload": payload, "envelope": env.raw,
                              "sent_at": head.ts, "received_at": now})
+                records.append(Record("received", {
+                    "peer": peer, "id": head.id, "seq": head.seq, "type": head.type,
+                    "digest": message_digest(envelope_id=head.id, sender=peer,
+                                             recipient=head.recipient, seq=head.seq,
+                                             type_=head.type, payload=env.payload)},
+                    now, _subject(env.payload)))
                 stored = inbound.Stored(head.id, head.seq, head.type, payload, env.raw, now)
                 known_ids[head.id] = known_seqs[head.seq] = stored
                 results[index] = _Stored(env, now, duplicate=False)
         inbound.add_many(conn, rows)
+        log_store.append(conn, records)
         if proofs:
             conn.execute(evidence.insert(), proofs)
         return results

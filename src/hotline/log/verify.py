@@ -76,7 +76,8 @@ def _suffix(index: int, kind: str, prev: str) -> bytes:
 
 
 def verify_entries(entries: Iterable[StoredEntry], state_size: int, state_root: bytes,
-                   checkpoints: dict[int, list[CheckpointRow]], report: Report) -> None:
+                   checkpoints: dict[int, list[CheckpointRow]], report: Report,
+                   state_last_leaf: str = "") -> None:
     """Recompute the tree; append the first break found (entries stop at the first)."""
     tree = CompactRange()
     prev = ""
@@ -115,6 +116,10 @@ def verify_entries(entries: Iterable[StoredEntry], state_size: int, state_root: 
     elif expected > state_size:
         report.problems.append(Break(state_size, f"entries from {state_size} on were added "
                                                  "without the node"))
+    elif prev != state_last_leaf:
+        report.problems.append(Break(expected - 1, f"entry {expected - 1} was changed: the "
+                                                   "log's state recorded a different hash "
+                                                   "for it"))
     elif tree.root() != state_root:
         report.problems.append(Break(None, "the stored tree state does not match the "
                                            "entries"))
@@ -179,6 +184,7 @@ def verify_database(conn: Connection, me: str, keys: dict[str, PublicKeys]) -> R
         if row.origin == me:
             ours.setdefault(row.size, []).append(row)
     state = log_store.read_state(conn)
-    verify_entries(log_store.scan(conn), state.size, state.frontier.root(), ours, report)
+    verify_entries(log_store.scan(conn), state.size, state.frontier.root(), ours, report,
+                   state.last_leaf)
     check_signatures(rows, keys, report)
     return report

@@ -39,6 +39,15 @@ class DeliveryConfig(BaseModel):
     reseal_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
+class LogConfig(BaseModel):
+    """How often this node asks each peer to cosign its log (whichever comes first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_seconds: Annotated[float, Field(gt=0, le=86400)] = 10.0
+    checkpoint_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +57,7 @@ class NodeConfig(BaseModel):
     endpoints: list[str]
     db: str
     delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
 
     @field_validator("party")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from hotline.store import log as log_store
 from hotline.store.schema import call_events, calls
 
 
@@ -68,6 +69,9 @@ def add_event(conn: Connection, *, call_id: str, signer: str, n: int, state: str
     conn.execute(call_events.insert().values(call_id=call_id, signer=signer, n=n, state=state,
                                              statement=statement, verified=int(verified),
                                              at=at))
+    log_store.append_one(conn, "call-state", {"call": call_id, "signer": signer, "n": n,
+                                              "state": state, "statement": statement},
+                         at, call_id)
     return True
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from hotline.store import log as log_store
 from hotline.store.schema import directory_versions, peer_desks, presence
 
 
@@ -46,6 +47,7 @@ def save(conn: Connection, body: dict[str, Any], now_ms: int) -> tuple[int, bool
     conn.execute(directory_versions.insert().values(
         version=version, digest=digest, body=json.dumps(body, sort_keys=True),
         applied_at=now_ms))
+    log_store.append_one(conn, "directory", {"version": version, "digest": digest}, now_ms)
     return version, True
 
 

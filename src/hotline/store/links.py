@@ -53,13 +53,24 @@ def accept_offer(conn: Connection, offer: LinkOffer, me: str, now_ms: int) -> bo
         conn.execute(links.insert().values(
             party=offer.party, sign_key=sign, enc_key=enc, kid=offer.keys.key_id,
             accepted_at=now_ms, **values))
+        _log_link(conn, offer, sign, enc, now_ms)
         return True
     if existing.sign_key != sign or existing.enc_key != enc:
         raise LinkError("link-key-mismatch",
                         f"{offer.party} is already linked with different keys",
                         hint="a key change must be confirmed by a new safety-number check")
     conn.execute(update(links).where(links.c.party == offer.party).values(**values))
+    _log_link(conn, offer, sign, enc, now_ms)
     return False
+
+
+def _log_link(conn: Connection, offer: LinkOffer, sign: str, enc: str, now_ms: int) -> None:
+    from hotline.store import log as log_store
+
+    log_store.append_one(conn, "link", {"party": offer.party, "name": offer.name,
+                                        "sign_key": sign, "enc_key": enc,
+                                        "kid": offer.keys.key_id,
+                                        "endpoints": list(offer.endpoints)}, now_ms)
 
 
 # Hot statements are built once; SQLAlchemy then reuses their compiled form.

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from hotline.store import log as log_store
+from hotline.store.log import Record
 from hotline.store.schema import outbox
 
 
@@ -65,11 +67,23 @@ def resealed(conn: Connection, envelope_id: str, envelope: bytes, sealed_at: int
 
 
 def mark_delivered(conn: Connection, delivered: list[tuple[str, bytes, int]]) -> None:
-    """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``."""
+    """Store verified receipts: ``(envelope_id, receipt bytes, our time of delivery)``,
+    and log each receipt the first time it is stored."""
     if not delivered:
         return
+    waiting = {r.envelope_id: r for r in conn.execute(
+        select(outbox.c.envelope_id, outbox.c.peer, outbox.c.seq, outbox.c.subject)
+        .where(outbox.c.envelope_id.in_([eid for eid, _, _ in delivered]),
+               outbox.c.delivered_at.is_(None)))}
+    fresh = [d for d in delivered if d[0] in waiting]
+    if not fresh:
+        return
     conn.execute(_DELIVERED,
-                 [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in delivered])
+                 [{"eid": eid, "rcpt": receipt, "at": at} for eid, receipt, at in fresh])
+    log_store.append(conn, [
+        Record("receipt", {"peer": waiting[eid].peer, "id": eid, "seq": int(waiting[eid].seq),
+                           "receipt": receipt.decode()}, at, waiting[eid].subject)
+        for eid, receipt, at in fresh])
 
 
 def counts(conn: Connection) -> dict[str, OutboxCounts]:

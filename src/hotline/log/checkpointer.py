@@ -1,0 +1,179 @@
+"""Asking each peer to cosign this node's log.
+
+Every second the task looks at each linked peer: if the log has grown since the last
+checkpoint that peer cosigned, and ``checkpoint_seconds`` have passed or
+``checkpoint_entries`` entries were added, it signs a checkpoint of the current tree,
+proves it extends the one the peer cosigned last, and posts both to the peer. The
+cosignature that comes back is verified and stored. A refusal is an alarm: the peer says
+this node's log no longer extends what it vouched for (or that this node equivocated),
+and the node's own verification names the first entry that broke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, select
+
+from hotline.clock import Clock
+from hotline.errors import HotlineError
+from hotline.log.merkle import consistency_proof
+from hotline.peers import PeerDirectory
+from hotline.protocol import canonical
+from hotline.protocol.checkpoint import make_checkpoint, verify_checkpoint, verify_cosignature
+from hotline.protocol.keys import PartyKeys, b64e
+from hotline.store import journal
+from hotline.store import log as log_store
+from hotline.store.database import Database
+from hotline.store.journal import Entry
+from hotline.store.links import Link
+from hotline.store.schema import log_checkpoints
+
+log = logging.getLogger("hotline.log")
+security_log = logging.getLogger("hotline.security")
+CHECKPOINT_PATH = "/federation/v1/checkpoints"
+TICK_SECONDS = 1.0
+#: A witness's verdicts that this node's log does not extend what it cosigned.
+REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint"})
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    size: int
+    root: bytes
+    at: int
+
+
+def last_cosigned(conn: Connection, me: str, witness: str) -> Cosigned | None:
+    row = conn.execute(select(log_checkpoints.c.size, log_checkpoints.c.root,
+                              log_checkpoints.c.at)
+                       .where(log_checkpoints.c.origin == me,
+                              log_checkpoints.c.witness == witness)
+                       .order_by(log_checkpoints.c.size.desc()).limit(1)).first()
+    return None if row is None else Cosigned(int(row.size), bytes(row.root), int(row.at))
+
+
+class Checkpointer:
+    def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
+                 clock: Clock, every_seconds: float, every_entries: int, timeout: float,
+                 publish: Any) -> None:
+        self._me = me
+        self._keys = keys
+        self._peers = peers
+        self._db = db
+        self._clock = clock
+        self._every_ms = int(every_seconds * 1000)
+        self._every_entries = every_entries
+        self._client = httpx.AsyncClient(timeout=timeout)
+        self._publish = publish
+        self._task: asyncio.Task[None] | None = None
+        self.alarms: dict[str, str] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            for link in self._peers.all():
+                try:
+                    await self.maybe_checkpoint(link)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # one peer's trouble must not stop the others
+                    log.warning("checkpoint with %s failed: %s", link.party, exc)
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def maybe_checkpoint(self, link: Link, force: bool = False) -> bool:
+        """Exchange a checkpoint with ``link`` if one is due; True if one was cosigned."""
+        def read(conn: Connection) -> tuple[log_store.State, Cosigned | None]:
+            return log_store.read_state(conn), last_cosigned(conn, self._me, link.party)
+        state, last = await self._db.read(read)
+        now = self._clock.now_ms()
+        if last is not None and state.size <= last.size:
+            return False
+        grown = state.size - (last.size if last else 0)
+        if not force and last is not None and grown < self._every_entries \
+                and now - last.at < self._every_ms:
+            return False
+        return await self._exchange(link, state.size, state.frontier.root(), last)
+
+    async def _exchange(self, link: Link, size: int, root: bytes,
+                        last: Cosigned | None) -> bool:
+        checkpoint = make_checkpoint(self._me, size, root, self._clock.now_ms(), self._keys)
+        base = last.size if last else 0
+        for _attempt in range(2):
+            answer = await self._post(link, checkpoint, base, size)
+            if "cosignature" in answer:
+                await self._store(link, checkpoint, answer["cosignature"])
+                self.alarms.pop(link.party, None)
+                return True
+            if answer.get("error") == "stale-base" and isinstance(answer.get("latest_size"),
+                                                                  int):
+                base = answer["latest_size"]  # it cosigned more than we stored: a crash
+                continue
+            await self._refused(link, answer)
+            return False
+        return False
+
+    async def _post(self, link: Link, checkpoint: dict[str, Any], base: int,
+                    size: int) -> dict[str, Any]:
+        proof: list[bytes] = []
+        if 0 < base < size:
+            hashes = await self._db.read(lambda conn: log_store.leaves(conn, size))
+            proof = consistency_proof(hashes, base, size)
+        body = {"checkpoint": checkpoint, "from_size": base, "proof": [b64e(h) for h in proof]}
+        last_error: Exception | None = None
+        for endpoint in link.endpoints:
+            try:
+                response = await self._client.post(
+                    endpoint + CHECKPOINT_PATH, content=canonical.encode(body),
+                    headers={"content-type": "application/json"})
+                answer: dict[str, Any] = response.json()
+                return answer
+            except (httpx.HTTPError, ValueError) as exc:
+                last_error = exc
+        raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
+
+    async def _store(self, link: Link, checkpoint: dict[str, Any],
+                     cosignature: object) -> None:
+        cp = verify_checkpoint(checkpoint, self._keys.public, self._me)
+        verify_cosignature(cosignature, link.keys, cp, expect_witness=link.party)
+        now = self._clock.now_ms()
+
+        def store(conn: Connection) -> None:
+            conn.execute(log_checkpoints.insert().values(
+                origin=self._me, witness=link.party, size=cp.size, root=cp.root,
+                checkpoint=canonical.encode(checkpoint).decode(),
+                cosignature=canonical.encode(cosignature).decode(), at=now))
+        await self._db.write(store)
+
+    async def _refused(self, link: Link, answer: dict[str, Any]) -> None:
+        detail = f"{link.party} refused our checkpoint: {answer.get('error')}: " \
+                 f"{answer.get('message')}"
+        if answer.get("error") not in REFUSALS:  # not a verdict on our log: retry later
+            log.warning("%s", detail)
+            return
+        if self.alarms.get(link.party) == detail:
+            return
+        self.alarms[link.party] = detail
+        security_log.error("ALARM %s", detail)
+        now = self._clock.now_ms()
+
+        def record(conn: Connection) -> Entry:
+            log_store.append_one(conn, "alarm", {"peer": link.party, "kind": "refused",
+                                                 "detail": detail}, now)
+            return journal.append(conn, "alarm", link.party,
+                                  {"alarm": {"peer": link.party, "kind": "refused",
+                                             "detail": detail}}, now)
+        self._publish(await self._db.write(record))
+
