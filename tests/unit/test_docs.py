@@ -46,9 +46,9 @@ def test_every_error_id_of_the_protocol_is_documented() -> None:
         assert f"`{error_id}`" in protocol, f"{error_id} missing from docs/protocol.md"
 
 
-def test_every_delivery_setting_is_documented() -> None:
-    from hotline.nodedir.config import DeliveryConfig
+def test_every_delivery_and_log_setting_is_documented() -> None:
+    from hotline.nodedir.config import DeliveryConfig, LogConfig
 
     protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-    for name in DeliveryConfig.model_fields:
-        assert name in protocol, f"[delivery] {name} missing from docs/protocol.md"
+    for name in [*DeliveryConfig.model_fields, *LogConfig.model_fields]:
+        assert f"`{name}`" in protocol, f"setting {name} missing from docs/protocol.md"
