@@ -136,15 +136,14 @@ def apply_directory(node_dir: Path, file: Path) -> tuple[int, bool, Directory]:
     problem is refused whole, with every problem named by line and field.
     """
     from hotline.calls.directory import parse_directory
-    from hotline.calls.registry import apply
+    from hotline.calls.registry import apply, check_for
 
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("unreadable-file", f"cannot read {file}: {exc}") from None
     config = load_config(node_dir)
-    directory = parse_directory(text, file.name)
-    _check_policies(directory, config.party)
+    directory = check_for(parse_directory(text, file.name), config.party)
     engine = create_engine(config.db)
     try:
         upgrade(engine)
@@ -154,8 +153,3 @@ def apply_directory(node_dir: Path, file: Path) -> tuple[int, bool, Directory]:
         engine.dispose()
     return version, changed, directory
 
-
-def _check_policies(directory: Directory, me: str) -> None:
-    if me in directory.links:
-        raise ConfigError("bad-directory", f"[links.{me}] names this node's own party; "
-                                           "link policies are for peers")

@@ -25,7 +25,7 @@ from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.dispatch import Dispatcher
 from hotline.calls.feed import Feed
-from hotline.calls.registry import Registry
+from hotline.calls.registry import DirectoryAdmin, Registry
 from hotline.calls.service import CallService
 from hotline.clock import Clock, SystemClock
 from hotline.delivery.backoff import Backoff
@@ -242,7 +242,9 @@ class Node:
             status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME),
             calls=CallServices(calls=self.calls, conversations=self.conversations,
                                desks=self.desks, feed=Feed(self.db, self.journal),
-                               apply=self.apply, directory=self.directory))
+                               apply=self.apply, directory=self.directory,
+                               admin=DirectoryAdmin(self.config.party, self.registry,
+                                                    self.db, self.clock)))
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
                          witness=self.witness)

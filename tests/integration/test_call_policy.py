@@ -244,3 +244,32 @@ def test_a_conference_of_three_parties_exchanges_messages(make_sqlite_node: Make
         return sorted(f"{r['receipt']}:{r['party']}" for r in mine["receipts"] if r["verified"])
     wait_until(lambda: "acknowledged:UA-GS" in receipts(), 30, what="the acknowledgement")
     assert {"delivered:UA-GS", "delivered:PL-GS"} <= set(receipts())
+
+
+def test_the_directory_and_the_roster_change_through_the_operator_api(
+        us_ru: tuple[NodeProcess, NodeProcess]) -> None:
+    us, ru = us_ru
+    bad = ru.api("PUT", "/api/v1/directory", json={"toml": '[roles.cgs]\ntitle = 5\n'})
+    assert bad.status_code == 400
+    assert "directory.toml:2: roles.cgs.title" in bad.json()["message"]
+    before = ru.api("GET", "/api/v1/directory").json()["version"]
+    duty = ru.api("POST", "/api/v1/roster", json={"operator": "cgs-1", "role": "cgs",
+                                                  "status": "on-duty"})
+    assert duty.status_code == 200, duty.text
+    assert duty.json() == {"version": before + 1, "changed": True}
+    not_held = ru.api("POST", "/api/v1/roster", json={"operator": "ccp-1", "role": "cgs",
+                                                      "status": "on-duty"})
+    assert not_held.status_code == 400
+    assert ru.api("GET", "/api/v1/directory").json()["version"] == before + 1
+    ru.api("POST", "/api/v1/presence", json={"operator": "cgs-1"})
+
+    def cgs_staffed() -> bool:
+        rows = us.api("GET", "/api/v1/desks").json()["desks"]
+        return any(d["role"] == "cgs" and d["staffed"] for d in rows)
+    wait_until(cgs_staffed, 15, what="the principal's desk to be staffed")
+    same = ru.api("PUT", "/api/v1/directory",
+                  json={"toml": directory_toml("RU-GS", 200, 5000)})
+    assert same.json()["changed"] is True  # back to the file: the roster entry is gone
+    again = ru.api("PUT", "/api/v1/directory",
+                   json={"toml": directory_toml("RU-GS", 200, 5000)})
+    assert again.json() == {"version": same.json()["version"], "changed": False}

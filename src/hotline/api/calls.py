@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed
+from hotline.calls.registry import DirectoryAdmin
 from hotline.calls.service import CallService
 from hotline.effects import Effects
 
@@ -45,6 +46,18 @@ class AnswerRequest(_Body):
 
 class DeclineRequest(AnswerRequest):
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class DirectoryRequest(_Body):
+    toml: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+
+
+class DutyRequest(_Body):
+    operator: OperatorId
+    role: RoleId
+    status: Annotated[str, Field(pattern=r"^(on-duty|off-duty|unavailable)$")]
+    from_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
+    until_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
 
 
 class PresenceRequest(_Body):
@@ -75,6 +88,7 @@ class CallServices:
     feed: Feed
     apply: Callable[[Effects], None]
     directory: Callable[[], Awaitable[dict[str, Any]]]
+    admin: DirectoryAdmin
 
 
 def calls_router(s: CallServices) -> APIRouter:
@@ -127,6 +141,21 @@ def calls_router(s: CallServices) -> APIRouter:
     async def directory() -> dict[str, Any]:
         """This node's current directory: roles, operators, roster, chains, policies."""
         return await s.directory()
+
+    @router.put("/directory")
+    async def put_directory(body: DirectoryRequest) -> dict[str, Any]:
+        """Replace the directory with a TOML file's content (checked as strictly as
+        ``hotline roles apply``; the same content again changes nothing)."""
+        version, changed = await s.admin.apply_text(body.toml)
+        return {"version": version, "changed": changed}
+
+    @router.post("/roster")
+    async def set_duty(body: DutyRequest) -> dict[str, Any]:
+        """Add a duty entry (the last entry covering a time wins): put an operator on or
+        off duty in a role, now or for a window."""
+        version, changed = await s.admin.set_duty(body.operator, body.role, body.status,
+                                                  body.from_ms, body.until_ms)
+        return {"version": version, "changed": changed}
 
     @router.post("/presence", status_code=204)
     async def presence(body: PresenceRequest) -> None:

@@ -7,9 +7,18 @@ roles apply`` writes from another process; the operator API writes from this one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Connection
 
-from hotline.calls.directory import DEFAULT_STAFFED_WITHIN_MS, Directory
+from hotline.calls.directory import (
+    DEFAULT_STAFFED_WITHIN_MS,
+    Directory,
+    RosterEntry,
+    parse_directory,
+)
+from hotline.clock import Clock
+from hotline.errors import HotlineError
 from hotline.store import directory as directory_store
 from hotline.store.database import Database
 
@@ -46,3 +55,41 @@ class Registry:
     def adopt(self, version: int, directory: Directory) -> None:
         if version > self.version:
             self.version, self.current = version, directory
+
+
+def check_for(directory: Directory, me: str) -> Directory:
+    """Checks that need to know whose directory it is."""
+    if me in directory.links:
+        raise HotlineError("bad-directory", f"[links.{me}] names this node's own party; "
+                                            "link policies are for peers")
+    return directory
+
+
+class DirectoryAdmin:
+    """Changing the directory through the operator API: a whole file, or one duty entry.
+    Either way the result is checked as strictly as a file and stored as a new version."""
+
+    def __init__(self, me: str, registry: Registry, db: Database, clock: Clock) -> None:
+        self._me = me
+        self._registry = registry
+        self._db = db
+        self._clock = clock
+
+    async def apply_text(self, text: str, filename: str = "directory.toml"
+                         ) -> tuple[int, bool]:
+        directory = check_for(parse_directory(text, filename), self._me)
+        return await self._store(directory)
+
+    async def set_duty(self, operator: str, role: str, status: str, from_ms: int | None,
+                       until_ms: int | None) -> tuple[int, bool]:
+        await self._registry.reload()
+        current = self._registry.current
+        entry = RosterEntry(operator, role, status, from_ms, until_ms)
+        changed = replace(current, roster=(*current.roster, entry))
+        return await self._store(Directory.from_dict(changed.to_dict(), "roster change"))
+
+    async def _store(self, directory: Directory) -> tuple[int, bool]:
+        now = self._clock.now_ms()
+        version, changed = await self._db.write(lambda conn: apply(conn, directory, now))
+        self._registry.adopt(version, directory)
+        return version, changed
