@@ -125,6 +125,7 @@ def export_evidence(
     needed to check them. Anyone can check it with `hotline verify-bundle`."""
     from hotline.clock import SystemClock
     from hotline.log.evidence import export_bundle
+    from hotline.log.evidence import verify_bundle as check
 
     if sum([call is not None, conversation is not None,
             start is not None or end is not None]) != 1:
@@ -138,6 +139,11 @@ def export_evidence(
         bundle = export_bundle(conn, me=me, own_public=own, peer_keys=peers, call=call,
                                conversation=conversation, start_ms=start_ms, end_ms=end_ms,
                                now_ms=SystemClock().now_ms())
+        trusted = {**peers, me: own}
+    # An intact log can still give a bundle that fails, e.g. when a peer signed with a key
+    # it has since replaced (the links table holds only its current key): say so now,
+    # before anyone relies on the bundle.
+    report = check(bundle, trusted)
     text = json.dumps(bundle, ensure_ascii=False, indent=2) + "\n"
     if out_file is None:
         sys.stdout.write(text)
@@ -149,6 +155,9 @@ def export_evidence(
                                f"cannot write {out_file}: {exc.strerror}") from None
     witnesses = sorted({c["witness"] for c in bundle["cosignatures"]})
     where = "stdout" if out_file is None else str(out_file)
+    for problem in report.problems:
+        err.print(f"[yellow]warning[/]: the bundle will not verify: {escape(problem)}",
+                  highlight=False)
     err.print(f"Evidence from {me}: {len(bundle['entries'])} entries, checkpoint of size "
               f"{bundle['checkpoint']['size']} cosigned by {', '.join(witnesses)}; written to "
               f"{escape(where)}.", highlight=False)
@@ -183,8 +192,9 @@ def verify_bundle(
                            "the bundle's own keys are used and must be compared out of "
                            "band.")] = None,
         as_json: JsonOption = False) -> None:
-    """Check an evidence bundle with nothing but the bundle (and trusted keys): exit 1 if
-    it does not verify; print the call's proven timeline if it does."""
+    """Check an evidence bundle offline, with nothing but the bundle and trusted keys.
+
+    Exits 1 if it does not verify; prints the call's proven timeline if it does."""
     from hotline.log.evidence import load_bundle
     from hotline.log.evidence import verify_bundle as check
 
@@ -228,11 +238,17 @@ def _print_report(report: BundleReport) -> None:
     for note in report.notes:
         out.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
     if report.timeline:
-        table = Table("#", "time (signer's)", "state", "role", "operator", "signed by",
-                      "reason", title="Proven timeline", title_justify="left")
+        reasons = any(t["reason"] for t in report.timeline)
+        table = Table(title="Proven timeline", title_justify="left")
+        for name in ("#", "signer's time (UTC)", "state", "role", "operator", "signed by"):
+            table.add_column(name, no_wrap=True)
+        if reasons:
+            table.add_column("reason")
         for t in report.timeline:
-            table.add_row(str(t["index"]), _iso(t["at"]), t["state"], t["role"] or "-",
-                          t["operator"] or "-", t["signed_by"], t["reason"] or "")
+            when = datetime.fromtimestamp(t["at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            row = [str(t["index"]), when, t["state"], t["role"] or "-", t["operator"] or "-",
+                   t["signed_by"]]
+            table.add_row(*row, *([t["reason"] or ""] if reasons else []))
         out.print(table)
 
 

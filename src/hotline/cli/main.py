@@ -21,6 +21,7 @@ from hotline.cli.calls import register as register_call_commands
 from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
 from hotline.cli.common import client as _client
 from hotline.cli.common import print_json as _print_json
+from hotline.cli.log import register as register_log_commands
 from hotline.errors import HotlineError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -28,6 +29,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 link_app = typer.Typer(no_args_is_help=True, help="Exchange and inspect link offers.")
 app.add_typer(link_app, name="link")
 register_call_commands(app)
+register_log_commands(app)
 
 @app.command()
 def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],
@@ -251,7 +253,7 @@ def version() -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a `typer.Exit` it caught
     except HotlineError as exc:
         err.print(f"[red]error[/]{escape(f'[{exc.error_id}]')}: {escape(exc.message)}",
                   highlight=False)
@@ -273,3 +275,5 @@ def main() -> None:
             show()
             sys.exit(exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -15,6 +15,7 @@ equivocation.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,15 @@ security_log = logging.getLogger("hotline.security")
 
 
 def _subject(payload: dict[str, Any]) -> str | None:
-    """The call or conversation an envelope concerns, for the log's index."""
+    """The call or conversation an envelope concerns, for the log's index (a statement
+    names it inside: call states and message receipts)."""
+    statement = payload.get("statement")
+    if isinstance(statement, str):
+        try:
+            inner = json.loads(statement)
+        except ValueError:
+            return None
+        payload = inner if isinstance(inner, dict) else {}
     for key in ("call", "conversation"):
         value = payload.get(key)
         if isinstance(value, str) and len(value) <= 64:

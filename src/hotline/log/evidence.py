@@ -61,13 +61,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlalchemy import Connection, select
 
 from hotline.errors import HotlineError
-from hotline.log.merkle import (
-    HASH_SIZE,
-    inclusion_proof,
-    leaf_hash,
-    root_from_leaf_hashes,
-    verify_inclusion,
-)
+from hotline.log.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from hotline.protocol import canonical
 from hotline.protocol.canonical import MAX_SAFE_INTEGER
 from hotline.protocol.checkpoint import Checkpoint, verify_checkpoint, verify_cosignature
@@ -179,7 +173,8 @@ def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
             cosignatures.append(obj)
             needed.add(str(row.witness))
     leaves = log_store.leaves(conn, size)
-    if len(leaves) != size or root_from_leaf_hashes(leaves) != root:
+    levels = _levels(leaves) if len(leaves) == size else []
+    if not levels or levels[-1][0] != root:
         raise HotlineError("log-broken", f"the stored log no longer matches the checkpoint "
                                          f"of size {size} a peer cosigned",
                            hint="run `hotline log verify` to find the entry that changed")
@@ -192,8 +187,7 @@ def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
         kind, body = parsed["kind"], parsed["body"]
         needed.update(_signers(kind, body))
         item: dict[str, Any] = {"index": r.idx, "entry": r.entry,
-                                "proof": [b64e(h) for h in inclusion_proof(leaves, r.idx,
-                                                                           size)]}
+                                "proof": [b64e(h) for h in _path(levels, r.idx)]}
         if subject is not None and kind in ENVELOPE_KINDS:
             payload = _payload(conn, kind, body)
             if payload is None:
@@ -213,6 +207,36 @@ def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
     return {"v": 1, "kind": BUNDLE_KIND, "origin": me, "scope": scope,
             "exported_at": now_ms, "keys": keys, "checkpoint": json.loads(newest.checkpoint),
             "cosignatures": cosignatures, "entries": entries}
+
+
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree over ``leaves``, the leaves first and the root last.
+
+    ``merkle.inclusion_proof`` rehashes about n nodes for every proof; a bundle of a busy
+    log's time range holds thousands of entries, so the tree is built once (n - 1 node
+    hashes, as ``root_from_leaf_hashes`` does: pair neighbours, carry a lone last node up,
+    which is the RFC 6962 tree) and each proof is read off it in O(log n).
+    """
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
+        upper = [node_hash(a, b) for a, b in zip(level[0::2], level[1::2], strict=False)]
+        if len(level) & 1:
+            upper.append(level[-1])
+        levels.append(upper)
+    return levels
+
+
+def _path(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """The inclusion proof of leaf ``index``, bottom-up: the sibling at every level where
+    there is one (a lone last node is carried up and has none)."""
+    path: list[bytes] = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index >>= 1
+    return path
 
 
 def _describe(scope: dict[str, Any]) -> str:
@@ -282,12 +306,13 @@ def _is_int(value: object) -> bool:
     return type(value) is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
 
 
-def parse_keys(obj: object, what: str) -> dict[str, PublicKeys]:
+def parse_keys(obj: object, what: str, *, strict: bool = False) -> dict[str, PublicKeys]:
     """Parse a keys map ``{"PARTY": {"sign": b64url, "kid": hex?, "enc": b64url?}}``.
 
-    Used for a bundle's ``keys`` and for a verifier's keys file. A ``kid`` that is given
-    must be the id of the ``sign`` key, so a hand-edited id cannot make a key look like
-    one compared out of band. Raises ValueError naming the bad party and field.
+    Used for a verifier's keys file and (``strict``: exactly ``sign`` and ``kid``, as the
+    exporter writes them) for a bundle's ``keys``. A ``kid`` must be the id of the
+    ``sign`` key, so a hand-edited id cannot make a key look like the one compared out of
+    band. Raises ValueError naming the bad party and field.
     """
     if not isinstance(obj, dict) or not obj:
         raise ValueError(f"{what} must be a non-empty JSON object of party -> keys")
@@ -295,10 +320,13 @@ def parse_keys(obj: object, what: str) -> dict[str, PublicKeys]:
     for party, entry in obj.items():
         if not isinstance(party, str) or not PARTY_RE.fullmatch(party):
             raise ValueError(f"{what}: {_show(party)} is not a party id")
-        if not isinstance(entry, dict) or "sign" not in entry \
-                or not set(entry) <= {"sign", "kid", "enc"}:
+        fields = set(entry) if isinstance(entry, dict) else set()
+        if strict and fields != {"sign", "kid"}:
+            raise ValueError(f"{what}.{party} must be an object with exactly 'sign' and 'kid'")
+        if "sign" not in fields or not fields <= {"sign", "kid", "enc"}:
             raise ValueError(f"{what}.{party} must be an object with 'sign' (and optionally "
                              "'kid', 'enc')")
+        assert isinstance(entry, dict)
         sign = entry["sign"]
         try:
             if not isinstance(sign, str):
@@ -314,7 +342,7 @@ def parse_keys(obj: object, what: str) -> dict[str, PublicKeys]:
         except (HotlineError, ValueError) as exc:
             raise ValueError(f"{what}.{party}: not a valid public key ({exc})") from None
         kid = entry.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not KID_RE.fullmatch(kid)
+        if (strict or kid is not None) and (not isinstance(kid, str) or not KID_RE.fullmatch(kid)
                                 or kid != key_id(raw)):
             raise ValueError(f"{what}.{party}.kid {_show(kid)} is not the id of its sign key "
                              f"({key_id(raw)})")
@@ -404,7 +432,7 @@ class _Verifier:
 
     def _keys(self, embedded_obj: object) -> None:
         try:
-            embedded = parse_keys(embedded_obj, "keys")
+            embedded = parse_keys(embedded_obj, "keys", strict=True)
         except ValueError as exc:
             raise _Stop(str(exc)) from None
         if self.given is None:
@@ -571,7 +599,8 @@ class _Verifier:
 
     # -- contents -------------------------------------------------------------------------
     def _contents(self, entries: list[_Entry]) -> None:
-        sent = {e.body.get("id"): e for e in entries if e.kind == "sent"}
+        sent = {e.body["id"]: e for e in entries
+                if e.kind == "sent" and isinstance(e.body.get("id"), str)}
         checks: dict[str, Callable[[_Entry], None]] = {
             "call-state": self._call_state, "message-receipt": self._message_receipt,
             "receipt": lambda e: self._receipt(e, sent), "sent": self._envelope,
@@ -670,7 +699,7 @@ class _Verifier:
         scope = self.report.scope or {}
         return "call" if "call" in scope else "conversation"
 
-    def _receipt(self, entry: _Entry, sent: dict[object, _Entry]) -> None:
+    def _receipt(self, entry: _Entry, sent: dict[str, _Entry]) -> None:
         body = entry.body
         peer, envelope_id, raw = _text(body, "peer"), _text(body, "id"), _text(body, "receipt")
         seq = _int_field(body, "seq")
