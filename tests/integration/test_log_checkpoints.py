@@ -165,3 +165,62 @@ def test_kill_9_during_checkpoint_exchanges_logs_still_verify_and_cosigning_resu
         report = verify(node, peer)
         assert report.ok, report.problems
     assert ru.query("SELECT COUNT(*) FROM evidence")[0][0] == 0  # no false alarm
+
+
+def _rewrite_history_from(node: NodeProcess, start: int) -> None:
+    """What an insider with database access would do: change entry ``start`` and
+    recompute every hash after it and the tree state, so the log is self-consistent."""
+    import json as _json
+
+    from sqlalchemy import text
+
+    from hotline.log.merkle import CompactRange
+    from hotline.store import log as log_store
+    from hotline.store.log import Record
+
+    engine = create_engine(node.config.db)
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT idx, kind, subject, at, entry, leaf FROM log_entries "
+                                 "WHERE idx >= :s ORDER BY idx"), {"s": start}).all()
+        kept = conn.execute(text("SELECT leaf FROM log_entries WHERE idx < :s ORDER BY idx"),
+                            {"s": start}).all()
+        tree = CompactRange()
+        tree.extend(bytes(r[0]) for r in kept)
+        conn.execute(text("DELETE FROM log_entries WHERE idx >= :s"), {"s": start})
+        conn.execute(text("UPDATE log_state SET size = :n, frontier = :f, last_leaf = :l"),
+                     {"n": start, "f": _json.dumps([h.hex() for h in tree.to_state()]),
+                      "l": bytes(kept[-1][0]).hex() if kept else ""})
+        records = []
+        for n, row in enumerate(rows):
+            body = _json.loads(row[4])["body"]
+            if n == 0:
+                body = {**body, "rewritten": True}
+            records.append(Record(row[1], body, int(row[3]), row[2]))
+        log_store.append(conn, records)
+    engine.dispose()
+
+
+def test_a_consistently_rewritten_history_is_caught_by_the_peers_cosignature(
+        make_sqlite_node: Make) -> None:
+    us, ru = pair(make_sqlite_node)
+    us.send("RU-GS", [f"m{n}" for n in range(10)])
+    wait_until(lambda: cosigned(us, ru) and cosigned(us, ru)[-1][0] >= log_size(us) - 5, 30,
+               what="a cosignature over the messages")
+    cosigned_size = cosigned(us, ru)[-1][0]
+    us.stop()
+    _rewrite_history_from(us, 3)
+    report = verify(us, ru)
+    assert not report.ok
+    assert report.problems[0].index is not None
+    assert report.problems[0].index <= 3
+    assert "cosigned" in report.problems[0].message
+    us.start("--accept-broken-log")
+    us.send("RU-GS", ["after the rewrite"])
+    wait_until(lambda: ru.query("SELECT COUNT(*) FROM evidence WHERE kind = "
+                                "'log-inconsistent'")[0][0] == 1, 30,
+               what="RU to refuse the rewritten log")
+    wait_until(lambda: us.log_lines("refused our checkpoint"), 30, what="US's alarm")
+    assert any("our own log breaks at entry" in line for line in
+               us.log_lines("refused our checkpoint"))
+    assert max(r[0] for r in ru.query("SELECT size FROM log_checkpoints WHERE "
+                                      "origin = 'US-JS'")) == cosigned_size

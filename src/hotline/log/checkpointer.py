@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select
 from hotline.clock import Clock
 from hotline.errors import HotlineError
 from hotline.log.merkle import consistency_proof
+from hotline.log.verify import verify_database
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.checkpoint import make_checkpoint, verify_checkpoint, verify_cosignature
@@ -166,6 +167,14 @@ class Checkpointer:
         if self.alarms.get(link.party) == detail:
             return
         self.alarms[link.party] = detail
+        report = await self._db.read(lambda conn: verify_database(
+            conn, self._me, {self._me: self._keys.public,
+                             **{p.party: p.keys for p in self._peers.all()}}))
+        if report.problems:
+            detail += f"; our own log breaks at entry {report.problems[0].index}: " \
+                      f"{report.problems[0].message}"
+        else:
+            detail += "; our own log verifies against every cosigned checkpoint"
         security_log.error("ALARM %s", detail)
         now = self._clock.now_ms()
 

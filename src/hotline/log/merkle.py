@@ -141,6 +141,13 @@ class CompactRange:
             r = _sha256(_NODE + h + r).digest()
         return r
 
+    def copy(self) -> CompactRange:
+        """An independent copy (appending to one leaves the other as it was)."""
+        out = CompactRange()
+        out._size = self._size
+        out._hashes = list(self._hashes)
+        return out
+
     def to_state(self) -> list[bytes]:
         """The subtree roots, largest first: with ``size`` this is the whole state."""
         return list(self._hashes)
