@@ -115,6 +115,9 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
             "p99": percentile(ordered, 99), "max": ordered[-1] if ordered else None}
 
 
+POST_MS: list[float] = []
+
+
 async def place_calls(a: Node, count: int, rate: float) -> dict[str, int]:
     sent: dict[str, int] = {}
     headers = {"authorization": f"Bearer {a.token}"}
@@ -126,6 +129,7 @@ async def place_calls(a: Node, count: int, rate: float) -> dict[str, int]:
             response = await client.post("/api/v1/calls", json={"to": f"desk@{CALLEE}",
                                                                  "as": "desk"})
             response.raise_for_status()
+            POST_MS.append((time.perf_counter_ns() - t0) / 1e6)
             sent[response.json()["id"]] = t0
     return sent
 
@@ -166,6 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sent = await place_calls(a, args.calls, args.rate)
         await wait_for(lambda: all(c in stream.ringing for c in sent), 60, "every ringing")
         latency = [(stream.ringing[c] - t0) / 1e6 for c, t0 in sent.items()]
+        post_ms = list(POST_MS)
         await asyncio.sleep(3 * args.step_ms / 1000 + 1.0)  # let every chain run out
         fired = timers(b)
         lateness = [fired_at - due for _, due, fired_at in fired]
@@ -206,6 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "benchmark": "calls", "calls": args.calls, "rate": args.rate,
             "step_ms": args.step_ms,
             "call_to_ringing_ms": summary(latency),
+            "post_call_response_ms": summary(post_ms),
             "step_lateness_ms": summary([float(x) for x in lateness]),
             "crash": {
                 "calls": args.crash_calls, "step_ms": args.crash_step_ms,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -293,7 +293,7 @@ class CallService:
                                keys=self._keys, step=step, role=role, operator=operator,
                                who=who, reason=reason)
         call_store.add_event(conn, call_id=call.id, signer=self.me, n=stmt.n, state=state,
-                             statement=stmt.raw, verified=True, at=now)
+                             statement=stmt.raw, verified=True, at=now, fresh=True)
         values: dict[str, Any] = {"statements": stmt.n, "updated_at": now, **changes}
         if set_state:
             values["state"] = state
@@ -303,8 +303,7 @@ class CallService:
         if call.direction == "in" and self._peers.get(call.peer) is not None:
             effects.send(call.peer, self._out.enqueue(conn, call.peer, "call.state",
                                                       [{"statement": stmt.raw}], now, call.id))
-        updated = call_store.get(conn, call.id)
-        assert updated is not None
+        updated = replace(call, **values)  # the row as just written, without reading it
         self._journal(conn, updated, stmt, True, effects)
         return updated
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from hotline.store import log as log_store
 from hotline.store.schema import call_events, calls
@@ -58,13 +58,17 @@ def recent(conn: Connection, limit: int, active_only: bool = False) -> list[Call
     return [_row(r) for r in conn.execute(query)]
 
 
+_KNOWN_EVENT = select(call_events.c.id).where(
+    call_events.c.call_id == bindparam("call_id"), call_events.c.signer == bindparam("signer"),
+    call_events.c.n == bindparam("n"))
+
+
 def add_event(conn: Connection, *, call_id: str, signer: str, n: int, state: str,
-              statement: str, verified: bool, at: int) -> bool:
-    """Store one statement; False if the signer's statement ``n`` is already stored."""
-    known = conn.execute(select(call_events.c.id).where(
-        call_events.c.call_id == call_id, call_events.c.signer == signer,
-        call_events.c.n == n)).first()
-    if known is not None:
+              statement: str, verified: bool, at: int, fresh: bool = False) -> bool:
+    """Store one statement; False if the signer's statement ``n`` is already stored.
+    ``fresh``: the caller just numbered it (our own), so it cannot be stored yet."""
+    if not fresh and conn.execute(_KNOWN_EVENT, {"call_id": call_id, "signer": signer,
+                                                 "n": n}).first() is not None:
         return False
     conn.execute(call_events.insert().values(call_id=call_id, signer=signer, n=n, state=state,
                                              statement=statement, verified=int(verified),
