@@ -182,7 +182,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         apply_steps(b, CALLER, args.crash_step_ms)
         await asyncio.sleep(1.5)  # both nodes pick the new directory up
         before = {key for key, _, _ in timers(b)}
-        crash_sent = await place_calls(a, args.crash_calls, args.rate)
+        crash_sent = await place_calls(a, args.crash_calls, args.crash_rate)
         engine = create_engine(f"sqlite:///{b.dir / 'hotline.db'}")
         try:
             def all_ringing() -> bool:
@@ -236,6 +236,9 @@ def main() -> None:
     parser.add_argument("--crash-calls", type=int, default=50)
     parser.add_argument("--crash-step-ms", type=int, default=2000)
     parser.add_argument("--down-s", type=float, default=3.0)
+    parser.add_argument("--crash-rate", type=float, default=50.0,
+                        help="calls per second in the crash phase (all must be ringing "
+                             "together)")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 

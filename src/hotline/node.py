@@ -50,6 +50,7 @@ from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PartyKeys
 from hotline.status import PeerStatus, line_status
 from hotline.store import links as link_store
+from hotline.store import log as log_store
 from hotline.store.database import Database
 from hotline.store.engine import create_engine
 from hotline.store.journal import Entry
@@ -88,7 +89,7 @@ class Node:
         self.keys = keys
         self.clock = clock or SystemClock()
         delivery = config.delivery
-        self.db = Database(create_engine(config.db), _storage_fatal)
+        self.db = Database(create_engine(config.db), _storage_fatal, hooks=[log_store.HOOKS])
         self.peers = PeerDirectory(self.db, self.clock)
         self.transport = HttpTransport(delivery.request_timeout_seconds)
         self.inbox = Inbox(self.db)

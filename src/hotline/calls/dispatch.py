@@ -17,6 +17,7 @@ from hotline.calls.desks import DeskService
 from hotline.calls.service import CallService, PlaceRequest
 from hotline.effects import Effects
 from hotline.protocol import canonical
+from hotline.store import log as log_store
 from hotline.store.inbound import Released
 
 security_log = logging.getLogger("hotline.security")
@@ -41,7 +42,7 @@ class Dispatcher:
                 continue
             mine = Effects()
             try:
-                with conn.begin_nested():  # one envelope's effects: all or nothing
+                with log_store.savepoint(conn):  # one envelope's effects: all or nothing
                     self._route(conn, item, payload, now, mine)
             except Exception:
                 log.exception("%s %s from %s could not be applied; nothing of it was kept",

@@ -45,7 +45,7 @@ class LogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checkpoint_seconds: Annotated[float, Field(gt=0, le=86400)] = 10.0
-    checkpoint_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    checkpoint_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
 
 
 class NodeConfig(BaseModel):

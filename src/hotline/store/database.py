@@ -17,7 +17,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,10 +62,23 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
+@dataclass(frozen=True)
+class TransactionHooks:
+    """Work that belongs to every write transaction rather than to one work item: set up
+    at the start, completed just before the commit (an exception there fails the batch
+    like a failing work item), dropped after a rollback."""
+
+    begin: Callable[[Connection], None]
+    before_commit: Callable[[Connection], None]
+    after_rollback: Callable[[Connection], None]
+
+
 class Database:
-    def __init__(self, engine: Engine, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(self, engine: Engine, on_fatal: Callable[[BaseException], None],
+                 hooks: Sequence[TransactionHooks] = ()) -> None:
         self.engine = engine
         self._on_fatal = on_fatal
+        self._hooks = tuple(hooks)
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
@@ -177,9 +190,11 @@ class Database:
                    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         results: list[Any] = []
         try:
-            conn.begin()
+            self._begin(conn)
             for item in items:
                 results.append(item.work(conn))
+            for hook in self._hooks:
+                hook.before_commit(conn)
         except Exception:
             self._rollback(conn)
             return [self._run_alone(conn, item) for item in items]
@@ -188,20 +203,28 @@ class Database:
 
     def _run_alone(self, conn: Connection, item: _Item) -> tuple[asyncio.Future[Any], bool, Any]:
         try:
-            conn.begin()
+            self._begin(conn)
             result = item.work(conn)
+            for hook in self._hooks:
+                hook.before_commit(conn)
         except Exception as exc:
             self._rollback(conn)
             return (item.future, False, exc)
         self._commit(conn)
         return (item.future, True, result)
 
-    @staticmethod
-    def _rollback(conn: Connection) -> None:
+    def _begin(self, conn: Connection) -> None:
+        conn.begin()
+        for hook in self._hooks:
+            hook.begin(conn)
+
+    def _rollback(self, conn: Connection) -> None:
         try:
             conn.rollback()
         except Exception as exc:  # the connection is unusable: same as a failed commit
             raise _CommitFailed(exc) from exc
+        for hook in self._hooks:
+            hook.after_rollback(conn)
 
     @staticmethod
     def _commit(conn: Connection) -> None:

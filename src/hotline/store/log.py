@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from hotline.log.merkle import CompactRange, leaf_hash
 from hotline.protocol import canonical
+from hotline.store.database import TransactionHooks
 from hotline.store.schema import log_entries, log_state
 
 
@@ -91,12 +93,22 @@ def _build(records: Sequence[Record], first: int, prev: str, tree: CompactRange
 def append(conn: Connection, records: Sequence[Record]) -> list[int]:
     """Append ``records`` in order; returns their indices.
 
-    Fast path: the state this process wrote last is assumed current and the state row
-    is updated only if it still says so (one conditional UPDATE, which also takes the
-    row's lock); otherwise the row is read, locked, and the entries built from it.
+    Inside the node's writer (see :data:`HOOKS`) the rows of a whole transaction are
+    collected and written once, just before it commits. Elsewhere (offline commands) they
+    are written at once: fast path, the state this process wrote last is assumed current
+    and the state row is updated only if it still says so (a conditional UPDATE, which
+    also takes the row's lock); otherwise the row is read, locked, and built upon.
     """
     if not records:
         return []
+    if _PENDING in conn.info:
+        pending = conn.info[_PENDING]
+        if pending is None:
+            pending = conn.info[_PENDING] = _start_pending(conn)
+        first = pending.first + len(pending.rows)
+        rows, pending.prev = _build(records, first, pending.prev, pending.tree)
+        pending.rows.extend(rows)
+        return list(range(first, first + len(rows)))
     key = id(conn.engine)
     cached = _cached.get(key)
     if cached is not None:
@@ -116,6 +128,87 @@ def append(conn: Connection, records: Sequence[Record]) -> list[int]:
     conn.execute(_INSERT, rows)
     _cached[key] = (first + len(rows), prev, tree.copy())
     return list(range(first, first + len(rows)))
+
+
+# -- one write per transaction, for the node's writer ----------------------------------
+
+_PENDING = "hotline.log.pending"
+
+
+class StaleLogState(Exception):
+    """Another process appended since this one last did: redo the transaction."""
+
+
+@dataclass
+class _Pending:
+    first: int
+    old_leaf: str
+    prev: str
+    tree: CompactRange
+    checked: bool  # the state was read from the row (not guessed from the cache)
+    rows: list[dict[str, Any]]
+
+
+def _start_pending(conn: Connection) -> _Pending:
+    cached = _cached.get(id(conn.engine))
+    if cached is not None:
+        return _Pending(cached[0], cached[1], cached[1], cached[2].copy(), False, [])
+    state = read_state(conn, for_update=True)
+    return _Pending(state.size, state.last_leaf, state.last_leaf, state.frontier, True, [])
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A SAVEPOINT that also takes back log entries appended inside it (in the writer
+    they are held in memory until the commit, beyond the database's reach)."""
+    pending: _Pending | None = conn.info.get(_PENDING)
+    saved = None if pending is None else (len(pending.rows), pending.prev,
+                                          pending.tree.copy())
+    try:
+        with conn.begin_nested():
+            yield
+    except BaseException:
+        now: _Pending | None = conn.info.get(_PENDING)
+        if now is not None:
+            if saved is None or now is not pending:
+                conn.info[_PENDING] = None  # nothing was pending before: start over
+            else:
+                del now.rows[saved[0]:]
+                now.prev, now.tree = saved[1], saved[2]
+        raise
+
+
+def _begin(conn: Connection) -> None:
+    conn.info[_PENDING] = None
+
+
+def _flush(conn: Connection) -> None:
+    pending: _Pending | None = conn.info.pop(_PENDING, None)
+    if pending is None or not pending.rows:
+        return
+    size = pending.first + len(pending.rows)
+    values = {"size": size, "last_leaf": pending.prev,
+              "frontier": json.dumps([h.hex() for h in pending.tree.to_state()])}
+    if pending.checked:
+        conn.execute(_SET_STATE, values)
+    else:
+        changed = conn.execute(_SET_STATE_IF, {**values, "old_size": pending.first,
+                                               "old_leaf": pending.old_leaf})
+        if changed.rowcount != 1:
+            _cached.pop(id(conn.engine), None)
+            raise StaleLogState("the log grew in another process; retrying")
+    conn.execute(_INSERT, pending.rows)
+    _cached[id(conn.engine)] = (size, pending.prev, pending.tree.copy())
+
+
+def _discard(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)
+    _cached.pop(id(conn.engine), None)  # it may describe rows that were rolled back
+
+
+#: Hooks for :class:`hotline.store.database.Database`: a transaction's entries are
+#: written in one statement (and the tree state in one more) just before it commits.
+HOOKS = TransactionHooks(begin=_begin, before_commit=_flush, after_rollback=_discard)
 
 
 def append_one(conn: Connection, kind: str, body: dict[str, Any], at: int,
