@@ -48,8 +48,8 @@ class State:
 
 
 def entry_bytes(index: int, record: Record, prev: str) -> bytes:
-    return canonical.encode({"v": 1, "i": index, "at": record.at, "kind": record.kind,
-                             "body": record.body, "prev": prev})
+    return canonical.encode_trusted({"v": 1, "i": index, "at": record.at,
+                                     "kind": record.kind, "body": record.body, "prev": prev})
 
 
 _STATE = select(log_state.c.size, log_state.c.frontier, log_state.c.last_leaf).where(
