@@ -187,6 +187,8 @@ def _rewrite_history_from(node: NodeProcess, start: int) -> None:
         tree = CompactRange()
         tree.extend(bytes(r[0]) for r in kept)
         conn.execute(text("DELETE FROM log_entries WHERE idx >= :s"), {"s": start})
+        conn.execute(text("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > :s"),
+                     {"s": start})
         conn.execute(text("UPDATE log_state SET size = :n, frontier = :f, last_leaf = :l"),
                      {"n": start, "f": _json.dumps([h.hex() for h in tree.to_state()]),
                       "l": bytes(kept[-1][0]).hex() if kept else ""})

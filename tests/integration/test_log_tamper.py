@@ -32,6 +32,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 def fresh_log(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM log_entries"))
+        conn.execute(text("DELETE FROM log_nodes"))
         conn.execute(text("UPDATE log_state SET size = 0, frontier = '[]', last_leaf = ''"))
         log_store.append(conn, [Record("test", {"n": n, "text": f"event {n}"}, 1000 + n,
                                        f"s{n % 3}") for n in range(SIZE)])

@@ -21,7 +21,11 @@ from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
 from hotline.errors import HotlineError
-from hotline.log.merkle import consistency_proof
+from hotline.log.merkle import (
+    consistency_proof,
+    consistency_proof_from,
+    verify_consistency,
+)
 from hotline.log.verify import verify_database
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
@@ -113,7 +117,7 @@ class Checkpointer:
         checkpoint = make_checkpoint(self._me, size, root, self._clock.now_ms(), self._keys)
         base = last.size if last else 0
         for _attempt in range(2):
-            answer = await self._post(link, checkpoint, base, size)
+            answer = await self._post(link, checkpoint, base, size, root)
             if "cosignature" in answer:
                 await self._store(link, checkpoint, answer["cosignature"])
                 self.alarms.pop(link.party, None)
@@ -127,11 +131,10 @@ class Checkpointer:
         return False
 
     async def _post(self, link: Link, checkpoint: dict[str, Any], base: int,
-                    size: int) -> dict[str, Any]:
+                    size: int, root: bytes) -> dict[str, Any]:
         proof: list[bytes] = []
         if 0 < base < size:
-            hashes = await self._db.read(lambda conn: log_store.leaves(conn, size))
-            proof = consistency_proof(hashes, base, size)
+            proof = await self._db.read(lambda conn: self._proof(conn, base, size, root))
         body = {"checkpoint": checkpoint, "from_size": base, "proof": [b64e(h) for h in proof]}
         last_error: Exception | None = None
         for endpoint in link.endpoints:
@@ -144,6 +147,20 @@ class Checkpointer:
             except (httpx.HTTPError, ValueError) as exc:
                 last_error = exc
         raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
+
+    def _proof(self, conn: Connection, base: int, size: int, root: bytes) -> list[bytes]:
+        """From the stored subtree roots, checked against the tree's root before it is
+        sent; if they disagree (the node table was damaged) the leaves are rehashed."""
+        tree = log_store.StoredTree(conn)
+        try:
+            proof = consistency_proof_from(tree.subtree, base, size)
+            if tree.subtree(0, size) == root and verify_consistency(
+                    base, size, tree.subtree(0, base), root, proof):
+                return proof
+        except LookupError:
+            pass
+        log.error("stored log nodes disagree with the entries; proving from the leaves")
+        return consistency_proof(log_store.leaves(conn, size), base, size)
 
     async def _store(self, link: Link, checkpoint: dict[str, Any],
                      cosignature: object) -> None:

@@ -24,7 +24,7 @@ never the size from one place and the root from another.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 HASH_SIZE = 32
 _LEAF = b"\x00"
@@ -126,6 +126,22 @@ class CompactRange:
         hashes.append(h)
         self._size += 1
 
+    def append_nodes(self, leaf_hash: bytes) -> list[bytes]:
+        """Like :meth:`append`, and return the roots of the perfect subtrees the leaf
+        completed, lowest level first (level L's node index is ``(size >> L) - 1``):
+        what a store keeps so that proofs need no rehashing of the leaves."""
+        if not _is_hash(leaf_hash):
+            raise ValueError(f"a leaf hash must be {HASH_SIZE} bytes")
+        hashes, s, h = self._hashes, self._size, leaf_hash
+        completed: list[bytes] = []
+        while s & 1:
+            h = _sha256(_NODE + hashes.pop() + h).digest()
+            completed.append(h)
+            s >>= 1
+        hashes.append(h)
+        self._size += 1
+        return completed
+
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append each of ``leaf_hashes`` in order."""
         for h in leaf_hashes:
@@ -181,6 +197,14 @@ def _check_sizes(hashes: Sequence[bytes], low: int, size: int, what: str) -> Non
         raise ValueError(f"{what}: need 0 <= {low} <= {size} <= {len(hashes)} leaves")
 
 
+Subtree = Callable[[int, int], bytes]
+"""``subtree(lo, hi)``: the root of the tree over leaves ``lo .. hi-1``."""
+
+
+def _from_list(hashes: Sequence[bytes]) -> Subtree:
+    return lambda lo, hi: root_from_leaf_hashes(hashes[lo:hi])
+
+
 def inclusion_proof(hashes: Sequence[bytes], index: int, size: int) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of the first ``size`` leaves.
 
@@ -189,17 +213,22 @@ def inclusion_proof(hashes: Sequence[bytes], index: int, size: int) -> list[byte
     consumes it. The hashes are the caller's own, so bad arguments raise ValueError.
     """
     _check_sizes(hashes, index, size, "inclusion proof")
-    if index >= size:
+    return inclusion_proof_from(_from_list(hashes), index, size)
+
+
+def inclusion_proof_from(subtree: Subtree, index: int, size: int) -> list[bytes]:
+    """:func:`inclusion_proof` over any source of subtree roots (e.g. a stored tree)."""
+    if not (_is_size(index) and _is_size(size)) or index >= size:
         raise ValueError(f"inclusion proof: index {index} is not below size {size}")
     path: list[bytes] = []
     lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index < lo + k:
-            path.append(root_from_leaf_hashes(hashes[lo + k:hi]))
+            path.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            path.append(root_from_leaf_hashes(hashes[lo:lo + k]))
+            path.append(subtree(lo, lo + k))
             lo += k
     path.reverse()
     return path
@@ -243,7 +272,12 @@ def consistency_proof(hashes: Sequence[bytes], old_size: int, new_size: int) -> 
     sizes raise ValueError.
     """
     _check_sizes(hashes, old_size, new_size, "consistency proof")
-    if old_size > new_size:
+    return consistency_proof_from(_from_list(hashes), old_size, new_size)
+
+
+def consistency_proof_from(subtree: Subtree, old_size: int, new_size: int) -> list[bytes]:
+    """:func:`consistency_proof` over any source of subtree roots (e.g. a stored tree)."""
+    if not (_is_size(old_size) and _is_size(new_size)) or old_size > new_size:
         raise ValueError(f"consistency proof: old size {old_size} > new size {new_size}")
     if old_size in (0, new_size):
         return []
@@ -253,17 +287,17 @@ def consistency_proof(hashes: Sequence[bytes], old_size: int, new_size: int) -> 
     while hi - lo != m:
         k = _split(hi - lo)
         if m <= k:
-            proof.append(root_from_leaf_hashes(hashes[lo + k:hi]))
+            proof.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(root_from_leaf_hashes(hashes[lo:lo + k]))
+            proof.append(subtree(lo, lo + k))
             lo += k
             m -= k
             complete = False
     if not complete:
         # The old tree's boundary falls inside a right subtree: the verifier cannot know
         # that subtree's root from the old root alone, so the proof carries it.
-        proof.append(root_from_leaf_hashes(hashes[lo:hi]))
+        proof.append(subtree(lo, hi))
     proof.reverse()
     return proof
 

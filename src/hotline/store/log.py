@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from hotline.log.merkle import CompactRange, leaf_hash
+from hotline.log.merkle import CompactRange, leaf_hash, node_hash
 from hotline.protocol import canonical
 from hotline.store.database import TransactionHooks
-from hotline.store.schema import log_entries, log_state
+from hotline.store.schema import log_entries, log_nodes, log_state
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ _STATE = select(log_state.c.size, log_state.c.frontier, log_state.c.last_leaf).w
     log_state.c.id == 1)
 _STATE_FOR_UPDATE = _STATE.with_for_update()
 _INSERT = log_entries.insert()
+_INSERT_NODES = log_nodes.insert()
 _SET_STATE = update(log_state).where(log_state.c.id == 1).values(
     size=bindparam("size"), frontier=bindparam("frontier"), last_leaf=bindparam("last_leaf"))
 _SET_STATE_IF = update(log_state).where(
@@ -75,14 +76,16 @@ def read_state(conn: Connection, *, for_update: bool = False) -> State:
     return State(int(row.size), CompactRange.from_state(int(row.size), hashes), row.last_leaf)
 
 
-def _build(records: Sequence[Record], first: int, prev: str, tree: CompactRange
-           ) -> tuple[list[dict[str, Any]], str]:
+def _build(records: Sequence[Record], first: int, prev: str, tree: CompactRange,
+           nodes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Entry rows for ``records``; the subtree roots they complete go to ``nodes``."""
     rows: list[dict[str, Any]] = []
     index = first
     for record in records:
         data = entry_bytes(index, record, prev)
         leaf = leaf_hash(data)
-        tree.append(leaf)
+        for level, node in enumerate(tree.append_nodes(leaf), 1):
+            nodes.append({"level": level, "idx": (tree.size >> level) - 1, "hash": node})
         rows.append({"idx": index, "kind": record.kind, "subject": record.subject,
                      "at": record.at, "entry": data.decode(), "leaf": leaf})
         prev = leaf.hex()
@@ -106,26 +109,31 @@ def append(conn: Connection, records: Sequence[Record]) -> list[int]:
         if pending is None:
             pending = conn.info[_PENDING] = _start_pending(conn)
         first = pending.first + len(pending.rows)
-        rows, pending.prev = _build(records, first, pending.prev, pending.tree)
+        rows, pending.prev = _build(records, first, pending.prev, pending.tree,
+                                    pending.nodes)
         pending.rows.extend(rows)
         return list(range(first, first + len(rows)))
     key = id(conn.engine)
     cached = _cached.get(key)
+    nodes: list[dict[str, Any]] = []
     if cached is not None:
         first, old_leaf, tree = cached[0], cached[1], cached[2].copy()
-        rows, prev = _build(records, first, old_leaf, tree)
+        rows, prev = _build(records, first, old_leaf, tree, nodes)
         changed = conn.execute(_SET_STATE_IF, {
             "size": first + len(rows), "last_leaf": prev, "old_size": first,
             "old_leaf": old_leaf, "frontier": json.dumps([h.hex() for h in tree.to_state()])})
         if changed.rowcount != 1:
             cached = None
     if cached is None:
+        nodes = []
         state = read_state(conn, for_update=True)
         first, tree = state.size, state.frontier
-        rows, prev = _build(records, first, state.last_leaf, tree)
+        rows, prev = _build(records, first, state.last_leaf, tree, nodes)
         conn.execute(_SET_STATE, {"size": first + len(rows), "last_leaf": prev,
                                   "frontier": json.dumps([h.hex() for h in tree.to_state()])})
     conn.execute(_INSERT, rows)
+    if nodes:
+        conn.execute(_INSERT_NODES, nodes)
     _cached[key] = (first + len(rows), prev, tree.copy())
     return list(range(first, first + len(rows)))
 
@@ -147,14 +155,16 @@ class _Pending:
     tree: CompactRange
     checked: bool  # the state was read from the row (not guessed from the cache)
     rows: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
 
 
 def _start_pending(conn: Connection) -> _Pending:
     cached = _cached.get(id(conn.engine))
     if cached is not None:
-        return _Pending(cached[0], cached[1], cached[1], cached[2].copy(), False, [])
+        return _Pending(cached[0], cached[1], cached[1], cached[2].copy(), False, [], [])
     state = read_state(conn, for_update=True)
-    return _Pending(state.size, state.last_leaf, state.last_leaf, state.frontier, True, [])
+    return _Pending(state.size, state.last_leaf, state.last_leaf, state.frontier, True, [],
+                    [])
 
 
 @contextmanager
@@ -163,7 +173,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
     they are held in memory until the commit, beyond the database's reach)."""
     pending: _Pending | None = conn.info.get(_PENDING)
     saved = None if pending is None else (len(pending.rows), pending.prev,
-                                          pending.tree.copy())
+                                          pending.tree.copy(), len(pending.nodes))
     try:
         with conn.begin_nested():
             yield
@@ -174,6 +184,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
                 conn.info[_PENDING] = None  # nothing was pending before: start over
             else:
                 del now.rows[saved[0]:]
+                del now.nodes[saved[3]:]
                 now.prev, now.tree = saved[1], saved[2]
         raise
 
@@ -198,6 +209,8 @@ def _flush(conn: Connection) -> None:
             _cached.pop(id(conn.engine), None)
             raise StaleLogState("the log grew in another process; retrying")
     conn.execute(_INSERT, pending.rows)
+    if pending.nodes:
+        conn.execute(_INSERT_NODES, pending.nodes)
     _cached[id(conn.engine)] = (size, pending.prev, pending.tree.copy())
 
 
@@ -280,3 +293,30 @@ def between(conn: Connection, start_ms: int, end_ms: int) -> list[StoredEntry]:
                         .order_by(log_entries.c.idx))
     return [StoredEntry(int(r.idx), r.kind, r.subject, int(r.at), r.entry, bytes(r.leaf))
             for r in rows]
+
+
+class StoredTree:
+    """Subtree roots of the stored log, for proofs: a perfect, aligned subtree is one
+    lookup (``log_nodes``, or the leaf itself); any other range splits as the tree does.
+    A proof thus costs O(log² n) lookups instead of rehashing every leaf."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def node(self, level: int, index: int) -> bytes:
+        if level == 0:
+            leaf = self._conn.execute(select(log_entries.c.leaf)
+                                      .where(log_entries.c.idx == index)).scalar()
+        else:
+            leaf = self._conn.execute(select(log_nodes.c.hash).where(
+                log_nodes.c.level == level, log_nodes.c.idx == index)).scalar()
+        if leaf is None:
+            raise LookupError(f"the log has no node {index} at level {level}")
+        return bytes(leaf)
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n & (n - 1) == 0 and lo % n == 0:
+            return self.node(n.bit_length() - 1, lo // n)
+        k = 1 << ((n - 1).bit_length() - 1)
+        return node_hash(self.subtree(lo, lo + k), self.subtree(lo + k, hi))

@@ -252,3 +252,10 @@ log_checkpoints = Table(
     Column("at", BigInteger, nullable=False),
     Index("ix_log_checkpoints_pair", "origin", "witness", "size"),
 )
+
+log_nodes = Table(
+    "log_nodes", metadata,                              # migration 0004
+    Column("level", Integer, primary_key=True, autoincrement=False),  # 1 = pairs of leaves
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),        # root of leaves idx*2^level ..
+)
