@@ -8,7 +8,7 @@ and catches up from the database by cursor, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
@@ -51,3 +51,46 @@ class Broadcaster(Generic[T]):
             yield sub
         finally:
             self._subs.discard(sub)
+
+
+async def catch_up_then_follow(live: Broadcaster[T],
+                               fetch_after: Callable[[int, int], Awaitable[list[T]]],
+                               cursor_of: Callable[[T], int], after: int,
+                               page: int = 500) -> AsyncIterator[T]:
+    """Everything after cursor ``after`` from the database, then live, with no gap and no
+    repeat: the subscription starts before the catch-up, and live items already seen
+    (their cursor is not beyond the last one yielded) are skipped."""
+    async with live.subscribe() as sub:
+        cursor = after
+        while True:
+            items = await fetch_after(cursor, page)
+            for item in items:
+                cursor = cursor_of(item)
+                yield item
+            if len(items) < page:
+                break
+        while True:
+            item = await sub.get()
+            if cursor_of(item) > cursor:
+                cursor = cursor_of(item)
+                yield item
+
+
+class BackgroundTask:
+    """One long-running task of the node, started and stopped with it."""
+
+    task_name = "task"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.task_name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        raise NotImplementedError

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hotline.events import Broadcaster
+from hotline.events import Broadcaster, catch_up_then_follow
 from hotline.store import inbound
 from hotline.store.database import Database
 from hotline.store.inbound import Released
@@ -65,17 +65,6 @@ class Inbox:
 
     async def follow(self, after: int) -> AsyncIterator[InboxMessage]:
         """Everything after ``after`` from the database, then live, with no gap or repeat."""
-        async with self._live.subscribe() as sub:
-            cursor = after
-            while True:
-                page = await self.list(cursor, CATCH_UP_PAGE)
-                for message in page:
-                    cursor = message.cursor
-                    yield message
-                if len(page) < CATCH_UP_PAGE:
-                    break
-            while True:
-                message = await sub.get()
-                if message.cursor > cursor:
-                    cursor = message.cursor
-                    yield message
+        async for message in catch_up_then_follow(self._live, self.list,
+                                                  lambda m: m.cursor, after, CATCH_UP_PAGE):
+            yield message

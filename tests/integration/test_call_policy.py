@@ -275,3 +275,30 @@ def test_the_directory_and_the_roster_change_through_the_operator_api(
     again = ru.api("PUT", "/api/v1/directory",
                    json={"toml": directory_toml("RU-GS", 200, 5000)})
     assert again.json() == {"version": same.json()["version"], "changed": False}
+
+
+
+def test_the_calls_event_stream_shows_every_step_live_and_resumes(
+        us_ru: tuple[NodeProcess, NodeProcess]) -> None:
+    from tests.integration.test_operator_api import EventReader
+
+    us, ru = us_ru
+    reader = EventReader(ru, path="/api/v1/calls-events", event_name="call")
+    reader.connected.wait(10)
+    call_id = place(us, "cgs@RU-GS", "nmcc-do", "on the stream")
+
+    def states() -> list[tuple[str, str | None]]:
+        return [(e["event"]["state"], e["event"]["role"]) for e in reader.events
+                if e["call"]["id"] == call_id]
+    wait_until(lambda: ("ringing", "cgs") in states(), 30, what="ringing on the stream")
+    assert states()[:2] == [("delivered", "cgs"), ("ringing", "cgs")]
+    assert all(e["event"]["verified"] for e in reader.events)
+    last = reader.ids[-1]
+    reader.close()
+    assert us.api("POST", f"/api/v1/calls/{call_id}/cancel").status_code == 200
+    resumed = EventReader(ru, headers={"last-event-id": last},
+                          path="/api/v1/calls-events", event_name="call")
+    wait_until(lambda: any(e["event"]["state"] == "cancelled" for e in resumed.events), 30,
+               what="the cancel after resuming")
+    assert int(resumed.ids[0]) > int(last)  # nothing seen before is sent again
+    resumed.close()

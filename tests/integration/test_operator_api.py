@@ -90,8 +90,11 @@ def test_openapi_document_describes_the_operator_routes(linked_a: NodeProcess) -
 class EventReader:
     """Reads the SSE stream in a thread and collects ``message`` events."""
 
-    def __init__(self, node: NodeProcess, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, node: NodeProcess, headers: dict[str, str] | None = None,
+                 path: str = "/api/v1/events", event_name: str = "message") -> None:
         self.events: list[dict[str, Any]] = []
+        self._path = path
+        self._event_name = event_name
         self.error: Exception | None = None
         self.ids: list[str] = []
         self.connected = threading.Event()
@@ -110,7 +113,7 @@ class EventReader:
 
     def _read(self) -> None:
         headers = {"authorization": f"Bearer {self._node.token}", **self._headers}
-        with httpx.stream("GET", self._node.url + "/api/v1/events", headers=headers,
+        with httpx.stream("GET", self._node.url + self._path, headers=headers,
                           timeout=httpx.Timeout(5.0, read=60.0)) as response:
             assert response.status_code == 200
             event = ""
@@ -121,7 +124,7 @@ class EventReader:
                     event = line.split(":", 1)[1].strip()
                 elif line.startswith("id:"):
                     self.ids.append(line.split(":", 1)[1].strip())
-                elif line.startswith("data:") and event == "message":
+                elif line.startswith("data:") and event == self._event_name:
                     self.events.append(json.loads(line.split(":", 1)[1]))
                 if self._stop.is_set():
                     return

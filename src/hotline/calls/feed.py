@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from hotline.events import Broadcaster
+from hotline.events import Broadcaster, catch_up_then_follow
 from hotline.store import journal
 from hotline.store.database import Database
 from hotline.store.journal import Entry
@@ -22,17 +22,6 @@ class Feed:
 
     async def follow(self, after: int) -> AsyncIterator[Entry]:
         """Every entry after ``after`` from the database, then live, no gap, no repeat."""
-        async with self._live.subscribe() as sub:
-            cursor = after
-            while True:
-                page = await self.after(cursor, CATCH_UP_PAGE)
-                for entry in page:
-                    cursor = entry.id
-                    yield entry
-                if len(page) < CATCH_UP_PAGE:
-                    break
-            while True:
-                entry = await sub.get()
-                if entry.id > cursor:
-                    cursor = entry.id
-                    yield entry
+        async for entry in catch_up_then_follow(self._live, self.after, lambda e: e.id, after,
+                                                CATCH_UP_PAGE):
+            yield entry

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.effects import Effects
+from hotline.events import BackgroundTask
 from hotline.store import timers
 from hotline.store.database import Database
 
@@ -28,28 +29,22 @@ log = logging.getLogger("hotline.timers")
 Fire = Callable[[Connection, str, str, int, Effects], bool]
 
 
-class TimerRunner:
+class TimerRunner(BackgroundTask):
+    task_name = "timers"
+
     def __init__(self, *, db: Database, clock: Clock, fire: Fire,
                  apply: Callable[[Effects], None], max_wait_s: float = 1.0) -> None:
+        super().__init__()
         self._db = db
         self._clock = clock
         self._fire = fire
         self._apply = apply
         self._max_wait = max_wait_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """A deadline was added or moved: look again now."""
         self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="timers")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:

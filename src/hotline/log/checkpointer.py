@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
 from hotline.errors import HotlineError
+from hotline.events import BackgroundTask
 from hotline.log.merkle import (
     consistency_proof,
     consistency_proof_from,
@@ -62,10 +63,13 @@ def last_cosigned(conn: Connection, me: str, witness: str) -> Cosigned | None:
     return None if row is None else Cosigned(int(row.size), bytes(row.root), int(row.at))
 
 
-class Checkpointer:
+class Checkpointer(BackgroundTask):
+    task_name = "checkpointer"
+
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
                  publish: Any) -> None:
+        super().__init__()
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -75,16 +79,10 @@ class Checkpointer:
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
         self._publish = publish
-        self._task: asyncio.Task[None] | None = None
         self.alarms: dict[str, str] = {}
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="checkpointer")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         await self._client.aclose()
 
     async def _run(self) -> None:

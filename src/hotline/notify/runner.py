@@ -17,6 +17,7 @@ import httpx
 from hotline.calls.directory import EmailChannelSpec, WebhookChannelSpec
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
+from hotline.events import BackgroundTask
 from hotline.notify.channels import Alert, Channel, ChannelError
 from hotline.notify.email import EmailChannel
 from hotline.notify.webhook import WebhookChannel
@@ -34,27 +35,24 @@ def retry_delay_ms(attempts: int) -> int:
     return int(min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** max(0, attempts - 1)))
 
 
-class Notifier:
+class Notifier(BackgroundTask):
+    task_name = "notifier"
+
     def __init__(self, *, db: Database, clock: Clock, registry: Registry,
                  max_wait_s: float = 1.0) -> None:
+        super().__init__()
         self._db = db
         self._clock = clock
         self._registry = registry
         self._max_wait = max_wait_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient()
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifier")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         await self._client.aclose()
 
     async def _run(self) -> None:
