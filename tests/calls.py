@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hotline.admin import apply_directory
 from hotline.scenario import directory_toml
-from tests.nodes import NodeProcess, wait_until
+from tests.nodes import NodeProcess, link, wait_until
 
 #: scenario time / SPEED = test time: a two-minute step takes 0.6 s, a minute 0.3 s
 SPEED = 200.0
@@ -75,3 +76,16 @@ def wait_for_desks(node: NodeProcess, party: str) -> list[dict[str, Any]]:
         desks: list[dict[str, Any]] = node.api("GET", "/api/v1/desks").json()["desks"]
         return [d for d in desks if d["party"] == party]
     return wait_until(known, 30, what=f"{party}'s desks on {node.party}")  # type: ignore[no-any-return]
+
+
+def us_and_ru(make: Callable[..., NodeProcess]) -> tuple[NodeProcess, NodeProcess]:
+    """US-JS and RU-GS linked, with the scenario's directories, running, and RU's desks
+    known to US."""
+    us, ru = make("US-JS"), make("RU-GS")
+    link(us, ru)
+    apply_scenario(us)
+    apply_scenario(ru)
+    us.start()
+    ru.start()
+    wait_for_desks(us, "RU-GS")
+    return us, ru

@@ -22,6 +22,7 @@ from tests.calls import (
     apply_toml,
     get_call,
     place,
+    us_and_ru,
     wait_for_desks,
     wait_for_event,
     wait_for_state,
@@ -33,14 +34,7 @@ Make = Callable[..., NodeProcess]
 
 @pytest.fixture
 def us_ru(make_sqlite_node: Make) -> tuple[NodeProcess, NodeProcess]:
-    us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
-    link(us, ru)
-    apply_scenario(us)
-    apply_scenario(ru)
-    us.start()
-    ru.start()
-    wait_for_desks(us, "RU-GS")
-    return us, ru
+    return us_and_ru(make_sqlite_node)
 
 
 def outbox_count(node: NodeProcess) -> int:

@@ -5,28 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tests.calls import (
-    apply_scenario,
     get_call,
     place,
     ringing_roles,
-    wait_for_desks,
+    us_and_ru,
     wait_for_event,
     wait_for_state,
 )
-from tests.nodes import NodeProcess, link
+from tests.nodes import NodeProcess
 
 Make = Callable[[str], NodeProcess]
-
-
-def us_and_ru(make: Make) -> tuple[NodeProcess, NodeProcess]:
-    us, ru = make("US-JS"), make("RU-GS")
-    link(us, ru)
-    apply_scenario(us)
-    apply_scenario(ru)
-    us.start()
-    ru.start()
-    wait_for_desks(us, "RU-GS")
-    return us, ru
 
 
 def callee_history(call: dict[str, object], signer: str) -> list[dict[str, object]]:
