@@ -22,6 +22,7 @@ from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, er
 from hotline.cli.common import client as _client
 from hotline.cli.common import print_json as _print_json
 from hotline.cli.log import register as register_log_commands
+from hotline.cli.operator import register as register_operator_commands
 from hotline.errors import HotlineError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -30,6 +31,7 @@ link_app = typer.Typer(no_args_is_help=True, help="Exchange and inspect link off
 app.add_typer(link_app, name="link")
 register_call_commands(app)
 register_log_commands(app)
+register_operator_commands(app)
 
 @app.command()
 def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],

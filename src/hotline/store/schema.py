@@ -259,3 +259,30 @@ log_nodes = Table(
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary, nullable=False),        # root of leaves idx*2^level ..
 )
+
+# -- operator accounts for the web console (migration 0005) ---------------------------
+
+operator_accounts = Table(
+    "operator_accounts", metadata,
+    Column("operator", String(32), primary_key=True),   # an operator id of the directory
+    Column("password_hash", Text, nullable=False),      # Argon2id, PHC string
+    Column("totp_secret", String(64), nullable=False),  # base32
+    Column("totp_last_step", BigInteger, nullable=True),  # last code accepted (no replay)
+    Column("failures", Integer, nullable=False, server_default="0"),  # since last success
+    Column("locked_until", BigInteger, nullable=True),  # ms since epoch
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 hex of the cookie value
+    Column("operator", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),   # ms; absolute end of the session
+    Column("pending_totp", String(64), nullable=True),  # a new secret being enrolled
+    Index("ix_console_sessions_operator", "operator"),
+)
