@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from hotline.accounts.service import AccountService
 from hotline.api.app import build_app
 from hotline.api.calls import CallServices
 from hotline.api.operator import OperatorServices
@@ -28,6 +30,7 @@ from hotline.calls.feed import Feed
 from hotline.calls.registry import DirectoryAdmin, Registry
 from hotline.calls.service import CallService
 from hotline.clock import Clock, SystemClock
+from hotline.console.web import AuditServices, ConsoleServices
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.messenger import Messenger
 from hotline.delivery.outbound import Outbound
@@ -127,6 +130,8 @@ class Node:
                                                      conversations=self.conversations,
                                                      desks=self.desks),
                                  on_effects=self.apply)
+        self.accounts = AccountService(me=config.party, db=self.db, clock=self.clock,
+                                       registry=self.registry)
         self.peers.on_change(self._sync_senders)
         self._poller: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -237,18 +242,46 @@ class Node:
             finally:
                 await self.stop()
 
+        calls = CallServices(calls=self.calls, conversations=self.conversations,
+                             desks=self.desks, feed=Feed(self.db, self.journal),
+                             apply=self.apply, directory=self.directory,
+                             admin=DirectoryAdmin(self.config.party, self.registry,
+                                                  self.db, self.clock))
         services = OperatorServices(
             party=self.config.party, name=self.config.name, key_id=self.keys.public.key_id,
             listen=self.config.listen, messenger=self.messenger, inbox=self.inbox,
-            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME),
-            calls=CallServices(calls=self.calls, conversations=self.conversations,
-                               desks=self.desks, feed=Feed(self.db, self.journal),
-                               apply=self.apply, directory=self.directory,
-                               admin=DirectoryAdmin(self.config.party, self.registry,
-                                                    self.db, self.clock)))
+            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME), calls=calls)
+        console = ConsoleServices(
+            party=self.config.party, name=self.config.name, accounts=self.accounts,
+            calls=calls, registry=self.registry, journal=self.journal, status=self.status,
+            audit=AuditServices(recent=self.recent_log, verify=self.verify_log_now),
+            clock=self.clock)
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
-                         witness=self.witness)
+                         witness=self.witness, console=console)
+
+    async def recent_log(self, limit: int) -> list[dict[str, Any]]:
+        """The newest log entries with a one-line summary of each body (audit page)."""
+        rows = await self.db.read(lambda conn: log_store.latest(conn, limit))
+        out = []
+        for row in rows:
+            body = json.loads(row.entry).get("body", {})
+            summary = json.dumps(body, ensure_ascii=False, sort_keys=True)
+            out.append({"idx": row.idx, "at": row.at, "kind": row.kind,
+                        "subject": row.subject,
+                        "summary": summary if len(summary) <= 240 else summary[:239] + "…"})
+        return out
+
+    async def verify_log_now(self) -> Report:
+        """Verify the whole log from a snapshot while the node runs (audit page)."""
+        def run() -> Report:
+            with self.db.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN")  # one snapshot for the whole scan
+                keys = {link.party: link.keys for link in link_store.all_links(conn)}
+                keys[self.config.party] = self.keys.public
+                return verify_database(conn, self.config.party, keys)
+        return await asyncio.to_thread(run)
 
     def verify_log(self) -> Report:
         """Check the log before serving (the database threads are not running yet)."""

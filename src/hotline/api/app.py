@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from hotline import __version__
 from hotline.api.errors import install_error_handlers
 from hotline.api.federation import make_checkpoint_endpoint, make_envelopes_endpoint
 from hotline.api.operator import OperatorServices, operator_router
+from hotline.console.security import add_security_headers
+from hotline.console.web import ConsoleServices, console_router, static_files
 from hotline.federation.receiver import Receiver
 from hotline.log.witness import Witness
 
 
 def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: int,
               lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
-              witness: Witness | None = None) -> FastAPI:
+              witness: Witness | None = None,
+              console: ConsoleServices | None = None) -> FastAPI:
     app = FastAPI(title="Hotline node", version=__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
                   description="Operator API of a Hotline node. Every route needs the "
@@ -37,6 +41,19 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
         return JSONResponse({"ok": True, "party": operator.party})
 
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    if console is not None:
+        app.include_router(console_router(console))
+        app.mount("/static", static_files(), name="static")
+
+        @app.middleware("http")
+        async def console_headers(request: Request, call_next: Callable[[Request], Any]
+                                  ) -> Response:
+            """Browser defences on every console page, fragment and file (the JSON APIs
+            are not rendered by browsers, and the API docs page needs its own scripts)."""
+            response: Response = await call_next(request)
+            if not request.url.path.startswith(("/api/", "/federation/")):
+                add_security_headers(response)
+            return response
     return app
 
 

@@ -139,8 +139,10 @@ class CallService:
         return self._registry.current
 
     # -- operator actions ----------------------------------------------------------------
-    async def place(self, to: str, as_role: str, reason: str | None = None
-                    ) -> tuple[CallRow, Effects]:
+    async def place(self, to: str, as_role: str, reason: str | None = None,
+                    operator: str | None = None) -> tuple[CallRow, Effects]:
+        """Place a call; ``operator``, when a person is known (the console), is named in
+        the signed ``placed`` statement and so in the log."""
         callee_role, peer = parse_address(to)
         reason = check_reason(reason)
         await self._registry.reload()
@@ -151,7 +153,7 @@ class CallService:
         def work(conn: Connection) -> tuple[CallRow, Effects]:
             effects = Effects()
             call = self._place(conn, as_role, callee_role, peer, reason, None,
-                               self._clock.now_ms(), effects)
+                               self._clock.now_ms(), effects, operator)
             return call, effects
         return await self._db.write(work)
 
@@ -172,7 +174,8 @@ class CallService:
                                     "`hotline roles apply`", status=403)
 
     def _place(self, conn: Connection, as_role: str, callee_role: str, peer: str,
-               reason: str | None, parent: str | None, now: int, effects: Effects) -> CallRow:
+               reason: str | None, parent: str | None, now: int, effects: Effects,
+               operator: str | None = None) -> CallRow:
         policy = self.directory.policy_for(peer)
         assert policy is not None
         call_id = new_envelope_id()
@@ -193,7 +196,8 @@ class CallService:
         effects.timers = True
         call = call_store.get(conn, call_id)
         assert call is not None
-        return self._state(conn, call, "placed", now, effects, role=as_role, reason=reason)
+        return self._state(conn, call, "placed", now, effects, role=as_role, reason=reason,
+                           operator=operator)
 
     async def answer(self, call_id: str, as_role: str, operator: str | None
                      ) -> tuple[CallRow, Effects]:
@@ -255,7 +259,8 @@ class CallService:
                                                 f"{as_role}", status=403)
         return operator
 
-    async def cancel(self, call_id: str) -> tuple[CallRow, Effects]:
+    async def cancel(self, call_id: str, operator: str | None = None
+                     ) -> tuple[CallRow, Effects]:
         def work(conn: Connection) -> tuple[CallRow, Effects]:
             now = self._clock.now_ms()
             call = call_store.get(conn, call_id)
@@ -270,8 +275,8 @@ class CallService:
             if self._peers.get(call.peer) is not None:
                 effects.send(call.peer, self._out.enqueue(conn, call.peer, "call.cancel",
                                                           [{"call": call.id}], now, call.id))
-            return self._state(conn, call, "cancelled", now, effects, role=call.caller_role), \
-                effects
+            return self._state(conn, call, "cancelled", now, effects, role=call.caller_role,
+                               operator=operator), effects
         return await self._db.write(work)
 
     # -- statements ----------------------------------------------------------------------

@@ -287,6 +287,13 @@ def by_subject(conn: Connection, subject: str) -> list[StoredEntry]:
             for r in rows]
 
 
+def latest(conn: Connection, limit: int) -> list[StoredEntry]:
+    """The last ``limit`` entries, newest first (the console's audit page)."""
+    rows = conn.execute(select(log_entries).order_by(log_entries.c.idx.desc()).limit(limit))
+    return [StoredEntry(int(r.idx), r.kind, r.subject, int(r.at), r.entry, bytes(r.leaf))
+            for r in rows]
+
+
 def between(conn: Connection, start_ms: int, end_ms: int) -> list[StoredEntry]:
     rows = conn.execute(select(log_entries).where(log_entries.c.at >= start_ms,
                                                   log_entries.c.at <= end_ms)

@@ -1,0 +1,119 @@
+"""Languages of the operator console: catalogues, negotiation, locale formatting.
+
+Catalogues are gettext ``.po`` files under ``console/locale`` and are compiled in memory
+when the console starts (with Babel), so running the console needs no build step and a
+translator edits one text file. English is the source language: its catalogue maps every
+string to itself, which lets the completeness test treat all five languages alike.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_datetime, format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+
+from hotline.calls.directory import LANGUAGES
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "console"
+RIGHT_TO_LEFT = frozenset({"ar"})
+DEFAULT_LANGUAGE = "en"
+NO_VALUE = "\u2013"  # an en dash where a time is not known
+
+
+def catalogue_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def translations(lang: str) -> Translations:
+    """The compiled catalogue of ``lang`` (read once per process)."""
+    with catalogue_path(lang).open("rb") as po:
+        catalog = read_po(po, locale=lang, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
+def supported(lang: str | None) -> str | None:
+    """``lang`` if the console speaks it (``pl-PL`` counts as ``pl``), else None."""
+    if not lang:
+        return None
+    base = lang.strip().lower().replace("_", "-").split("-")[0]
+    return base if base in LANGUAGES else None
+
+
+def negotiate(query: str | None, accept_language: str | None,
+              fallback: str = DEFAULT_LANGUAGE) -> str:
+    """Before login: an explicit ``?lang=`` wins, then the browser's ``Accept-Language``
+    in its order of preference (q-values), then ``fallback``."""
+    chosen = supported(query)
+    if chosen:
+        return chosen
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((accept_language or "").split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        lang = supported(tag)
+        if lang and quality > 0:
+            ranked.append((-quality, position, lang))
+    return min(ranked)[2] if ranked else fallback
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """Dates, times and numbers as an operator of ``lang`` reads them. Times are shown in
+    UTC and say so: the parties of a call sit in different time zones, and one clock on
+    every screen avoids "your 14:00 or mine?"."""
+
+    lang: str
+
+    @property
+    def locale(self) -> Locale:
+        return Locale.parse(self.lang)
+
+    @property
+    def direction(self) -> str:
+        return "rtl" if self.lang in RIGHT_TO_LEFT else "ltr"
+
+    def time(self, ms: int | None) -> str:
+        if ms is None:
+            return NO_VALUE
+        return format_time(_utc(ms), "medium", tzinfo=UTC, locale=self.lang)
+
+    def datetime(self, ms: int | None) -> str:
+        if ms is None:
+            return NO_VALUE
+        return format_datetime(_utc(ms), "medium", tzinfo=UTC, locale=self.lang)
+
+    def number(self, value: float) -> str:
+        return format_decimal(value, locale=self.lang)
+
+    def elapsed(self, ms: int) -> str:
+        """``m:ss`` (``h:mm:ss`` past an hour). All five locales write Latin digits by
+        default (CLDR), so the browser's ticking copy of this (console.js) matches."""
+        seconds = max(0, ms // 1000)
+        hours, rest = divmod(seconds, 3600)
+        minutes, secs = divmod(rest, 60)
+        if hours:
+            return f"{hours}:{minutes:02d}:{secs:02d}"
+        return f"{minutes}:{secs:02d}"
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

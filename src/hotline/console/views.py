@@ -1,0 +1,134 @@
+"""What each console page shows, decided from the node's data and who is looking.
+
+Pure functions over plain dicts (as the services return them), so the rules — which
+desks an operator may call, which incoming calls ring for them, how a call's history
+reads — are testable without a browser or a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hotline.calls.directory import Directory
+
+#: Call states in which the callee's desk is being rung and may answer.
+RINGING_STATES = frozenset({"delivered", "ringing"})
+#: States after which nothing more happens on a call.
+ENDED_STATES = frozenset({"answered", "declined", "unanswered", "cancelled", "expired",
+                          "refused"})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in operator, as the console needs them on every page."""
+
+    operator: str
+    name: str
+    roles: tuple[str, ...]
+    lang: str
+    csrf: str
+
+
+def title_in(titles: Mapping[str, str], lang: str, fallback: str) -> str:
+    return titles.get(lang) or titles.get("en") or next(iter(titles.values()), fallback)
+
+
+@dataclass(frozen=True)
+class DeskView:
+    peer: str
+    role: str
+    title: str
+    staffed: bool
+    as_roles: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return f"{self.role}@{self.peer}"
+
+
+def callable_desks(desks: Iterable[Mapping[str, Any]], directory: Directory,
+                   viewer: Viewer) -> list[DeskView]:
+    """The counterpart desks this operator may call, each with the operator's roles that
+    may place the call: the peer must list the role as a caller (its ``accept`` policy,
+    sent with the desk report) and our own link policy must allow it."""
+    out = []
+    for desk in desks:
+        peer, role = str(desk["party"]), str(desk["role"])
+        callers = set(desk.get("callers") or ())
+        as_roles = tuple(r for r in viewer.roles
+                         if r in callers and directory.may_call(r, peer, role))
+        if as_roles:
+            out.append(DeskView(peer=peer, role=role,
+                                title=title_in(desk.get("titles") or {}, viewer.lang, role),
+                                staffed=bool(desk.get("staffed")), as_roles=as_roles))
+    return sorted(out, key=lambda d: (not d.staffed, d.peer, d.role))
+
+
+def rung_roles(call: Mapping[str, Any]) -> set[str]:
+    """Every role of ours rung on an incoming call so far: the one called and each
+    escalation step's (a ``ringing`` entry names the step's roles, comma-separated)."""
+    roles = {str(call["callee"]).split("@")[0]}
+    for entry in call.get("history", ()):
+        if entry.get("state") == "ringing" and entry.get("role"):
+            roles.update(str(entry["role"]).split(","))
+    return roles
+
+
+@dataclass(frozen=True)
+class Alarm:
+    call: Mapping[str, Any]
+    as_roles: tuple[str, ...]
+    rung_since: int | None
+
+
+def alarms_for(calls: Iterable[Mapping[str, Any]], viewer: Viewer) -> list[Alarm]:
+    """Incoming calls now ringing a role this operator holds, oldest first."""
+    out = []
+    for call in calls:
+        if call.get("direction") != "in" or call.get("state") not in RINGING_STATES:
+            continue
+        held = tuple(r for r in viewer.roles if r in rung_roles(call))
+        if held:
+            rings = [e["at"] for e in call.get("history", ()) if e.get("state") == "ringing"]
+            out.append(Alarm(call=call, as_roles=held, rung_since=rings[-1] if rings else None))
+    return sorted(out, key=lambda a: a.call.get("placed_at") or 0)
+
+
+def placed_by(calls: Iterable[Mapping[str, Any]], viewer: Viewer,
+              limit: int = 15) -> list[Mapping[str, Any]]:
+    """Outgoing calls placed from a role this operator holds, newest first."""
+    roles = set(viewer.roles)
+    out = [c for c in calls if c.get("direction") == "out"
+           and str(c.get("caller", "")).split("@")[0] in roles]
+    return out[:limit]
+
+
+@dataclass(frozen=True)
+class Step:
+    state: str
+    role: str | None
+    operator: str | None
+    at: int | None
+    signed_by: str | None
+    verified: bool
+    reason: str | None
+    who: tuple[str, ...] = field(default_factory=tuple)
+
+
+def steps_of(call: Mapping[str, Any]) -> list[Step]:
+    return [Step(state=str(e.get("state")), role=e.get("role"), operator=e.get("operator"),
+                 at=e.get("at"), signed_by=e.get("signed_by"),
+                 verified=bool(e.get("verified")), reason=e.get("reason"),
+                 who=tuple(e.get("who") or ()))
+            for e in call.get("history", ())]
+
+
+def ended_at(call: Mapping[str, Any]) -> int | None:
+    """When the call reached a final state (the elapsed clock stops there)."""
+    if call.get("state") not in ENDED_STATES:
+        return None
+    ats = [e.get("at") for e in call.get("history", ()) if e.get("state") == call["state"]]
+    return ats[-1] if ats and ats[-1] is not None else None
+

@@ -1,0 +1,541 @@
+"""The operator console: server-rendered pages, htmx fragments, one live event stream.
+
+Every page is plain HTML rendered here (Jinja2); htmx swaps in fragments when the event
+stream says something changed, so there is no front-end build and no client state to go
+stale. Each state change is a POST that must carry the session's CSRF token and come from
+this origin, and is done as the logged-in operator in a role they hold — the services
+check the role again, so the console cannot grant more than the operator API would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from hotline.accounts import totp
+from hotline.accounts.service import AccountService, LoginRefused
+from hotline.api.calls import CallServices
+from hotline.calls.registry import Registry
+from hotline.clock import Clock
+from hotline.console import i18n, views
+from hotline.console.messages import error_text
+from hotline.console.security import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    add_security_headers,
+    check_origin,
+    clear_cookie,
+    csrf_given,
+    new_token,
+    read_form,
+    same_token,
+    set_cookie,
+)
+from hotline.console.sound import alarm_wav
+from hotline.errors import HotlineError
+from hotline.events import Broadcaster
+from hotline.log.verify import Report
+from hotline.status import PeerStatus
+from hotline.store.journal import Entry
+
+log = logging.getLogger("hotline.console")
+
+STATIC_DIR = Path(__file__).parent / "static"
+LANGUAGE_NAMES = {"en": "English", "ar": "العربية", "ru": "Русский", "uk": "Українська",
+                  "pl": "Polski"}
+PRESENCE_EVERY_SECONDS = 20.0
+MAX_FIELD = 65536
+
+
+@dataclass(frozen=True)
+class AuditServices:
+    recent: Callable[[int], Awaitable[list[dict[str, Any]]]]
+    verify: Callable[[], Awaitable[Report]]
+
+
+@dataclass(frozen=True)
+class ConsoleServices:
+    """What the console needs, handed in by the composition root."""
+
+    party: str
+    name: str
+    accounts: AccountService
+    calls: CallServices
+    registry: Registry
+    journal: Broadcaster[Entry]
+    status: Callable[[], Awaitable[list[PeerStatus]]]
+    audit: AuditServices
+    clock: Clock
+
+
+Handler = Callable[[Request, views.Viewer], Awaitable[Response]]
+Action = Callable[[Request, views.Viewer, dict[str, str]], Awaitable[Response]]
+
+
+def _field(form: Mapping[str, str], name: str, *, required: bool = True,
+           max_len: int = 1000) -> str:
+    value = form.get(name, "").strip()
+    if required and not value:
+        raise HotlineError("missing-field", f"{name} is required", status=400)
+    if len(value) > max_len:
+        raise HotlineError("bad-form", f"{name} is too long", status=400)
+    return value
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (never ``//host`` or a scheme) may be a redirect target."""
+    if target and target.startswith("/") and not target.startswith("//") \
+            and "\\" not in target:
+        return target
+    return "/board"
+
+
+class Console:
+    def __init__(self, services: ConsoleServices) -> None:
+        self.s = services
+        self.env = Environment(loader=PackageLoader("hotline.console", "templates"),
+                               autoescape=select_autoescape(default=True,
+                                                            default_for_string=True),
+                               undefined=StrictUndefined, trim_blocks=True,
+                               lstrip_blocks=True)
+        self.last_report: tuple[int, Report] | None = None
+
+    # -- rendering -----------------------------------------------------------------------
+    def context(self, lang: str, viewer: views.Viewer | None) -> dict[str, Any]:
+        tr = i18n.translations(lang)
+        fmt = i18n.Formatter(lang)
+        return {"_": tr.gettext, "ngettext": tr.ngettext, "fmt": fmt, "lang": lang,
+                "dir": fmt.direction, "viewer": viewer, "party": self.s.party,
+                "party_name": self.s.name, "languages": LANGUAGE_NAMES,
+                "csrf": viewer.csrf if viewer else "", "now": self.s.clock.now_ms(),
+                "title_in": views.title_in, "state_label": _state_labels(tr.gettext),
+                "ltr": _ltr, "nav": None}
+
+    def render(self, name: str, lang: str, viewer: views.Viewer | None, *,
+               status: int = 200, **values: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render({**self.context(lang, viewer), **values})
+        return HTMLResponse(html, status_code=status)
+
+    def failure(self, request: Request, viewer: views.Viewer, error: HotlineError
+                ) -> Response:
+        """A refused action: one clear sentence where the operator is looking (the flash
+        area for htmx, an error page otherwise); the error id helps support."""
+        text = error_text(error, i18n.translations(viewer.lang).gettext)
+        if _is_htmx(request):
+            response = self.render("_flash.html", viewer.lang, viewer, status=error.status,
+                                   message=text, error_id=error.error_id)
+            response.headers["HX-Retarget"] = "#flash"
+            response.headers["HX-Reswap"] = "innerHTML"
+            return response
+        return self.render("error.html", viewer.lang, viewer, status=error.status,
+                           message=text, error_id=error.error_id)
+
+    # -- who is asking -------------------------------------------------------------------
+    async def viewer(self, request: Request) -> views.Viewer | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token or len(token) > 200:
+            return None
+        session = await self.s.accounts.session(token)
+        if session is None:
+            return None
+        operator = self.s.registry.current.operators.get(session.operator)
+        if operator is None:
+            return None
+        return views.Viewer(operator=operator.id, name=operator.name,
+                            roles=tuple(operator.roles), lang=session.lang,
+                            csrf=session.csrf)
+
+    def to_login(self, request: Request) -> Response:
+        target = "/login?next=" + quote(request.url.path, safe="/")
+        if _is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            viewer = await self.viewer(request)
+            if viewer is None:
+                return self.to_login(request)
+            try:
+                return await handler(request, viewer)
+            except HotlineError as exc:
+                return self.failure(request, viewer, exc)
+        return route
+
+    def action(self, handler: Action) -> Callable[[Request], Awaitable[Response]]:
+        """A state change: logged in, same origin, the session's CSRF token, a readable
+        form — all checked before the handler runs, so a refusal changes nothing."""
+        async def route(request: Request) -> Response:
+            viewer = await self.viewer(request)
+            if viewer is None:
+                return self.to_login(request)
+            try:
+                check_origin(request)
+                form = await read_form(request)
+                if not same_token(viewer.csrf, csrf_given(request, form)):
+                    raise HotlineError("csrf", "the security token is missing or wrong",
+                                       status=403)
+                return await handler(request, viewer, form)
+            except HotlineError as exc:
+                log.info("console refused %s %s for %s: %s", request.method,
+                         request.url.path, viewer.operator, exc.error_id)
+                return self.failure(request, viewer, exc)
+        return route
+
+    def held_role(self, viewer: views.Viewer, form: Mapping[str, str]) -> str:
+        role = _field(form, "as", max_len=32)
+        if role not in viewer.roles:
+            raise HotlineError("role-not-held", f"{viewer.operator} does not hold the role "
+                                                f"{role}", status=403)
+        return role
+
+    def back(self, request: Request, fallback: str) -> Response:
+        return RedirectResponse(_safe_next(request.query_params.get("next") or fallback),
+                                status_code=303)
+
+    # -- login ---------------------------------------------------------------------------
+    async def login_page(self, request: Request) -> Response:
+        lang = i18n.negotiate(request.query_params.get("lang"),
+                              request.headers.get("accept-language"))
+        return self.login_form(request, lang)
+
+    def login_form(self, request: Request, lang: str, *, message: str | None = None,
+                   status: int = 200, operator: str = "") -> Response:
+        token = new_token()
+        response = self.render("login.html", lang, None, status=status, login_csrf=token,
+                               message=message, operator=operator,
+                               next=_safe_next(request.query_params.get("next")))
+        set_cookie(response, LOGIN_COOKIE, token, max_age=3600)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        lang = i18n.negotiate(request.query_params.get("lang"),
+                              request.headers.get("accept-language"))
+        gettext = i18n.translations(lang).gettext
+        try:
+            check_origin(request)
+            form = await read_form(request)
+        except HotlineError as exc:
+            return self.login_form(request, lang, message=error_text(exc, gettext),
+                                   status=exc.status)
+        lang = i18n.supported(form.get("lang")) or lang
+        gettext = i18n.translations(lang).gettext
+        if not same_token(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            return self.login_form(request, lang, status=403, message=gettext(
+                "The login form had expired. Please try again."))
+        operator = form.get("operator", "").strip()[:64]
+        password = form.get("password", "")[:1024]
+        code = form.get("code", "").strip()[:16]
+        try:
+            session = await self.s.accounts.login(operator, password, code, lang=lang,
+                                                  remote=request.client.host
+                                                  if request.client else None)
+        except LoginRefused as exc:
+            return self.login_form(request, lang, message=error_text(exc, gettext),
+                                   status=exc.status, operator=operator)
+        assert session.token is not None
+        response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+        set_cookie(response, SESSION_COOKIE, session.token, max_age=None)
+        clear_cookie(response, LOGIN_COOKIE)
+        return response
+
+    async def logout(self, request: Request, viewer: views.Viewer,
+                     form: dict[str, str]) -> Response:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            await self.s.accounts.logout(token)
+        response = RedirectResponse(f"/login?lang={viewer.lang}", status_code=303)
+        clear_cookie(response, SESSION_COOKIE)
+        return response
+
+    # -- call board ----------------------------------------------------------------------
+    async def board(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("board.html", viewer.lang, viewer, nav="board",
+                           **await self._desks(viewer), **await self._calls(viewer))
+
+    async def _desks(self, viewer: views.Viewer) -> dict[str, Any]:
+        await self.s.registry.reload()
+        desks = views.callable_desks(await self.s.calls.desks.desks(),
+                                     self.s.registry.current, viewer)
+        return {"desks": desks}
+
+    async def _calls(self, viewer: views.Viewer) -> dict[str, Any]:
+        calls = views.placed_by(await self.s.calls.calls.recent(100), viewer)
+        return {"calls": calls, "steps_of": views.steps_of, "ended_at": views.ended_at,
+                "ended": views.ENDED_STATES}
+
+    async def desks_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("_desks.html", viewer.lang, viewer, **await self._desks(viewer))
+
+    async def calls_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("_calls.html", viewer.lang, viewer, **await self._calls(viewer))
+
+    async def place(self, request: Request, viewer: views.Viewer,
+                    form: dict[str, str]) -> Response:
+        role = self.held_role(viewer, form)
+        to = _field(form, "to", max_len=70)
+        reason = _field(form, "reason", required=False) or None
+        _, effects = await self.s.calls.calls.place(to, role, reason, operator=viewer.operator)
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            return await self.calls_fragment(request, viewer)
+        return self.back(request, "/board")
+
+    async def cancel(self, request: Request, viewer: views.Viewer,
+                     form: dict[str, str]) -> Response:
+        call_id = request.path_params["call_id"]
+        call = await self.s.calls.calls.get(call_id)
+        if call["direction"] != "out" or call["caller"].split("@")[0] not in viewer.roles:
+            raise HotlineError("role-not-held", "only an operator holding the calling role "
+                                                "may cancel this call", status=403)
+        _, effects = await self.s.calls.calls.cancel(call_id, operator=viewer.operator)
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            return await self.calls_fragment(request, viewer)
+        return self.back(request, "/board")
+
+    # -- the incoming-call alarm ---------------------------------------------------------
+    async def alarm_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        incoming = await self.s.calls.calls.recent(50, active_only=True)
+        alarms = views.alarms_for(incoming, viewer)
+        return self.render("_alarm.html", viewer.lang, viewer, alarms=alarms)
+
+    async def answer(self, request: Request, viewer: views.Viewer,
+                     form: dict[str, str]) -> Response:
+        role = self.held_role(viewer, form)
+        call_id = request.path_params["call_id"]
+        call, effects = await self.s.calls.calls.answer(call_id, role, viewer.operator)
+        self.s.calls.apply(effects)
+        target = f"/conversations/{call.id}"
+        if _is_htmx(request):
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    async def decline(self, request: Request, viewer: views.Viewer,
+                      form: dict[str, str]) -> Response:
+        role = self.held_role(viewer, form)
+        reason = _field(form, "reason", required=False)
+        call_id = request.path_params["call_id"]
+        _, effects = await self.s.calls.calls.decline(call_id, role, reason, viewer.operator)
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            return await self.alarm_fragment(request, viewer)
+        return self.back(request, "/board")
+
+    # -- conversations -------------------------------------------------------------------
+    async def conversations(self, request: Request, viewer: views.Viewer) -> Response:
+        items = await self.s.calls.conversations.recent()
+        return self.render("conversations.html", viewer.lang, viewer, nav="conversations",
+                           conversations=items)
+
+    async def conversation(self, request: Request, viewer: views.Viewer) -> Response:
+        conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
+        return self.render("conversation.html", viewer.lang, viewer, nav="conversations",
+                           conv=conv)
+
+    async def messages_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
+        return self.render("_messages.html", viewer.lang, viewer, conv=conv)
+
+    async def say(self, request: Request, viewer: views.Viewer,
+                  form: dict[str, str]) -> Response:
+        role = self.held_role(viewer, form)
+        text = _field(form, "text", max_len=MAX_FIELD)
+        conv_id = request.path_params["conv_id"]
+        _, effects = await self.s.calls.conversations.say(conv_id, text, role,
+                                                          viewer.operator)
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            return await self.messages_fragment(request, viewer)
+        return self.back(request, f"/conversations/{conv_id}")
+
+    async def receipt(self, request: Request, viewer: views.Viewer,
+                      form: dict[str, str]) -> Response:
+        role = self.held_role(viewer, form)
+        kind = _field(form, "receipt", max_len=16)
+        if kind not in ("read", "acknowledged"):
+            raise HotlineError("bad-form", "a receipt is 'read' or 'acknowledged'")
+        conv_id = _field(form, "conversation", max_len=32)
+        _, effects = await self.s.calls.conversations.receipt(
+            request.path_params["message_id"], kind, role, viewer.operator)
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            request.path_params["conv_id"] = conv_id
+            return await self.messages_fragment(request, viewer)
+        return self.back(request, f"/conversations/{conv_id}")
+
+    # -- link health and audit log -------------------------------------------------------
+    async def links(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("links.html", viewer.lang, viewer, nav="links",
+                           peers=await self.s.status())
+
+    async def links_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("_links.html", viewer.lang, viewer, peers=await self.s.status())
+
+    async def audit(self, request: Request, viewer: views.Viewer) -> Response:
+        entries = await self.s.audit.recent(200)
+        return self.render("audit.html", viewer.lang, viewer, nav="audit", entries=entries,
+                           report=self.last_report)
+
+    async def verify(self, request: Request, viewer: views.Viewer,
+                     form: dict[str, str]) -> Response:
+        report = await self.s.audit.verify()
+        self.last_report = (self.s.clock.now_ms(), report)
+        if _is_htmx(request):
+            return self.render("_verification.html", viewer.lang, viewer,
+                               report=self.last_report)
+        return self.back(request, "/audit")
+
+    # -- the operator's own account ------------------------------------------------------
+    async def account(self, request: Request, viewer: views.Viewer) -> Response:
+        return self.render("account.html", viewer.lang, viewer, nav="account",
+                           enrolment=None, done=request.query_params.get("done"))
+
+    async def set_language(self, request: Request, viewer: views.Viewer,
+                           form: dict[str, str]) -> Response:
+        lang = i18n.supported(form.get("lang"))
+        if lang is None:
+            raise HotlineError("bad-form", "unknown language")
+        await self.s.accounts.set_language(request.cookies[SESSION_COOKIE], lang)
+        return RedirectResponse(_safe_next(form.get("next")), status_code=303)
+
+    async def begin_totp(self, request: Request, viewer: views.Viewer,
+                         form: dict[str, str]) -> Response:
+        secret = await self.s.accounts.begin_totp(request.cookies[SESSION_COOKIE])
+        uri = totp.provisioning_uri(secret, viewer.operator, self.s.party)
+        return self.render("account.html", viewer.lang, viewer, nav="account", done=None,
+                           enrolment={"secret": secret, "qr": Markup(totp.qr_svg(uri))})  # noqa: S704 - segno's SVG of our own URI
+
+    async def confirm_totp(self, request: Request, viewer: views.Viewer,
+                           form: dict[str, str]) -> Response:
+        await self.s.accounts.confirm_totp(request.cookies[SESSION_COOKIE],
+                                           _field(form, "code", max_len=16))
+        return RedirectResponse("/account?done=totp", status_code=303)
+
+    async def change_password(self, request: Request, viewer: views.Viewer,
+                              form: dict[str, str]) -> Response:
+        new = form.get("new", "")
+        if new != form.get("confirm", ""):
+            raise HotlineError("password-mismatch", "the two new passwords differ")
+        await self.s.accounts.change_password(request.cookies[SESSION_COOKIE],
+                                              form.get("current", ""), new)
+        return RedirectResponse("/account?done=password", status_code=303)
+
+    # -- live events ---------------------------------------------------------------------
+    async def events(self, request: Request, viewer: views.Viewer) -> Response:
+        """One stream per open page: a named event per change (``call``,
+        ``conversation``), on which the page re-fetches the fragments concerned. While a
+        page is open, the operator counts as present at the desk."""
+        token = request.cookies.get(SESSION_COOKIE, "")
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            await self._present(viewer.operator)
+            yield ServerSentEvent(comment="connected")
+            async with self.s.journal.subscribe() as sub:
+                while True:
+                    try:
+                        entry = await asyncio.wait_for(sub.get(), PRESENCE_EVERY_SECONDS)
+                    except TimeoutError:
+                        if await self.s.accounts.session(token) is None:
+                            yield ServerSentEvent(event="logout", data="")
+                            return
+                        await self._present(viewer.operator)
+                        yield ServerSentEvent(comment="alive")
+                        continue
+                    kind = entry.kind if entry.kind in ("call", "conversation") else "log"
+                    yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))
+
+        return EventSourceResponse(stream(), ping=15)
+
+    async def _present(self, operator: str) -> None:
+        with contextlib.suppress(HotlineError):  # left the directory: next request logs out
+            await self.s.calls.desks.seen(operator)
+
+    async def alarm_sound(self, request: Request) -> Response:
+        return Response(alarm_wav(), media_type="audio/wav",
+                        headers={"Cache-Control": "max-age=86400"})
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/board", status_code=303)
+
+
+def _ltr(text: object) -> Markup:
+    """An identifier (``cgs@RU-GS``, a call id) isolated as left-to-right text, so it
+    reads correctly inside Arabic sentences."""
+    return Markup('<bdi dir="ltr">{}</bdi>').format(str(text))
+
+
+def _state_labels(gettext: Callable[[str], str]) -> dict[str, str]:
+    return {
+        "placed": gettext("Placed"), "delivered": gettext("Delivered"),
+        "ringing": gettext("Ringing"), "answered": gettext("Answered"),
+        "declined": gettext("Declined"), "unanswered": gettext("Unanswered"),
+        "undeliverable": gettext("Undeliverable"), "cancelled": gettext("Cancelled"),
+        "expired": gettext("Expired"), "refused": gettext("Refused"),
+        "fallback": gettext("Fallback"),
+    }
+
+
+def console_router(services: ConsoleServices) -> APIRouter:
+    c = Console(services)
+    router = APIRouter(include_in_schema=False)
+    get, post = ["GET"], ["POST"]
+    router.add_api_route("/", c.home, methods=get)
+    router.add_api_route("/login", c.login_page, methods=get)
+    router.add_api_route("/login", c.login, methods=post)
+    router.add_api_route("/logout", c.action(c.logout), methods=post)
+    router.add_api_route("/board", c.page(c.board), methods=get)
+    router.add_api_route("/board/desks", c.page(c.desks_fragment), methods=get)
+    router.add_api_route("/board/calls", c.page(c.calls_fragment), methods=get)
+    router.add_api_route("/board/call", c.action(c.place), methods=post)
+    router.add_api_route("/board/calls/{call_id:str}/cancel", c.action(c.cancel),
+                         methods=post)
+    router.add_api_route("/alarm", c.page(c.alarm_fragment), methods=get)
+    router.add_api_route("/alarm/{call_id:str}/answer", c.action(c.answer), methods=post)
+    router.add_api_route("/alarm/{call_id:str}/decline", c.action(c.decline), methods=post)
+    router.add_api_route("/conversations", c.page(c.conversations), methods=get)
+    router.add_api_route("/conversations/{conv_id:str}", c.page(c.conversation),
+                         methods=get)
+    router.add_api_route("/conversations/{conv_id:str}/messages",
+                         c.page(c.messages_fragment), methods=get)
+    router.add_api_route("/conversations/{conv_id:str}/say", c.action(c.say), methods=post)
+    router.add_api_route("/receipts/{message_id:str}", c.action(c.receipt), methods=post)
+    router.add_api_route("/links", c.page(c.links), methods=get)
+    router.add_api_route("/links/table", c.page(c.links_fragment), methods=get)
+    router.add_api_route("/audit", c.page(c.audit), methods=get)
+    router.add_api_route("/audit/verify", c.action(c.verify), methods=post)
+    router.add_api_route("/account", c.page(c.account), methods=get)
+    router.add_api_route("/account/language", c.action(c.set_language), methods=post)
+    router.add_api_route("/account/totp", c.action(c.begin_totp), methods=post)
+    router.add_api_route("/account/totp/confirm", c.action(c.confirm_totp), methods=post)
+    router.add_api_route("/account/password", c.action(c.change_password), methods=post)
+    router.add_api_route("/console/events", c.page(c.events), methods=get)
+    router.add_api_route("/console/alarm.wav", c.alarm_sound, methods=get)
+    return router
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR)
+
+
+__all__ = ["AuditServices", "ConsoleServices", "add_security_headers", "console_router",
+           "static_files"]

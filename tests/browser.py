@@ -1,0 +1,142 @@
+"""Debian's chromium driven by Playwright, as the console's operators would use it.
+
+Playwright's own browser download does not work here and is never attempted: the tests
+launch the system's ``/usr/bin/chromium`` (``.ci/run`` installs it). A missing browser is
+a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from hotline.accounts.totp import STEP, code_at
+from tests.e2e.test_cli import as_json, hotline
+from tests.nodes import NodeProcess
+
+CHROMIUM = os.environ.get("HOTLINE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PASSWORD = "correct horse battery staple"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def add_operator(node: NodeProcess, operator: str) -> str:
+    """An account made with the CLI, as an administrator would; returns its TOTP secret."""
+    result = hotline("operator", "add", operator, "--dir", str(node.dir),
+                     "--password-stdin", "--json", stdin=PASSWORD + "\n")
+    return str(as_json(result)["secret"])
+
+
+def fresh_code(secret: str, used: set[str]) -> str:
+    """A TOTP code not used before (a code is good once): waits for the next 30 s step
+    only when this one's code was already spent."""
+    while True:
+        code = code_at(secret, time.time())
+        if code not in used:
+            used.add(code)
+            return code
+        time.sleep(STEP - time.time() % STEP + 0.05)
+
+
+#: Codes already spent per secret, across tests: a code is refused the second time.
+_SPENT: dict[str, set[str]] = {}
+
+
+def wrong_code(secret: str) -> str:
+    """Six digits that are not the code of this step or its neighbours."""
+    now = time.time()
+    valid = {code_at(secret, now + d) for d in (-STEP, 0, STEP)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+
+
+class Operator:
+    """One operator's browser context on one node."""
+
+    def __init__(self, browser: Browser, node: NodeProcess, operator: str, secret: str,
+                 lang: str = "en") -> None:
+        self.node = node
+        self.operator = operator
+        self.secret = secret
+        self.used = _SPENT.setdefault(secret, set())
+        self.context: BrowserContext = browser.new_context(
+            locale={"en": "en-GB", "ar": "ar", "ru": "ru-RU", "uk": "uk-UA",
+                    "pl": "pl-PL"}[lang], viewport={"width": 1280, "height": 900})
+        self.page: Page = self.context.new_page()
+        self.lang = lang
+        self.console_errors: list[str] = []
+        self.page.on("console", lambda m: self.console_errors.append(m.text)
+                     if m.type == "error" else None)
+
+    def open_login(self) -> Page:
+        self.page.goto(f"{self.node.url}/login?lang={self.lang}")
+        return self.page
+
+    def login(self, code: str | None = None) -> Page:
+        page = self.open_login()
+        page.fill("#operator", self.operator)
+        page.fill("#password", PASSWORD)
+        page.fill("#code", code or fresh_code(self.secret, self.used))
+        page.click("button[type=submit]")
+        return page
+
+    def csrf(self) -> str:
+        return str(self.page.get_attribute("input[name=csrf]", "value"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Poll ``check`` until it returns a truthy value (an assertion helper for state that
+    arrives over the network; never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
+
+
+def po_translation(lang: str, msgid: str) -> str:
+    """The catalogue's translation of ``msgid`` (to check labels without hard-coding)."""
+    from hotline.console.i18n import translations
+
+    return str(translations(lang).gettext(msgid))
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def compact(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+__all__ = ["Operator", "add_operator", "chromium", "compact", "eventually", "json",
+           "po_translation", "screenshot", "wrong_code"]

@@ -1,0 +1,246 @@
+"""The operator console in a real browser (Debian's chromium) against real node processes.
+
+One US-JS/RU-GS pair serves the module; each test places its own call, so they do not
+depend on each other's state. The English and Arabic flows save the screenshots the
+README shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from html import unescape
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser import (
+    Operator,
+    add_operator,
+    chromium,
+    compact,
+    eventually,
+    po_translation,
+    screenshot,
+    wrong_code,
+)
+from tests.calls import us_and_ru
+from tests.nodes import NodeProcess, nodes_on
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with nodes_on("sqlite", tmp_path_factory.mktemp("console")) as make:
+        us, ru = us_and_ru(make)
+        secrets = {"nmcc-1": add_operator(us, "nmcc-1"), "ccp-1": add_operator(ru, "ccp-1"),
+                   "cjcs-1": add_operator(us, "cjcs-1")}
+        yield {"us": us, "ru": ru, "secrets": secrets}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+def _operators(browser: Browser, pair: dict[str, Any], lang: str
+               ) -> tuple[Operator, Operator]:
+    us = Operator(browser, pair["us"], "nmcc-1", pair["secrets"]["nmcc-1"], lang)
+    ru = Operator(browser, pair["ru"], "ccp-1", pair["secrets"]["ccp-1"], lang)
+    return us, ru
+
+
+def _calls(node: NodeProcess) -> list[dict[str, Any]]:
+    return list(node.api("GET", "/api/v1/calls").json()["calls"])
+
+
+def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
+    """US calls cgs@RU-GS from the call board by keyboard; after escalation RU's alarm
+    shows and is answered by keyboard; the US page follows every step without reloading;
+    one message each way appears live. Returns the call id."""
+    us_page, ru_page = us.login(), ru.login()
+    expect(us_page).to_have_url(f"{us.node.url}/board")
+    expect(ru_page).to_have_url(f"{ru.node.url}/board")
+    us_page.evaluate("window.__sameDocument = true")
+    button = us_page.locator("button.desk-button[data-address='cgs@RU-GS']")
+    expect(button).to_be_visible()
+    us_page.fill("#call-reason", reason)
+    button.focus()
+    outline = us_page.evaluate(
+        "() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "the focused desk button shows no focus ring"
+    before = {c["id"] for c in _calls(us.node)}
+    us_page.keyboard.press("Enter")
+    call_id = eventually(lambda: next((c["id"] for c in _calls(us.node)
+                                       if c["id"] not in before), None), 10, "the new call")
+    expect(us_page.locator(f"li.call[data-call='{call_id}']")).to_be_visible(timeout=5000)
+
+    alarm = ru_page.locator("#alarm")
+    expect(alarm).to_be_visible(timeout=30000)
+    expect(alarm).to_have_attribute("role", "alertdialog")
+    assert alarm.get_attribute("data-call") == call_id
+    expect(alarm).to_contain_text(reason)
+    expect(alarm).to_contain_text("nmcc-do@US-JS")
+    answer = ru_page.locator("#alarm button.answer")
+    expect(answer).to_be_focused()
+    eventually(lambda: ru_page.evaluate("document.body.dataset.sound") in ("on", "blocked"),
+               10, "the alarm sound to start (or report being blocked)")
+    screenshot(ru_page, f"alarm-{lang}")
+    # the US page meanwhile shows the escalation as it happens
+    eventually(lambda: _rung(us_page, call_id)[:3] == ["cgs", "cgs-1d", "ccp-do"], 15,
+               "the US board to show the three rings")
+    ru_page.keyboard.press("Enter")  # "Answer" has the focus
+    expect(ru_page).to_have_url(f"{ru.node.url}/conversations/{call_id}", timeout=10000)
+    expect(ru_page.locator("#alarm")).to_have_count(0)
+
+    call_li = us_page.locator(f"li.call[data-call='{call_id}']")
+    expect(call_li).to_have_attribute("data-state", "answered", timeout=15000)
+    steps = call_li.locator("li.step")
+    states = [steps.nth(i).get_attribute("data-state") for i in range(steps.count())]
+    assert states[:2] == ["placed", "delivered"], states
+    assert states[-1] == "answered", states
+    assert list(dict.fromkeys(_rung(us_page, call_id))) == ["cgs", "cgs-1d", "ccp-do"]
+    assert all(steps.nth(i).get_attribute("data-verified") == "yes"
+               for i in range(steps.count()))
+    assert "ccp-1" in compact(steps.last.inner_text())
+    assert us_page.evaluate("window.__sameDocument") is True, "the board was reloaded"
+    screenshot(us_page, f"call-board-{lang}")
+
+    # one message each way, live on the other side
+    us_page.click(f"li.call[data-call='{call_id}'] a.button")
+    expect(us_page).to_have_url(f"{us.node.url}/conversations/{call_id}")
+    us_page.evaluate("window.__sameDocument = true")
+    ru_page.evaluate("window.__sameDocument = true")
+    us_page.fill("#say-text", f"US: {reason} — not a Russian missile?")
+    us_page.click("form.say button[type=submit]")
+    ru_msg = ru_page.locator("li.message.theirs").first
+    expect(ru_msg).to_contain_text("not a Russian missile?", timeout=15000)
+    ru_page.fill("#say-text", "RU: not ours; checking radar data")
+    ru_page.click("form.say button[type=submit]")
+    expect(us_page.locator("li.message.theirs").first).to_contain_text(
+        "checking radar data", timeout=15000)
+    ru_msg.locator("form:has(input[value=acknowledged]) button").click()
+    us_mine = us_page.locator("li.message.mine").first
+    expect(us_mine.locator("li[data-receipt=acknowledged]")).to_have_count(1, timeout=15000)
+    expect(us_mine.locator("li[data-receipt=delivered]")).to_have_count(1)
+    assert us_page.evaluate("window.__sameDocument") is True
+    assert ru_page.evaluate("window.__sameDocument") is True
+    screenshot(us_page, f"conversation-{lang}")
+    return call_id
+
+
+def _rung(page: Page, call_id: str) -> list[str]:
+    """The roles of the ringing steps the page shows for a call, in order."""
+    return [compact(t) for t in page.locator(
+        f"li.call[data-call='{call_id}'] li.step[data-state='ringing'] .step-role"
+    ).all_inner_texts()]
+
+
+def test_english_call_from_the_board_answered_from_the_alarm(browser: Browser,
+                                                             pair: dict[str, Any]) -> None:
+    us, ru = _operators(browser, pair, "en")
+    try:
+        call_id = _call_flow(us, ru, "en", "Przewodow explosion")
+        call = next(c for c in _calls(pair["us"]) if c["id"] == call_id)
+        assert call["state"] == "answered"
+        placed = call["history"][0]
+        assert (placed["state"], placed["operator"]) == ("placed", "nmcc-1")
+        assert not us.console_errors
+        assert not ru.console_errors
+    finally:
+        us.close()
+        ru.close()
+
+
+def test_arabic_console_is_right_to_left_and_works(browser: Browser,
+                                                   pair: dict[str, Any]) -> None:
+    us, ru = _operators(browser, pair, "ar")
+    try:
+        page = us.open_login()
+        html = page.locator("html")
+        expect(html).to_have_attribute("dir", "rtl")
+        expect(html).to_have_attribute("lang", "ar")
+        label = po_translation("ar", "Log in")
+        assert label != "Log in"
+        expect(page.locator("button[type=submit]")).to_have_text(label)
+        _call_flow(us, ru, "ar", "Przewodow")
+        page = us.page
+        expect(page.locator("nav a[aria-current=page]")).to_have_text(
+            po_translation("ar", "Conversations"))
+        # a Latin identifier inside Arabic text is isolated left-to-right
+        bdi = page.locator("bdi[dir=ltr]", has_text="RU-GS").first
+        expect(bdi).to_be_visible()
+        # the layout is mirrored: the navigation starts on the right
+        box = page.locator("header .brand").bounding_box()
+        assert box is not None
+        assert box["x"] > 640
+    finally:
+        us.close()
+        ru.close()
+
+
+def test_refusals_change_nothing_and_say_why(browser: Browser, pair: dict[str, Any]) -> None:
+    """Another US operator (cjcs-1, who holds only cjcs): a wrong second factor, a POST
+    without the CSRF token, one from another site and one in a role not held are each
+    refused with a clear message, and nothing is placed; a script in a message is text."""
+    us_node, ru_node = pair["us"], pair["ru"]
+    us = Operator(browser, us_node, "cjcs-1", pair["secrets"]["cjcs-1"], "en")
+    try:
+        page = us.login(code=wrong_code(us.secret))
+        expect(page).to_have_url(f"{us_node.url}/login?lang=en")
+        expect(page.locator("#login-error")).to_have_text(
+            "⚠ " + po_translation("en", "Wrong operator, password or code."))
+        assert not [c for c in us.context.cookies() if c["name"].endswith("session")]
+
+        page = us.login()
+        expect(page).to_have_url(f"{us_node.url}/board")
+        csrf = us.csrf()
+        calls_before = len(_calls(us_node))
+        form = {"to": "cgs@RU-GS", "as": "cjcs", "reason": "refused"}
+
+        r = page.request.post(f"{us_node.url}/board/call", form=form,
+                              headers={"Origin": us_node.url}, max_redirects=0)
+        assert r.status == 403
+        assert po_translation("en", _NO_TOKEN) in unescape(r.text())
+
+        r = page.request.post(f"{us_node.url}/board/call", form={**form, "csrf": csrf},
+                              headers={"Origin": "http://evil.example"}, max_redirects=0)
+        assert r.status == 403
+        assert "This request came from another site. Nothing was changed." in unescape(r.text())
+
+        r = page.request.post(f"{us_node.url}/board/call",
+                              form={**form, "as": "nmcc-do", "csrf": csrf},
+                              headers={"Origin": us_node.url}, max_redirects=0)
+        assert r.status == 403
+        assert "You do not hold that role, so you cannot act in it. Nothing was changed." \
+            in unescape(r.text())
+
+        assert len(_calls(us_node)) == calls_before
+        assert not [c for c in _calls(ru_node) if c["reason"] == "refused"]
+        _script_is_text(page, us_node)
+    finally:
+        us.close()
+
+
+_NO_TOKEN = ("This form did not carry this console's security token (it may have expired). "
+             "Nothing was changed; reload the page and try again.")
+
+
+def _script_is_text(page: Page, node: NodeProcess) -> None:
+    conversations = node.api("GET", "/api/v1/conversations").json()["conversations"]
+    assert conversations, "the call flow tests open a conversation first"
+    page.goto(f"{node.url}/conversations/{conversations[0]['id']}")
+    attack = ('<script>window.__pwned = 1</script>'
+              '<img src="x" onerror="window.__pwned = 2">')
+    page.fill("#say-text", attack)
+    page.click("form.say button[type=submit]")
+    shown = page.locator("li.message.mine p.text", has_text="window.__pwned = 2")
+    expect(shown).to_have_count(1, timeout=10000)
+    assert shown.inner_text() == attack
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("li.message img").count() == 0
+    policy = page.request.get(f"{node.url}/board").headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
