@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,39 @@ def test_demo_check_links_four_parties_and_refuses_ru_to_pl(tmp_path: Path) -> N
     assert "NOT verified" not in result.stdout
     for key in ("us", "ru", "ua", "pl"):
         assert (tmp_path / "demo" / key / "hotline.db").exists()
+    _demo_console_logins_work(tmp_path / "demo", result.stdout)
+
+
+def _demo_console_logins_work(base: Path, stdout: str) -> None:
+    """Every scenario operator got a console account; the printed password and TOTP
+    secret are the ones stored (checked against the node's own account row)."""
+    from hotline.accounts.passwords import verify_password
+    from hotline.accounts.totp import code_at, matching_step
+    from hotline.scenario import on_duty_operators
+
+    path = base / "console-logins.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    logins = json.loads(path.read_text())
+    assert {(x["party"], x["operator"]) for x in logins} >= {
+        ("US-JS", "nmcc-1"), ("RU-GS", "ccp-1"), ("UA-GS", "cinc-1"), ("PL-GS", "opsdo-1")}
+    assert len(logins) >= sum(len(on_duty_operators(p)) for p in
+                              ("US-JS", "RU-GS", "UA-GS", "PL-GS"))
+    for login in logins:
+        assert login["totp_secret"] in stdout
+        assert login["password"] in stdout
+    key = {"US-JS": "us", "RU-GS": "ru", "UA-GS": "ua", "PL-GS": "pl"}
+    for login in logins[:3]:
+        db = sqlite3.connect(base / key[login["party"]] / "hotline.db")
+        try:
+            stored_hash, secret = db.execute(
+                "SELECT password_hash, totp_secret FROM operator_accounts WHERE operator = ?",
+                (login["operator"],)).fetchone()
+        finally:
+            db.close()
+        assert verify_password(login["password"], stored_hash)
+        assert secret == login["totp_secret"]
+        now = time.time()
+        assert matching_step(secret, code_at(login["totp_secret"], now), now, None)
 
 
 def _port_free(port: int) -> bool:

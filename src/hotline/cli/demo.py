@@ -6,11 +6,14 @@ roles, operators, rosters, escalation chains and link policies applied. The demo
 replays the scenario: PL's incident notification, the US call to ``cgs@RU-GS`` that
 escalates to the duty officer, and the US-UA-PL conference. Every scenario duration is
 divided by ``--speed``. The demo stores a generated passphrase beside the nodes: it is
-for demonstration only.
+for demonstration only. Every scenario operator gets a console account (one generated
+demo password, a TOTP secret each); the logins are printed and kept in
+``console-logins.json`` beside the nodes (mode 0600).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -67,6 +70,58 @@ def _passphrase(base: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value
+
+
+def _private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _console_logins(base: Path) -> list[dict[str, str]]:
+    """A console account for every operator of every party, made once per demo
+    directory; what an operator needs to log in is kept in ``console-logins.json``."""
+    from hotline.accounts.offline import add_operator, list_accounts
+    from hotline.calls.directory import parse_directory
+
+    path = base / "console-logins.json"
+    if path.exists():
+        return list(json.loads(path.read_text(encoding="utf-8")))
+    password = "demo-" + secrets.token_urlsafe(12)
+    logins = []
+    for p in PARTIES:
+        node_dir = base / p.key
+        made = {a["operator"] for a in list_accounts(node_dir)}
+        text = (node_dir / "directory.toml").read_text(encoding="utf-8")
+        directory = parse_directory(text, "directory.toml")
+        listen = load_config(node_dir).listen
+        for op in sorted(directory.operators.values(), key=lambda o: o.id):
+            if op.id in made:
+                continue
+            enrolment = add_operator(node_dir, op.id, password)
+            logins.append({"party": p.party, "url": f"http://{listen}/login",
+                           "operator": op.id, "roles": ", ".join(op.roles),
+                           "language": op.language, "password": password,
+                           "totp_secret": enrolment.secret, "totp_uri": enrolment.uri})
+    _private_file(path, json.dumps(logins, indent=2, ensure_ascii=False) + "\n")
+    return logins
+
+
+def _print_logins(logins: list[dict[str, str]], base: Path) -> None:
+    if not logins:
+        return
+    console.print("[bold]Operator console[/] (demo only): open a party's console address "
+                  "above, log in as one of its operators with the password "
+                  f"[bold]{escape(logins[0]['password'])}[/] and the code from an "
+                  "authenticator app holding that operator's TOTP secret (time-based, "
+                  "6 digits, 30 s; the otpauth URIs are in "
+                  f"{base / 'console-logins.json'}).")
+    table = Table("party", "operator", "roles", "lang")
+    table.add_column("TOTP secret", no_wrap=True)
+    for login in logins:
+        table.add_row(login["party"], login["operator"], login["roles"], login["language"],
+                      login["totp_secret"])
+    console.print(table)
 
 
 def _set_up(base: Path, port: int, passphrase: str, speed: float) -> None:
@@ -176,11 +231,12 @@ def _command() -> str:
 
 
 def _print_nodes(base: Path, passphrase: str) -> None:
-    table = Table("party", "listens on")
+    table = Table("party", "console / API")
     table.add_column("node directory", overflow="fold")
     for p in PARTIES:
         config = load_config(base / p.key)
-        table.add_row(f"{p.party} ({p.name})", f"http://{config.listen}", str(base / p.key))
+        table.add_row(f"{p.party} ({p.name})", f"http://{config.listen}/login",
+                      str(base / p.key))
     console.print(table)
     console.print("Links: US-RU, US-UA, US-PL, PL-UA (no RU-PL link).")
     console.print(f"Demo passphrase (demo only): {passphrase}  — in {base / 'demo-passphrase'}")
@@ -304,10 +360,12 @@ def run_demo(base: Path | None, port: int, check: bool, speed: float = 60.0) -> 
     if not 0 < speed <= 10_000:
         raise HotlineError("bad-option", "--speed must be above 0 and at most 10000")
     _set_up(base, port, passphrase, speed)
+    logins = _console_logins(base)
     procs = _start(base, passphrase)
     try:
         _wait_healthy(base, procs)
         _print_nodes(base, passphrase)
+        _print_logins(logins, base)
         console.print(f"Replaying the Przewodów scenario at {speed:g}x:")
         replayed = _replay(base)
         if check:
