@@ -74,14 +74,15 @@ class Operator:
     """One operator's browser context on one node."""
 
     def __init__(self, browser: Browser, node: NodeProcess, operator: str, secret: str,
-                 lang: str = "en") -> None:
+                 lang: str = "en", viewport: dict[str, int] | None = None) -> None:
         self.node = node
         self.operator = operator
         self.secret = secret
         self.used = _SPENT.setdefault(secret, set())
         self.context: BrowserContext = browser.new_context(
             locale={"en": "en-GB", "ar": "ar", "ru": "ru-RU", "uk": "uk-UA",
-                    "pl": "pl-PL"}[lang], viewport={"width": 1280, "height": 900})
+                    "pl": "pl-PL"}[lang],
+            viewport=viewport or {"width": 1280, "height": 900})
         self.page: Page = self.context.new_page()
         self.lang = lang
         self.console_errors: list[str] = []

@@ -35,7 +35,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with nodes_on("sqlite", tmp_path_factory.mktemp("console")) as make:
         us, ru = us_and_ru(make)
         secrets = {"nmcc-1": add_operator(us, "nmcc-1"), "ccp-1": add_operator(ru, "ccp-1"),
-                   "cjcs-1": add_operator(us, "cjcs-1")}
+                   "cjcs-1": add_operator(us, "cjcs-1"), "dcd-1": add_operator(ru, "dcd-1")}
         yield {"us": us, "ru": ru, "secrets": secrets}
 
 
@@ -66,6 +66,9 @@ def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
     us_page.evaluate("window.__sameDocument = true")
     button = us_page.locator("button.desk-button[data-address='cgs@RU-GS']")
     expect(button).to_be_visible()
+    # ccp-1's open console keeps the duty officer's desk staffed, as US-JS sees it
+    expect(us_page.locator("form.desk.staffed button[data-address='ccp-do@RU-GS']")
+           ).to_be_visible(timeout=15000)
     us_page.fill("#call-reason", reason)
     button.focus()
     outline = us_page.evaluate(
@@ -244,3 +247,66 @@ def _script_is_text(page: Page, node: NodeProcess) -> None:
     policy = page.request.get(f"{node.url}/board").headers["content-security-policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth + 1"
+
+
+def test_usable_by_keyboard_at_200_percent_zoom(browser: Browser, pair: dict[str, Any]) -> None:
+    """A 640 px wide window is what a 1280 px screen shows at 200 % zoom: nothing may need
+    horizontal scrolling, and the alarm is declined with the keyboard alone."""
+    us_node, ru_node = pair["us"], pair["ru"]
+    ru = Operator(browser, ru_node, "dcd-1", pair["secrets"]["dcd-1"], "uk",
+                  viewport={"width": 640, "height": 450})
+    try:
+        page = ru.login()
+        expect(page).to_have_url(f"{ru_node.url}/board")
+        for path in ("/board", "/conversations", "/links", "/audit", "/account"):
+            page.goto(ru_node.url + path)
+            assert page.evaluate(NO_HORIZONTAL_SCROLL), f"{path} scrolls sideways at 200 %"
+            _every_focus_is_visible(page, path)
+
+        placed = us_node.api("POST", "/api/v1/calls", json={
+            "to": "dcd@RU-GS", "as": "nmcc-do", "reason": "zoom and keyboard"})
+        assert placed.status_code == 201, placed.text
+        call_id = placed.json()["id"]
+        alarm = page.locator("#alarm")
+        expect(alarm).to_be_visible(timeout=15000)
+        assert page.evaluate(NO_HORIZONTAL_SCROLL)
+        expect(page.locator("#alarm button.answer")).to_be_focused()
+        for _ in range(6):  # Tab from "Answer" to the decline reason
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "decline-reason":
+                break
+        page.keyboard.type("not my desk: call the CCP duty officer")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "decline"
+        page.keyboard.press("Enter")
+        expect(alarm).to_have_count(0, timeout=10000)
+
+        def declined() -> dict[str, Any] | None:
+            call = next(c for c in _calls(us_node) if c["id"] == call_id)
+            return call if call["state"] == "declined" else None
+        call = eventually(declined, 15, "the decline to reach US-JS")
+        last = call["history"][-1]
+        assert (last["state"], last["operator"], last["verified"]) == (
+            "declined", "dcd-1", True)
+        assert last["reason"] == "not my desk: call the CCP duty officer"
+    finally:
+        ru.close()
+
+
+def _every_focus_is_visible(page: Page, path: str) -> None:
+    """Tab through the page: every element that takes the focus shows a focus ring."""
+    page.locator("body").focus()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        ring = page.evaluate("""() => { const e = document.activeElement;
+            if (!e || e === document.body) return 'none';
+            const s = getComputedStyle(e);
+            return s.outlineStyle === 'none' ? 'none' : s.outlineWidth; }""")
+        tag = page.evaluate("document.activeElement.outerHTML.slice(0, 80)")
+        if tag.startswith("<body"):
+            break
+        assert ring != "none", f"{path}: no visible focus on {tag}"
+        assert float(ring.rstrip("px")) >= 2, f"{path}: thin focus ring on {tag}"

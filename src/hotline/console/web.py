@@ -448,23 +448,33 @@ class Console:
         token = request.cookies.get(SESSION_COOKIE, "")
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
+            loop = asyncio.get_running_loop()
             await self._present(viewer.operator)
             yield ServerSentEvent(comment="connected")
+            beat = loop.time() + self._presence_every()
             async with self.s.journal.subscribe() as sub:
                 while True:
-                    try:
-                        entry = await asyncio.wait_for(sub.get(), PRESENCE_EVERY_SECONDS)
-                    except TimeoutError:
+                    entry: Entry | None = None
+                    with contextlib.suppress(TimeoutError):
+                        entry = await asyncio.wait_for(sub.get(),
+                                                       max(0.0, beat - loop.time()))
+                    if loop.time() >= beat:  # due, however busy the stream is
                         if await self.s.accounts.session(token) is None:
                             yield ServerSentEvent(event="logout", data="")
                             return
                         await self._present(viewer.operator)
-                        yield ServerSentEvent(comment="alive")
-                        continue
-                    kind = entry.kind if entry.kind in ("call", "conversation") else "log"
-                    yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))
+                        beat = loop.time() + self._presence_every()
+                    if entry is not None:
+                        kind = entry.kind if entry.kind in ("call", "conversation") else "log"
+                        yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))
 
         return EventSourceResponse(stream(), ping=15)
+
+    def _presence_every(self) -> float:
+        """Often enough that an open console keeps its operator's desk staffed (half the
+        directory's ``staffed_within``), never more than once a second."""
+        half = self.s.registry.current.staffed_within_ms / 2000
+        return max(1.0, min(PRESENCE_EVERY_SECONDS, half))
 
     async def _present(self, operator: str) -> None:
         with contextlib.suppress(HotlineError):  # left the directory: next request logs out

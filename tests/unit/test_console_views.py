@@ -1,0 +1,87 @@
+"""The console's decisions, without a browser: language negotiation, which desks an
+operator may call, which incoming calls ring for them, redirects that stay on site."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hotline.calls.directory import LANGUAGES, parse_directory
+from hotline.console import i18n, views
+from hotline.console.web import _safe_next
+from hotline.scenario import directory_toml
+
+US = parse_directory(directory_toml("US-JS", 200.0), "us.toml")
+NMCC = views.Viewer(operator="nmcc-1", name="NMCC", roles=("nmcc-do",), lang="en", csrf="x")
+CCP = views.Viewer(operator="ccp-1", name="CCP", roles=("ccp-do",), lang="ru", csrf="x")
+
+
+def test_query_beats_accept_language_which_beats_the_default() -> None:
+    assert i18n.negotiate("ar", "pl-PL,pl;q=0.9") == "ar"
+    assert i18n.negotiate(None, "de-DE,uk;q=0.8,ru;q=0.9") == "ru"
+    assert i18n.negotiate("xx", "pl-PL") == "pl"
+    assert i18n.negotiate(None, "de, fr;q=0.5") == "en"
+    assert i18n.negotiate(None, "uk;q=0, pl;q=0.1") == "pl"
+    assert i18n.negotiate(None, "ru;q=abc, pl") == "pl"
+
+
+@given(st.one_of(st.none(), st.text(max_size=12)), st.one_of(st.none(), st.text(max_size=80)))
+def test_negotiation_always_yields_a_supported_language(query: str | None,
+                                                         header: str | None) -> None:
+    assert i18n.negotiate(query, header) in LANGUAGES
+
+
+def test_arabic_is_right_to_left_and_formats_its_own_way() -> None:
+    assert i18n.Formatter("ar").direction == "rtl"
+    assert i18n.Formatter("pl").direction == "ltr"
+    at = 1_763_190_000_000
+    assert i18n.Formatter("ru").datetime(at) != i18n.Formatter("en").datetime(at)
+    assert i18n.Formatter("pl").number(1234.5) == "1\u00a0234,5"
+    assert i18n.Formatter("en").elapsed(3_725_000) == "1:02:05"
+    assert i18n.Formatter("en").elapsed(65_000) == "1:05"
+
+
+def _desk(role: str, callers: list[str], staffed: bool = True) -> dict[str, Any]:
+    return {"party": "RU-GS", "role": role, "titles": {"en": role.upper(), "ru": "Генштаб"},
+            "staffed": staffed, "callers": callers}
+
+
+def test_desks_need_the_peer_to_accept_and_our_policy_to_allow() -> None:
+    desks = [_desk("cgs", ["nmcc-do", "cjcs"], staffed=False), _desk("dcd", ["nmcc-do"]),
+             _desk("cgs-1d", ["cjcs"])]
+    shown = views.callable_desks(desks, US, NMCC)
+    assert [d.address for d in shown] == ["dcd@RU-GS", "cgs@RU-GS"]  # staffed first
+    assert shown[1].as_roles == ("nmcc-do",)
+    assert not views.callable_desks(desks, US, views.Viewer("x", "X", ("vcjcs",), "en", ""))
+
+
+def _incoming(state: str, rings: list[str]) -> dict[str, Any]:
+    history = [{"state": "delivered", "role": "cgs", "at": 1}]
+    history += [{"state": "ringing", "role": r, "at": 2 + i} for i, r in enumerate(rings)]
+    return {"id": "a" * 32, "direction": "in", "state": state, "callee": "cgs@RU-GS",
+            "caller": "nmcc-do@US-JS", "placed_at": 0, "history": history}
+
+
+def test_the_alarm_rings_only_for_roles_rung_and_held() -> None:
+    assert not views.alarms_for([_incoming("ringing", ["cgs", "cgs-1d"])], CCP)
+    alarms = views.alarms_for([_incoming("ringing", ["cgs", "cgs-1d", "ccp-do"])], CCP)
+    assert [a.as_roles for a in alarms] == [("ccp-do",)]
+    assert alarms[0].rung_since == 4
+    assert not views.alarms_for([_incoming("answered", ["cgs", "ccp-do"])], CCP)
+    outgoing = {**_incoming("ringing", ["ccp-do"]), "direction": "out"}
+    assert not views.alarms_for([outgoing], CCP)
+    cgs = views.Viewer("cgs-1", "CGS", ("cgs",), "ru", "")
+    assert views.alarms_for([_incoming("delivered", [])], cgs)  # the role called
+
+
+def test_a_step_ringing_several_roles_rings_each() -> None:
+    call = _incoming("ringing", ["cgs,ccp-do"])
+    assert views.rung_roles(call) == {"cgs", "ccp-do"}
+
+
+def test_redirect_targets_stay_on_this_site() -> None:
+    assert _safe_next("/conversations/ab") == "/conversations/ab"
+    for bad in ("//evil.example/x", "https://evil.example", "/\\evil", "", None, "board"):
+        assert _safe_next(bad) == "/board"
