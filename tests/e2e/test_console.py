@@ -24,8 +24,8 @@ from tests.browser import (
     screenshot,
     wrong_code,
 )
-from tests.calls import us_and_ru
-from tests.nodes import NodeProcess, nodes_on
+from tests.calls import apply_scenario, us_and_ru
+from tests.nodes import NodeProcess, link, nodes_on
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -34,9 +34,13 @@ pytestmark = pytest.mark.timeout(240)
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with nodes_on("sqlite", tmp_path_factory.mktemp("console")) as make:
         us, ru = us_and_ru(make)
+        pl = make("PL-GS")
+        link(us, pl)
+        apply_scenario(pl)
+        pl.start()
         secrets = {"nmcc-1": add_operator(us, "nmcc-1"), "ccp-1": add_operator(ru, "ccp-1"),
                    "cjcs-1": add_operator(us, "cjcs-1"), "dcd-1": add_operator(ru, "dcd-1")}
-        yield {"us": us, "ru": ru, "secrets": secrets}
+        yield {"us": us, "ru": ru, "pl": pl, "secrets": secrets}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +156,16 @@ def test_english_call_from_the_board_answered_from_the_alarm(browser: Browser,
         assert (placed["state"], placed["operator"]) == ("placed", "nmcc-1")
         assert not us.console_errors
         assert not ru.console_errors
+        # a conference: US adds PL-GS from the conversation page
+        page = us.page
+        page.select_option("#add-party", "PL-GS")
+        page.click("form.add-member button")
+        expect(page.locator("p.members")).to_contain_text("PL-GS")
+        conv = eventually(lambda: pair["pl"].api("GET", f"/api/v1/conversations/{call_id}")
+                          if pair["pl"].api("GET", f"/api/v1/conversations/{call_id}"
+                                            ).status_code == 200 else None, 15,
+                          "PL-GS to join the conversation")
+        assert set(conv.json()["members"]) == {"US-JS", "RU-GS", "PL-GS"}
     finally:
         us.close()
         ru.close()

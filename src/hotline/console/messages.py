@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hotline.console.i18n import translations
 from hotline.errors import HotlineError
 
 
@@ -25,7 +26,8 @@ def _known(_: Callable[[str], str]) -> dict[str, str]:
         "no-link": _("There is no line to that party. Nothing was sent."),
         "login-failed": _("Wrong operator, password or code."),
         "bad-code": _("That code is not valid. Nothing was changed."),
-        "weak-password": _("The new password must be at least 12 characters long."),
+        "weak-password": _("The new password must be at least 12 characters long. Nothing was "
+                           "changed."),
         "password-mismatch": _("The two new passwords differ. Nothing was changed."),
         "missing-field": _("Please fill in every required field. Nothing was changed."),
         "reason-required": _("Please give a reason the caller will read. Nothing was "
@@ -37,9 +39,12 @@ def _known(_: Callable[[str], str]) -> dict[str, str]:
     }
 
 
-def error_text(error: HotlineError, gettext: Callable[[str], str]) -> str:
+def error_text(error: HotlineError, lang: str) -> str:
+    tr = translations(lang)
+    gettext, ngettext = tr.gettext, tr.ngettext
     if error.error_id == "locked-out":
         seconds = int(getattr(error, "retry_after_seconds", 0)) or 1
-        return gettext("Too many failed attempts. Try again in %(seconds)s seconds.") % {
-            "seconds": seconds}
+        return ngettext("Too many failed attempts. Try again in %(num)s second.",
+                        "Too many failed attempts. Try again in %(num)s seconds.",
+                        seconds) % {"num": seconds}
     return _known(gettext).get(error.error_id, error.message)

@@ -139,7 +139,7 @@ class Console:
                 ) -> Response:
         """A refused action: one clear sentence where the operator is looking (the flash
         area for htmx, an error page otherwise); the error id helps support."""
-        text = error_text(error, i18n.translations(viewer.lang).gettext)
+        text = error_text(error, viewer.lang)
         if _is_htmx(request):
             response = self.render("_flash.html", viewer.lang, viewer, status=error.status,
                                    message=text, error_id=error.error_id)
@@ -230,12 +230,11 @@ class Console:
     async def login(self, request: Request) -> Response:
         lang = i18n.negotiate(request.query_params.get("lang"),
                               request.headers.get("accept-language"))
-        gettext = i18n.translations(lang).gettext
         try:
             check_origin(request)
             form = await read_form(request)
         except HotlineError as exc:
-            return self.login_form(request, lang, message=error_text(exc, gettext),
+            return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status)
         lang = i18n.supported(form.get("lang")) or lang
         gettext = i18n.translations(lang).gettext
@@ -250,7 +249,7 @@ class Console:
                                                   remote=request.client.host
                                                   if request.client else None)
         except LoginRefused as exc:
-            return self.login_form(request, lang, message=error_text(exc, gettext),
+            return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status, operator=operator)
         assert session.token is not None
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
@@ -349,8 +348,9 @@ class Console:
 
     async def conversation(self, request: Request, viewer: views.Viewer) -> Response:
         conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
+        linked = [p.party for p in await self.s.status() if p.party not in conv["members"]]
         return self.render("conversation.html", viewer.lang, viewer, nav="conversations",
-                           conv=conv)
+                           conv=conv, addable=linked)
 
     async def messages_fragment(self, request: Request, viewer: views.Viewer) -> Response:
         conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
@@ -367,6 +367,16 @@ class Console:
         if _is_htmx(request):
             return await self.messages_fragment(request, viewer)
         return self.back(request, f"/conversations/{conv_id}")
+
+    async def add_member(self, request: Request, viewer: views.Viewer,
+                         form: dict[str, str]) -> Response:
+        """Make the conversation a conference: invite another linked party."""
+        self.held_role(viewer, form)
+        conv_id = request.path_params["conv_id"]
+        _, effects = await self.s.calls.conversations.add_member(
+            conv_id, _field(form, "party", max_len=32))
+        self.s.calls.apply(effects)
+        return RedirectResponse(f"/conversations/{conv_id}", status_code=303)
 
     async def receipt(self, request: Request, viewer: views.Viewer,
                       form: dict[str, str]) -> Response:
@@ -528,6 +538,8 @@ def console_router(services: ConsoleServices) -> APIRouter:
     router.add_api_route("/conversations/{conv_id:str}/messages",
                          c.page(c.messages_fragment), methods=get)
     router.add_api_route("/conversations/{conv_id:str}/say", c.action(c.say), methods=post)
+    router.add_api_route("/conversations/{conv_id:str}/members", c.action(c.add_member),
+                         methods=post)
     router.add_api_route("/receipts/{message_id:str}", c.action(c.receipt), methods=post)
     router.add_api_route("/links", c.page(c.links), methods=get)
     router.add_api_route("/links/table", c.page(c.links_fragment), methods=get)
