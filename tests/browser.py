@@ -139,5 +139,5 @@ def compact(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-__all__ = ["Operator", "add_operator", "chromium", "compact", "eventually", "json",
+__all__ = ["Operator", "add_operator", "chromium", "compact", "eventually", "fresh_code", "json",
            "po_translation", "screenshot", "wrong_code"]

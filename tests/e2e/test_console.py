@@ -20,6 +20,7 @@ from tests.browser import (
     chromium,
     compact,
     eventually,
+    fresh_code,
     po_translation,
     screenshot,
     wrong_code,
@@ -275,10 +276,12 @@ def test_usable_by_keyboard_at_200_percent_zoom(browser: Browser, pair: dict[str
     try:
         page = ru.login()
         expect(page).to_have_url(f"{ru_node.url}/board")
+        expect(page.locator("html")).to_have_attribute("lang", "uk")
         for path in ("/board", "/conversations", "/links", "/audit", "/account"):
             page.goto(ru_node.url + path)
             assert page.evaluate(NO_HORIZONTAL_SCROLL), f"{path} scrolls sideways at 200 %"
             _every_focus_is_visible(page, path)
+        _links_audit_and_account(page, ru_node, ru)
 
         placed = us_node.api("POST", "/api/v1/calls", json={
             "to": "dcd@RU-GS", "as": "nmcc-do", "reason": "zoom and keyboard"})
@@ -324,3 +327,41 @@ def _every_focus_is_visible(page: Page, path: str) -> None:
             break
         assert ring != "none", f"{path}: no visible focus on {tag}"
         assert float(ring.rstrip("px")) >= 2, f"{path}: thin focus ring on {tag}"
+
+
+def _links_audit_and_account(page: Page, node: NodeProcess, op: Operator) -> None:
+    """Link health names the peer and its state; the audit log shows this operator's
+    log-in and verifies on demand; the authenticator app is re-enrolled from a QR code;
+    the language switches for the session."""
+    page.goto(node.url + "/links")
+    row = page.locator("tr[data-party='US-JS']")
+    expect(row).to_be_visible()
+    assert row.get_attribute("data-state") in ("idle", "sending")
+    page.goto(node.url + "/audit")
+    expect(page.locator("tr[data-kind='login']", has_text=op.operator).first).to_be_visible()
+    page.click("form[action='/audit/verify'] button")
+    expect(page.locator("#verification .notice.ok")).to_be_visible(timeout=15000)
+
+    page.goto(node.url + "/account")
+    page.click("form[action='/account/totp'] button")
+    expect(page.locator("figure.qr svg")).to_be_visible()
+    secret = page.locator("figure.qr code").inner_text().strip()
+    assert secret != op.secret
+    page.fill("#totp-code", wrong_code(secret))
+    page.click("form[action='/account/totp/confirm'] button")
+    expect(page.locator("#main .notice.error")).to_be_visible()  # refused, old app kept
+    page.goto(node.url + "/account")
+    page.click("form[action='/account/totp'] button")
+    secret = page.locator("figure.qr code").inner_text().strip()
+    page.fill("#totp-code", fresh_code(secret, set()))
+    page.click("form[action='/account/totp/confirm'] button")
+    expect(page).to_have_url(f"{node.url}/account?done=totp")
+    op.secret = secret
+    op.used = set()
+
+    page.select_option("#lang-select", "pl")
+    page.click("form[action='/account/language'] button")
+    expect(page.locator("html")).to_have_attribute("lang", "pl")
+    expect(page.locator("nav a[aria-current=page]")).to_have_text(
+        po_translation("pl", "Account"))
+    page.goto(node.url + "/board")
