@@ -128,6 +128,20 @@ def po_translation(lang: str, msgid: str) -> str:
     return str(translations(lang).gettext(msgid))
 
 
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def wcag_violations(page: Page) -> str:
+    """axe-core's WCAG 2.2 A/AA audit of the page as it is now: '' when it passes, else a
+    readable report. (axe runs through the DevTools protocol, so the console's CSP, which
+    would refuse an injected script, does not need loosening.)"""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS},
+                                       "resultTypes": ["violations"]})
+    return results.generate_report() if results.violations_count else ""
+
+
 def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -140,4 +154,4 @@ def compact(text: str) -> str:
 
 
 __all__ = ["Operator", "add_operator", "chromium", "compact", "eventually", "fresh_code", "json",
-           "po_translation", "screenshot", "wrong_code"]
+           "po_translation", "screenshot", "wcag_violations", "wrong_code"]

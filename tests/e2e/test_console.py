@@ -23,6 +23,7 @@ from tests.browser import (
     fresh_code,
     po_translation,
     screenshot,
+    wcag_violations,
     wrong_code,
 )
 from tests.calls import apply_scenario, us_and_ru
@@ -96,6 +97,7 @@ def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
     eventually(lambda: ru_page.evaluate("document.body.dataset.sound") in ("on", "blocked"),
                10, "the alarm sound to start (or report being blocked)")
     screenshot(ru_page, f"alarm-{lang}")
+    _passes_wcag(ru_page, f"alarm ({lang})")
     # the US page meanwhile shows the escalation as it happens
     eventually(lambda: _rung(us_page, call_id)[:3] == ["cgs", "cgs-1d", "ccp-do"], 15,
                "the US board to show the three rings")
@@ -115,6 +117,7 @@ def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
     assert "ccp-1" in compact(steps.last.inner_text())
     assert us_page.evaluate("window.__sameDocument") is True, "the board was reloaded"
     screenshot(us_page, f"call-board-{lang}")
+    _passes_wcag(us_page, f"call board ({lang})")
 
     # one message each way, live on the other side
     us_page.click(f"li.call[data-call='{call_id}'] a.button")
@@ -136,7 +139,13 @@ def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
     assert us_page.evaluate("window.__sameDocument") is True
     assert ru_page.evaluate("window.__sameDocument") is True
     screenshot(us_page, f"conversation-{lang}")
+    _passes_wcag(us_page, f"conversation ({lang})")
     return call_id
+
+
+def _passes_wcag(page: Page, what: str) -> None:
+    report = wcag_violations(page)
+    assert not report, f"{what}: {report}"
 
 
 def _rung(page: Page, call_id: str) -> list[str]:
@@ -177,6 +186,7 @@ def test_arabic_console_is_right_to_left_and_works(browser: Browser,
     us, ru = _operators(browser, pair, "ar")
     try:
         page = us.open_login()
+        _passes_wcag(page, "login (ar)")
         html = page.locator("html")
         expect(html).to_have_attribute("dir", "rtl")
         expect(html).to_have_attribute("lang", "ar")
@@ -281,6 +291,7 @@ def test_usable_by_keyboard_at_200_percent_zoom(browser: Browser, pair: dict[str
             page.goto(ru_node.url + path)
             assert page.evaluate(NO_HORIZONTAL_SCROLL), f"{path} scrolls sideways at 200 %"
             _every_focus_is_visible(page, path)
+            _passes_wcag(page, f"{path} at 200 %")
         _links_audit_and_account(page, ru_node, ru)
 
         placed = us_node.api("POST", "/api/v1/calls", json={
