@@ -47,6 +47,7 @@ from hotline.console.security import (
     set_cookie,
 )
 from hotline.console.sound import alarm_wav
+from hotline.console.throttle import LoginThrottle
 from hotline.errors import HotlineError
 from hotline.events import Broadcaster
 from hotline.log.verify import Report
@@ -118,6 +119,7 @@ class Console:
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
         self.last_report: tuple[int, Report] | None = None
+        self.throttle = LoginThrottle(services.clock)
 
     # -- rendering -----------------------------------------------------------------------
     def context(self, lang: str, viewer: views.Viewer | None) -> dict[str, Any]:
@@ -244,13 +246,24 @@ class Console:
         operator = form.get("operator", "").strip()[:64]
         password = form.get("password", "")[:1024]
         code = form.get("code", "").strip()[:16]
+        address = request.client.host if request.client else "unknown"
+        wait_ms = self.throttle.retry_after_ms(address)
+        if wait_ms > 0:
+            log.warning("log-in from %s refused: too many failures from that address",
+                        address)
+            refused = LoginRefused("locked-out", "too many failed log-ins from this address",
+                                   status=429, retry_after_seconds=-(-wait_ms // 1000))
+            return self.login_form(request, lang, message=error_text(refused, lang),
+                                   status=429, operator=operator)
         try:
             session = await self.s.accounts.login(operator, password, code, lang=lang,
-                                                  remote=request.client.host
-                                                  if request.client else None)
+                                                  remote=address)
         except LoginRefused as exc:
+            if exc.error_id == "login-failed":
+                self.throttle.failed(address)
             return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status, operator=operator)
+        self.throttle.succeeded(address)
         assert session.token is not None
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
         set_cookie(response, SESSION_COOKIE, session.token, max_age=None)
