@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +33,7 @@ from hotline.effects import Effects
 from hotline.errors import HotlineError
 from hotline.escalation.engine import Timing, plan
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
+from hotline.protocol.keys import PublicKeys
 from hotline.protocol.statement import BadStatement, CallState, sign_call_state, verify_call_state
 from hotline.store import calls as call_store
 from hotline.store import directory as directory_store
@@ -123,6 +126,40 @@ class PlaceRequest:
                    p["expires_at"], p["parent"])
 
 
+class VerifiedStatements:
+    """Call-state statements already verified, by their exact text and the key checked.
+
+    A call's history is re-verified every time it is shown (the console re-renders it on
+    every change, for every open page); a statement is immutable, so the outcome for the
+    same text, signer and key never changes. Keyed by the full public key, so another key
+    is checked afresh; bounded, oldest first out; read from the database reader threads,
+    hence the lock."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._outcomes: OrderedDict[tuple[str, str, bytes, str], CallState | None] = \
+            OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, raw: str, signer: str, public: PublicKeys, call: str) -> CallState | None:
+        """The verified statement, or None if it does not verify."""
+        key = (raw, signer, public.sign_bytes, call)
+        with self._lock:
+            if key in self._outcomes:
+                self._outcomes.move_to_end(key)
+                return self._outcomes[key]
+        try:
+            outcome: CallState | None = verify_call_state(raw, signer=signer, public=public,
+                                                          call=call)
+        except BadStatement:
+            outcome = None
+        with self._lock:
+            self._outcomes[key] = outcome
+            while len(self._outcomes) > self._size:
+                self._outcomes.popitem(last=False)
+        return outcome
+
+
 class CallService:
     def __init__(self, *, me: str, outbound: Outbound, registry: Registry, db: Database,
                  clock: Clock) -> None:
@@ -130,6 +167,7 @@ class CallService:
         self._out = outbound
         self._keys = outbound.keys
         self._peers = outbound.peers
+        self._verified = VerifiedStatements()
         self._registry = registry
         self._db = db
         self._clock = clock
@@ -595,13 +633,8 @@ class CallService:
             if link is None:
                 return None
             public = link.keys
-        try:
-            stmt = verify_call_state(event.statement, signer=event.signer, public=public,
-                                     call=event.call_id)
-            verified = True
-        except BadStatement:
-            stmt = None
-            verified = False
+        stmt = self._verified.get(event.statement, event.signer, public, event.call_id)
+        verified = stmt is not None
         if stmt is None:
             data = json.loads(event.statement)
             return {"state": data.get("state"), "role": data.get("role"),
