@@ -145,7 +145,10 @@ class Console:
         if _is_htmx(request):
             response = self.render("_flash.html", viewer.lang, viewer, status=error.status,
                                    message=text, error_id=error.error_id)
-            response.headers["HX-Retarget"] = "#flash"
+            # an action in the alarm is refused where the operator looks: in the alarm,
+            # which covers the page's own message area
+            in_alarm = request.url.path.startswith("/alarm/")
+            response.headers["HX-Retarget"] = "#alarm-error" if in_alarm else "#flash"
             response.headers["HX-Reswap"] = "innerHTML"
             return response
         return self.render("error.html", viewer.lang, viewer, status=error.status,

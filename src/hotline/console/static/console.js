@@ -35,7 +35,16 @@
   // A refusal shown by one action is cleared when the operator tries another.
   document.addEventListener("htmx:beforeRequest", (event) => {
     if (event.detail.elt.tagName === "FORM") {
-      document.getElementById("flash").replaceChildren();
+      for (const id of ["flash", "alarm-error"]) {
+        const area = document.getElementById(id);
+        if (area) area.replaceChildren();
+      }
+    }
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (target.id === "flash" || target.id === "alarm-error") {
+      target.scrollIntoView({ block: "nearest" });
     }
   });
   document.addEventListener("htmx:afterRequest", (event) => {
