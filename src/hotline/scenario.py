@@ -30,6 +30,21 @@ _ROLES: dict[str, list[tuple[str, str, str]]] = {
               ("ops-do", "Operations duty officer", "Oficer dyżurny operacyjny")],
 }
 _LANG = {"US-JS": "en", "RU-GS": "ru", "UA-GS": "uk", "PL-GS": "pl"}
+#: Arabic titles too, so a console operator reading Arabic sees every desk in Arabic
+_ARABIC = {
+    ("US-JS", "cjcs"): "رئيس هيئة الأركان المشتركة",
+    ("US-JS", "vcjcs"): "نائب رئيس هيئة الأركان المشتركة",
+    ("US-JS", "nmcc-do"): "الضابط المناوب في مركز القيادة العسكرية الوطني",
+    ("RU-GS", "cgs"): "رئيس هيئة الأركان العامة",
+    ("RU-GS", "cgs-1d"): "النائب الأول لرئيس هيئة الأركان العامة",
+    ("RU-GS", "ccp-do"): "الضابط المناوب في مركز القيادة المركزي",
+    ("RU-GS", "dcd"): "مكتب مناوبة خط منع الاشتباك",
+    ("UA-GS", "cinc"): "القائد العام",
+    ("UA-GS", "cgs"): "رئيس هيئة الأركان العامة",
+    ("UA-GS", "do"): "الضابط المناوب",
+    ("PL-GS", "cgs"): "رئيس هيئة الأركان العامة",
+    ("PL-GS", "ops-do"): "ضابط العمليات المناوب",
+}
 
 # (operator, name, role, status): who holds which role and whether they are on duty
 _OPERATORS: dict[str, list[tuple[str, str, str, str]]] = {
@@ -87,7 +102,8 @@ def directory_toml(party: str, speed: float = 1.0, deliver_within_ms: int | None
     lines = ["# Przewodów scenario directory for " + party, "",
              "[settings]", f'staffed_within = "{_duration(5 * MINUTE_MS, speed)}"', ""]
     for role, title, own in _ROLES[party]:
-        titles = f"en = {_q(title)}" + (f", {lang} = {_q(own)}" if own else "")
+        titles = f"en = {_q(title)}" + (f", {lang} = {_q(own)}" if own else "") \
+            + f", ar = {_q(_ARABIC[party, role])}"
         lines += [f"[roles.{role}]", f"title = {{ {titles} }}", ""]
     for op, name, role, _status in _OPERATORS[party]:
         lines += [f'[operators."{op}"]', f"name = {_q(name)}", f'roles = ["{role}"]',

@@ -92,6 +92,10 @@ def _call_flow(us: Operator, ru: Operator, lang: str, reason: str) -> str:
     assert alarm.get_attribute("data-call") == call_id
     expect(alarm).to_contain_text(reason)
     expect(alarm).to_contain_text("nmcc-do@US-JS")
+    # the roles' titles in the operator's language: the caller's from US-JS's desk report
+    expect(alarm.locator(".alarm-titles")).to_contain_text(
+        {"en": "NMCC duty officer", "ar": "الضابط المناوب في مركز القيادة العسكرية الوطني"
+         }[lang])
     answer = ru_page.locator("#alarm button.answer")
     expect(answer).to_be_focused()
     sound = eventually(lambda: ru_page.evaluate("document.body.dataset.sound")
@@ -325,7 +329,8 @@ def test_usable_by_keyboard_at_200_percent_zoom(browser: Browser, pair: dict[str
         assert page.evaluate("document.activeElement.className") == "decline"
         page.keyboard.press("Enter")
         expect(alarm).to_have_count(0, timeout=10000)
-        assert page.evaluate("document.getElementById('alarm-sound').paused") is True
+        eventually(lambda: page.evaluate("document.getElementById('alarm-sound').paused"), 5,
+                   "the alarm sound to stop")
 
         def declined() -> dict[str, Any] | None:
             call = next(c for c in _calls(us_node) if c["id"] == call_id)

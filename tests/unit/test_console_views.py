@@ -85,3 +85,14 @@ def test_redirect_targets_stay_on_this_site() -> None:
     assert _safe_next("/conversations/ab") == "/conversations/ab"
     for bad in ("//evil.example/x", "https://evil.example", "/\\evil", "", None, "board"):
         assert _safe_next(bad) == "/board"
+
+
+def test_alarm_titles_come_from_the_peer_report_and_our_directory() -> None:
+    ru = parse_directory(directory_toml("RU-GS", 200.0), "ru.toml")
+    call = _incoming("ringing", ["cgs"])
+    desks = [{"party": "US-JS", "role": "nmcc-do", "titles": {"en": "NMCC duty officer"},
+              "staffed": True, "callers": ["ccp-do"]}]
+    titles = views.role_titles(call, desks, ru, "ru")
+    assert titles == {"nmcc-do@US-JS": "NMCC duty officer",  # no Russian title given
+                      "cgs@RU-GS": "Начальник Генерального штаба"}
+    assert views.role_titles(call, [], ru, "en") == {"cgs@RU-GS": "Chief of the General Staff"}

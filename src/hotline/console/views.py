@@ -96,6 +96,23 @@ def alarms_for(calls: Iterable[Mapping[str, Any]], viewer: Viewer) -> list[Alarm
     return sorted(out, key=lambda a: a.call.get("placed_at") or 0)
 
 
+def role_titles(call: Mapping[str, Any], desks: Iterable[Mapping[str, Any]],
+                directory: Directory, lang: str) -> dict[str, str]:
+    """Titles for an incoming call's two addresses, where known: the caller's from the
+    peer's desk reports (a peer reports the roles we may call back), ours from our
+    directory. The alarm shows them beside the ids."""
+    titles: dict[str, str] = {}
+    caller_role, _, peer = str(call["caller"]).partition("@")
+    for desk in desks:
+        if desk.get("party") == peer and desk.get("role") == caller_role:
+            titles[str(call["caller"])] = title_in(desk.get("titles") or {}, lang, caller_role)
+    callee_role = str(call["callee"]).split("@")[0]
+    role = directory.roles.get(callee_role)
+    if role is not None:
+        titles[str(call["callee"])] = title_in(role.titles, lang, callee_role)
+    return titles
+
+
 def placed_by(calls: Iterable[Mapping[str, Any]], viewer: Viewer,
               limit: int = 15) -> list[Mapping[str, Any]]:
     """Outgoing calls placed from a role this operator holds, newest first."""

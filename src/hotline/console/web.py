@@ -332,7 +332,11 @@ class Console:
     async def alarm_fragment(self, request: Request, viewer: views.Viewer) -> Response:
         incoming = await self.s.calls.calls.recent(50, active_only=True)
         alarms = views.alarms_for(incoming, viewer)
-        return self.render("_alarm.html", viewer.lang, viewer, alarms=alarms)
+        titles: dict[str, str] = {}
+        if alarms:
+            titles = views.role_titles(alarms[0].call, await self.s.calls.desks.desks(),
+                                       self.s.registry.current, viewer.lang)
+        return self.render("_alarm.html", viewer.lang, viewer, alarms=alarms, titles=titles)
 
     async def answer(self, request: Request, viewer: views.Viewer,
                      form: dict[str, str]) -> Response:
