@@ -17,8 +17,9 @@ Make = Callable[..., NodeProcess]
 
 
 @pytest.fixture
-def node(make_sqlite_node: Make) -> NodeProcess:
-    node = make_sqlite_node("US-JS")
+def node(make_node: Make) -> NodeProcess:
+    """A node on SQLite and on PostgreSQL (sessions and accounts live in the database)."""
+    node = make_node("US-JS")
     apply_scenario(node)
     return node.start()
 
@@ -97,3 +98,37 @@ def test_failed_log_ins_are_throttled_per_address(node: NodeProcess) -> None:
         assert "Too many failed attempts" in r.text
         assert node.query("SELECT COUNT(*) FROM log_entries WHERE kind = 'login'"
                           )[0][0] == logged
+
+
+def test_log_in_use_and_log_out(node: NodeProcess) -> None:
+    """The whole session life over HTTP: log in with password and code, a page, an
+    action with the session's CSRF token, log out — and the cookie is dead after."""
+    import time
+
+    from hotline.accounts.offline import add_operator
+    from hotline.accounts.totp import code_at
+
+    secret = add_operator(node.dir, "nmcc-1", "correct horse battery staple").secret
+    with httpx.Client(base_url=node.url) as client:
+        token = _login_form(client)
+        r = client.post("/login", data={"csrf": token, "operator": "nmcc-1",
+                                        "password": "correct horse battery staple",
+                                        "code": code_at(secret, time.time()),
+                                        "next": "/links"})
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/links"
+        session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
+        assert session
+        client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
+        board = client.get("/board")
+        assert board.status_code == 200
+        assert "nmcc-do" in board.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', board.text)
+        assert csrf
+        r = client.post("/logout", data={"csrf": csrf.group(1)},
+                        headers={"Origin": node.url})
+        assert r.status_code == 303
+        assert client.get("/board").status_code == 303  # back to the log-in page
+    kinds = [row[0] for row in node.query(
+        "SELECT kind FROM log_entries WHERE subject = 'nmcc-1' ORDER BY idx")]
+    assert kinds == ["account", "login", "logout"]
