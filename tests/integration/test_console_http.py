@@ -82,15 +82,23 @@ def test_bad_forms_are_refused_before_any_handler(node: NodeProcess) -> None:
 
 
 def test_failed_log_ins_are_throttled_per_address(node: NodeProcess) -> None:
-    """Twenty failures from one address within a minute; the next attempt is refused at
-    once, without reaching the accounts (no further log entry)."""
+    """Twenty failures from one address within a minute — unknown names, and attempts
+    on an account already locked out — then the next attempt is refused at once, without
+    reaching the accounts (no further log entry)."""
+    from hotline.accounts.offline import add_operator
+
+    add_operator(node.dir, "nmcc-1", "correct horse battery staple")
     with httpx.Client(base_url=node.url) as client:
         token = _login_form(client)
+        statuses = []
         for i in range(20):
-            r = client.post("/login", data={"csrf": token, "operator": f"guess-{i}",
+            operator = f"guess-{i}" if i % 2 else "nmcc-1"
+            r = client.post("/login", data={"csrf": token, "operator": operator,
                                             "password": "not the password",
                                             "code": "123456"})
-            assert r.status_code == 401, r.text
+            statuses.append(r.status_code)
+        assert statuses.count(429) == 5  # nmcc-1 locked after its 5th failure
+        assert statuses.count(401) == 15
         logged = node.query("SELECT COUNT(*) FROM log_entries WHERE kind = 'login'")[0][0]
         r = client.post("/login", data={"csrf": token, "operator": "guess-x",
                                         "password": "not the password", "code": "123456"})

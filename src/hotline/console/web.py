@@ -262,8 +262,7 @@ class Console:
             session = await self.s.accounts.login(operator, password, code, lang=lang,
                                                   remote=address)
         except LoginRefused as exc:
-            if exc.error_id == "login-failed":
-                self.throttle.failed(address)
+            self.throttle.failed(address)  # hammering a locked account counts too
             return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status, operator=operator)
         self.throttle.succeeded(address)
