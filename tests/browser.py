@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse battery staple"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: Where the screenshots go: the README's come from a run with
+#: HOTLINE_SCREENSHOTS=docs/screenshots; otherwise a temporary folder, so that a test run
+#: never changes the working tree.
+SCREENSHOTS = Path(os.environ.get("HOTLINE_SCREENSHOTS")
+                   or tempfile.mkdtemp(prefix="hotline-screenshots-"))
 
 
 @contextmanager
@@ -146,6 +151,7 @@ def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
     return path
 
 

@@ -40,6 +40,10 @@ def test_arabic_is_right_to_left_and_formats_its_own_way() -> None:
     assert i18n.Formatter("ru").datetime(at) != i18n.Formatter("en").datetime(at)
     assert i18n.Formatter("pl").number(1234.5) == "1\u00a0234,5"
     assert i18n.Formatter("en").elapsed(3_725_000) == "1:02:05"
+    afternoon = 1_764_173_045_000  # 2025-11-26 16:04:05 UTC
+    assert {i18n.Formatter(lang).time(afternoon) for lang in LANGUAGES} == {"16:04:05"}
+    assert i18n.Formatter("pl").datetime(afternoon) == "26 lis 2025, 16:04:05"
+    assert i18n.Formatter("en").datetime(None) == i18n.NO_VALUE
     assert i18n.Formatter("en").elapsed(65_000) == "1:05"
 
 

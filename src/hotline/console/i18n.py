@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_datetime, format_time
+from babel.dates import format_date, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -77,9 +77,10 @@ def negotiate(query: str | None, accept_language: str | None,
 
 @dataclass(frozen=True)
 class Formatter:
-    """Dates, times and numbers as an operator of ``lang`` reads them. Times are shown in
-    UTC and say so: the parties of a call sit in different time zones, and one clock on
-    every screen avoids "your 14:00 or mine?"."""
+    """Dates, times and numbers as an operator of ``lang`` reads them. Times are in UTC
+    on a 24-hour clock in every language (the header says "Times in UTC"): the parties
+    of a call sit in different time zones, and one unambiguous clock on every screen
+    avoids "your 14:00 or mine?" and "a.m. or p.m.?"."""
 
     lang: str
 
@@ -94,12 +95,15 @@ class Formatter:
     def time(self, ms: int | None) -> str:
         if ms is None:
             return NO_VALUE
-        return format_time(_utc(ms), "medium", tzinfo=UTC, locale=self.lang)
+        return format_skeleton("Hms", _utc(ms), tzinfo=UTC, locale=self.lang)
 
     def datetime(self, ms: int | None) -> str:
+        """The locale's medium date and its way of joining a date and a time."""
         if ms is None:
             return NO_VALUE
-        return format_datetime(_utc(ms), "medium", tzinfo=UTC, locale=self.lang)
+        joined = str(self.locale.datetime_formats["medium"])
+        return joined.replace("{1}", format_date(_utc(ms), "medium", locale=self.lang)
+                              ).replace("{0}", self.time(ms))
 
     def number(self, value: float) -> str:
         return format_decimal(value, locale=self.lang)
