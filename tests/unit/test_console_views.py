@@ -72,7 +72,6 @@ def test_the_alarm_rings_only_for_roles_rung_and_held() -> None:
     assert not views.alarms_for([_incoming("ringing", ["cgs", "cgs-1d"])], CCP)
     alarms = views.alarms_for([_incoming("ringing", ["cgs", "cgs-1d", "ccp-do"])], CCP)
     assert [a.as_roles for a in alarms] == [("ccp-do",)]
-    assert alarms[0].rung_since == 4
     assert not views.alarms_for([_incoming("answered", ["cgs", "ccp-do"])], CCP)
     outgoing = {**_incoming("ringing", ["ccp-do"]), "direction": "out"}
     assert not views.alarms_for([outgoing], CCP)

@@ -8,7 +8,7 @@ reads — are testable without a browser or a server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hotline.calls.directory import Directory
@@ -80,7 +80,6 @@ def rung_roles(call: Mapping[str, Any]) -> set[str]:
 class Alarm:
     call: Mapping[str, Any]
     as_roles: tuple[str, ...]
-    rung_since: int | None
 
 
 def alarms_for(calls: Iterable[Mapping[str, Any]], viewer: Viewer) -> list[Alarm]:
@@ -91,8 +90,7 @@ def alarms_for(calls: Iterable[Mapping[str, Any]], viewer: Viewer) -> list[Alarm
             continue
         held = tuple(r for r in viewer.roles if r in rung_roles(call))
         if held:
-            rings = [e["at"] for e in call.get("history", ()) if e.get("state") == "ringing"]
-            out.append(Alarm(call=call, as_roles=held, rung_since=rings[-1] if rings else None))
+            out.append(Alarm(call=call, as_roles=held))
     return sorted(out, key=lambda a: a.call.get("placed_at") or 0)
 
 
@@ -131,14 +129,12 @@ class Step:
     signed_by: str | None
     verified: bool
     reason: str | None
-    who: tuple[str, ...] = field(default_factory=tuple)
 
 
 def steps_of(call: Mapping[str, Any]) -> list[Step]:
     return [Step(state=str(e.get("state")), role=e.get("role"), operator=e.get("operator"),
                  at=e.get("at"), signed_by=e.get("signed_by"),
-                 verified=bool(e.get("verified")), reason=e.get("reason"),
-                 who=tuple(e.get("who") or ()))
+                 verified=bool(e.get("verified")), reason=e.get("reason"))
             for e in call.get("history", ())]
 
 

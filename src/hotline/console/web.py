@@ -372,7 +372,10 @@ class Console:
                            conv=conv, addable=linked)
 
     async def messages_fragment(self, request: Request, viewer: views.Viewer) -> Response:
-        conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
+        return await self._messages(viewer, request.path_params["conv_id"])
+
+    async def _messages(self, viewer: views.Viewer, conv_id: str) -> Response:
+        conv = await self.s.calls.conversations.get(conv_id)
         return self.render("_messages.html", viewer.lang, viewer, conv=conv)
 
     async def say(self, request: Request, viewer: views.Viewer,
@@ -384,7 +387,7 @@ class Console:
                                                           viewer.operator)
         self.s.calls.apply(effects)
         if _is_htmx(request):
-            return await self.messages_fragment(request, viewer)
+            return await self._messages(viewer, conv_id)
         return self.back(request, f"/conversations/{conv_id}")
 
     async def add_member(self, request: Request, viewer: views.Viewer,
@@ -408,8 +411,7 @@ class Console:
             request.path_params["message_id"], kind, role, viewer.operator)
         self.s.calls.apply(effects)
         if _is_htmx(request):
-            request.path_params["conv_id"] = conv_id
-            return await self.messages_fragment(request, viewer)
+            return await self._messages(viewer, conv_id)
         return self.back(request, f"/conversations/{conv_id}")
 
     # -- link health and audit log -------------------------------------------------------
