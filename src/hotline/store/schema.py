@@ -45,6 +45,7 @@ outbox = Table(
     Column("envelope", LargeBinary, nullable=False),    # exact wire bytes, latest sealing
     Column("created_at", BigInteger, nullable=False),
     Column("sealed_at", BigInteger, nullable=False),    # the envelope's signed timestamp
+    Column("deadline_at", BigInteger, nullable=True),   # call.place: late after (0006)
     Column("delivered_at", BigInteger, nullable=True),
     Column("receipt", LargeBinary, nullable=True),      # peer-signed, verified before stored
     UniqueConstraint("peer", "seq", name="uq_outbox_peer_seq"),
@@ -159,6 +160,7 @@ timers = Table(
     Column("due_at", BigInteger, nullable=False),       # wall-clock ms
     Column("fired_at", BigInteger, nullable=True),
     Column("outcome", String(16), nullable=True),       # "fired" | "void" (call had ended)
+    Column("basis", String(8), nullable=False, server_default="duration"),  # | "calendar"
     Index("ix_timers_due", "fired_at", "due_at"),
 )
 
@@ -174,6 +176,7 @@ notifications = Table(
     Column("delivered_at", BigInteger, nullable=True),
     Column("failed_at", BigInteger, nullable=True),     # permanent failure
     Column("last_error", Text, nullable=True),
+    Column("retry_until", BigInteger, nullable=True),   # keep retrying until (0006)
     Index("ix_notifications_pending", "delivered_at", "failed_at", "next_at"),
 )
 
@@ -285,4 +288,19 @@ console_sessions = Table(
     Column("expires_at", BigInteger, nullable=False),   # ms; absolute end of the session
     Column("pending_totp", String(64), nullable=True),  # a new secret being enrolled
     Index("ix_console_sessions_operator", "operator"),
+)
+
+# -- alarms (migration 0006) ------------------------------------------------------------
+
+alarms = Table(
+    "alarms", metadata,
+    Column("cause", String(160), primary_key=True),     # what coalesces: one row a cause
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(64), nullable=True),       # peer, task or channel concerned
+    Column("message", Text, nullable=False),
+    Column("detail", Text, nullable=False),             # JSON
+    Column("first_at", BigInteger, nullable=False),
+    Column("last_at", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False, server_default="1"),
+    Column("cleared_at", BigInteger, nullable=True),    # None while the alarm stands
 )
