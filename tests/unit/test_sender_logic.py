@@ -27,6 +27,31 @@ def test_backoff_stays_within_half_to_full_capped_step(initial: float, maximum: 
     assert backoff.next_delay() <= initial
 
 
+@settings(max_examples=50, deadline=None)
+@given(initial=st.floats(1e-6, 60), maximum=st.floats(1e-6, 3600),
+       multiplier=st.floats(1, 10), failures=st.integers(0, 10**7),
+       seed=st.integers(0, 2**32))
+def test_backoff_never_overflows_however_long_the_outage(initial: float, maximum: float,
+                                                         multiplier: float, failures: int,
+                                                         seed: int) -> None:
+    """Up to 10**7 consecutive failures (about a day at the smallest settings): every
+    delay stays finite, positive and under the cap; the sender task cannot die of it."""
+    backoff = Backoff(initial, maximum, multiplier, rng=random.Random(seed),
+                      failures=failures)
+    for _ in range(3):
+        delay = backoff.next_delay()
+        assert 0 < delay <= max(initial, maximum)
+    assert backoff.failures == failures + 3
+
+
+def test_backoff_reaches_the_cap_and_stays_there_for_ten_million_failures() -> None:
+    backoff = Backoff(0.001, 0.002, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(2_000)]  # past the old 2**1024 overflow
+    backoff.failures = 10**7
+    delays.append(backoff.next_delay())
+    assert all(0.001 <= d <= 0.002 for d in delays[1:])
+
+
 def _pending(seq: int) -> Pending:
     return Pending(f"{seq:032x}", seq, "message", '{"text":"x"}', b"x" * 10, 0)
 
