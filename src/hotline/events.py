@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from hotline.health.supervisor import Supervisor
 
 T = TypeVar("T")
 QUEUE_LIMIT = 10_000
@@ -77,17 +80,25 @@ async def catch_up_then_follow(live: Broadcaster[T],
 
 
 class BackgroundTask:
-    """One long-running task of the node, started and stopped with it."""
+    """One long-running task of the node, started and stopped with it: under the node's
+    supervisor (restarted and alarmed if it fails), or alone (tests, tools)."""
 
     task_name = "task"
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.task_name)
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        if supervisor is not None:
+            self._supervisor = supervisor
+            supervisor.spawn(self.task_name, self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.task_name)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

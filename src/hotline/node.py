@@ -29,7 +29,7 @@ from hotline.calls.dispatch import Dispatcher
 from hotline.calls.feed import Feed
 from hotline.calls.registry import DirectoryAdmin, Registry
 from hotline.calls.service import CallService
-from hotline.clock import Clock, SystemClock
+from hotline.clock import Clock, SteadyWall, SystemClock
 from hotline.console.web import AuditServices, ConsoleServices
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.messenger import Messenger
@@ -41,6 +41,9 @@ from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
 from hotline.events import Broadcaster
 from hotline.federation.receiver import Receiver
+from hotline.health.alarms import Alarm, Alarms
+from hotline.health.clockwatch import ClockWatch
+from hotline.health.supervisor import Supervisor, TaskState
 from hotline.inbox import Inbox
 from hotline.log.checkpointer import Checkpointer
 from hotline.log.verify import Report, verify_database
@@ -51,7 +54,14 @@ from hotline.nodedir.token import TokenChecker
 from hotline.notify.runner import Notifier
 from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PartyKeys
-from hotline.status import PeerStatus, line_status
+from hotline.status import (
+    AlarmStatus,
+    PeerStatus,
+    TaskStatus,
+    alarm_status,
+    line_status,
+    task_status,
+)
 from hotline.store import links as link_store
 from hotline.store import log as log_store
 from hotline.store.database import Database
@@ -90,7 +100,9 @@ class Node:
         self.dir = node_dir
         self.config = config
         self.keys = keys
-        self.clock = clock or SystemClock()
+        # The node's one time base: wall time that moves with the monotonic clock and
+        # steps only together with the persisted deadlines (see clock.py, docs/time.md).
+        self.clock = SteadyWall(clock or SystemClock())
         delivery = config.delivery
         self.db = Database(create_engine(config.db), _storage_fatal, hooks=[log_store.HOOKS])
         self.peers = PeerDirectory(self.db, self.clock)
@@ -132,9 +144,13 @@ class Node:
                                  on_effects=self.apply)
         self.accounts = AccountService(me=config.party, db=self.db, clock=self.clock,
                                        registry=self.registry)
+        self.alarms = Alarms(db=self.db, clock=self.clock, apply=self.apply,
+                             ring=self.calls.ring_alarm)
+        self.supervisor = Supervisor(clock=self.clock, on_failure=self._task_failed,
+                                     on_recovered=self._task_recovered)
+        self.clock_watch = ClockWatch(clock=self.clock, db=self.db, alarms=self.alarms)
         self.peers.on_change(self._sync_senders)
-        self._poller: asyncio.Task[None] | None = None
-        self._reporter: asyncio.Task[None] | None = None
+        self._started = False
 
     def apply(self, effects: Effects) -> None:
         """Carry out what a committed transaction asked for."""
@@ -168,16 +184,30 @@ class Node:
                                 reseal=self.messenger.reseal,
                                 reseal_after_ms=int(d.reseal_after_seconds * 1000))
             self.senders[link.party] = sender
-            if self._poller is not None:
-                sender.start()
+            if self._started:
+                sender.start(self.supervisor)
 
     async def _poll_links(self) -> None:
         while True:
             await asyncio.sleep(LINK_POLL_SECONDS)
-            try:
-                await self.peers.reload()
-            except Exception:  # a transient read error must not end link discovery
-                log.exception("reloading links failed")
+            await self.peers.reload()
+
+    # -- supervision -------------------------------------------------------------------
+    async def _task_failed(self, name: str, error: BaseException) -> None:
+        await self.alarms.raise_(Alarm(
+            "task-failed", name, f"background task {name} failed and is being restarted: "
+                                 f"{type(error).__name__}: {error}"[:1000],
+            {"task": name, "error": f"{type(error).__name__}: {error}"[:500]}))
+
+    async def _task_recovered(self, name: str) -> None:
+        await self.alarms.clear(f"task-failed:{name}")
+
+    async def node_health(self) -> tuple[list[TaskStatus], list[AlarmStatus]]:
+        return task_status(self.tasks()), alarm_status(await self.alarms.standing())
+
+    def tasks(self) -> list[TaskState]:
+        """Every supervised task with its state, for /healthz, status and the console."""
+        return sorted(self.supervisor.states.values(), key=lambda t: t.name)
 
     async def directory(self) -> dict[str, Any]:
         """The current directory as the API shows it: webhook secrets withheld."""
@@ -191,10 +221,7 @@ class Node:
     async def _report_desks(self) -> None:
         """Keep peers told which of our desks they may call are staffed."""
         while True:
-            try:
-                self.apply(await self.desks.publish())
-            except Exception:  # a transient failure must not end the reports
-                log.exception("reporting desks failed")
+            self.apply(await self.desks.publish())
             await asyncio.sleep(DESK_REPORT_SECONDS)
 
     async def status(self) -> list[PeerStatus]:
@@ -209,27 +236,28 @@ class Node:
         upgrade(self.db.engine)
         self.db.start()
         await self.peers.reload()
+        self._started = True
         for sender in self.senders.values():
-            sender.start()
+            sender.start(self.supervisor)
         await self.registry.reload()
-        self._poller = asyncio.create_task(self._poll_links(), name="link-poller")
-        self._reporter = asyncio.create_task(self._report_desks(), name="desk-reporter")
-        self.timers.start()
-        self.notifier.start()
-        self.checkpointer.start()
+        self.supervisor.spawn(ClockWatch.task_name, self.clock_watch.run)
+        self.supervisor.spawn("link-poller", self._poll_links)
+        self.supervisor.spawn("desk-reporter", self._report_desks)
+        self.timers.start(self.supervisor)
+        self.notifier.start(self.supervisor)
+        self.checkpointer.start(self.supervisor)
         log.info("node %s started with %d link(s)", self.config.party, len(self.senders))
         _return_free_memory()
 
     async def stop(self) -> None:
-        for task in (self._poller, self._reporter):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for name in (ClockWatch.task_name, "link-poller", "desk-reporter"):
+            await self.supervisor.cancel(name)
         await self.timers.stop()
         await self.notifier.stop()
         await self.checkpointer.stop()
         for sender in self.senders.values():
             await sender.stop()
+        await self.supervisor.cancel_all()
         await self.transport.close()
         await self.db.stop()
 
@@ -250,7 +278,8 @@ class Node:
         services = OperatorServices(
             party=self.config.party, name=self.config.name, key_id=self.keys.public.key_id,
             listen=self.config.listen, messenger=self.messenger, inbox=self.inbox,
-            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME), calls=calls)
+            status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME), calls=calls,
+            health=self.node_health)
         console = ConsoleServices(
             party=self.config.party, name=self.config.name, accounts=self.accounts,
             calls=calls, registry=self.registry, journal=self.journal, status=self.status,

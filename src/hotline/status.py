@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from hotline.clock import Clock
 from hotline.delivery.sender import PeerHealth
+from hotline.health.supervisor import TaskState
 from hotline.inbox import iso
 from hotline.peers import PeerDirectory
 from hotline.store import inbound, outbox
+from hotline.store.alarms import AlarmRow
 from hotline.store.database import Database
 
 
@@ -29,6 +31,32 @@ class PeerStatus:
     unreachable_for_seconds: float | None
     next_attempt_at: str | None
     state: str
+    clock_offset_ms: int | None = None
+    clock_offset_error_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One supervised background task: ``running``, ``restarting`` or ``stopped``."""
+
+    name: str
+    state: str
+    since: str | None
+    restarts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    """One standing alarm; ``count`` raises coalesced into it since ``first_at``."""
+
+    cause: str
+    kind: str
+    subject: str | None
+    message: str
+    first_at: str | None
+    last_at: str | None
+    count: int
 
 
 def _state(queued: int, health: PeerHealth) -> str:
@@ -56,5 +84,16 @@ async def line_status(db: Database, peers: PeerDirectory,
             last_error_at=iso(h.last_error_at), unreachable_since=iso(h.unreachable_since),
             unreachable_for_seconds=None if h.unreachable_since is None
             else round((now - h.unreachable_since) / 1000, 1),
-            next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h)))
+            next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h),
+            clock_offset_ms=h.clock_offset_ms, clock_offset_error_ms=h.clock_offset_error_ms))
     return out
+
+
+def task_status(states: list[TaskState]) -> list[TaskStatus]:
+    return [TaskStatus(t.name, t.state, iso(t.since), t.restarts, t.last_error)
+            for t in states]
+
+
+def alarm_status(rows: list[AlarmRow]) -> list[AlarmStatus]:
+    return [AlarmStatus(a.cause, a.kind, a.subject, a.message, iso(a.first_at),
+                        iso(a.last_at), a.count) for a in rows]

@@ -38,7 +38,15 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
                           methods=["POST"], include_in_schema=False)
 
     async def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "party": operator.party})
+        """200 while the node serves; the body lists every supervised task and how many
+        alarms stand (no secrets: it is open, for load balancers and monitors)."""
+        body: dict[str, Any] = {"ok": True, "party": operator.party}
+        if operator.health is not None:
+            tasks, alarms = await operator.health()
+            body["tasks"] = {t.name: t.state for t in tasks}
+            body["tasks_down"] = sorted(t.name for t in tasks if t.state == "restarting")
+            body["alarms"] = len(alarms)
+        return JSONResponse(body)
 
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     if console is not None:

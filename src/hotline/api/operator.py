@@ -18,7 +18,7 @@ from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.inbox import Inbox, iso
 from hotline.nodedir.token import TokenChecker
-from hotline.status import PeerStatus
+from hotline.status import AlarmStatus, PeerStatus, TaskStatus
 
 
 class SendRequest(BaseModel):
@@ -70,6 +70,8 @@ class StatusResponse(BaseModel):
     key_id: str
     listen: str
     peers: list[PeerStatus]
+    tasks: list[TaskStatus] = []
+    alarms: list[AlarmStatus] = []
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class OperatorServices:
     status: Callable[[], Awaitable[list[PeerStatus]]]
     tokens: TokenChecker
     calls: CallServices | None = None
+    #: supervised tasks and standing alarms
+    health: Callable[[], Awaitable[tuple[list[TaskStatus], list[AlarmStatus]]]] | None = None
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
@@ -137,11 +141,13 @@ def operator_router(services: OperatorServices) -> APIRouter:
 
     @router.get("/status", response_model=StatusResponse)
     async def status() -> StatusResponse:
-        """Per peer: queued, in flight, delivered, last receipt, last error."""
+        """Per peer: queued, in flight, delivered, last receipt, last error, clock
+        offset; the node's supervised tasks and standing alarms."""
         peers = await services.status()
+        tasks, alarms = await services.health() if services.health else ([], [])
         return StatusResponse(party=services.party, name=services.name,
                               key_id=services.key_id, listen=services.listen,
-                              peers=peers)
+                              peers=peers, tasks=tasks, alarms=alarms)
 
     if services.calls is not None:
         router.include_router(calls_router(services.calls))

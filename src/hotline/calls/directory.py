@@ -198,6 +198,8 @@ class Directory:
     chains: dict[str, Chain]
     channels: dict[str, ChannelSpec]
     links: dict[str, LinkPolicy]
+    #: The role rung (first step of its chain) when the node raises an alarm.
+    alarm_role: str | None = None
 
     def chain_for(self, role: str) -> Chain:
         """The chain of ``role``; the default one (ring the role itself) if none is written."""
@@ -250,8 +252,11 @@ class Directory:
         order means something (roster, steps, fallbacks, the roles, operators and channels
         of a step, counterparts to call) keep it.
         """
+        settings: dict[str, Any] = {"staffed_within_ms": self.staffed_within_ms}
+        if self.alarm_role is not None:  # absent when unset: older digests stay the same
+            settings["alarm_role"] = self.alarm_role
         out: dict[str, Any] = _canonical({
-            "settings": {"staffed_within_ms": self.staffed_within_ms},
+            "settings": settings,
             "roles": {rid: {"title": dict(role.titles)} for rid, role in self.roles.items()},
             "operators": {oid: {"name": op.name, "roles": sorted(op.roles),
                                 "language": op.language, "email": op.email}
@@ -675,10 +680,11 @@ class _Checker:
         roster = self._roster(top)
         chains = self._chains(top)
         links = self._links(top)
-        staffed_within_ms = self._settings(top)
+        staffed_within_ms, alarm_role = self._settings(top)
         if self.problems:
             raise DirectoryError(self.filename, self.problems)
-        return Directory(staffed_within_ms, roles, operators, roster, chains, channels, links)
+        return Directory(staffed_within_ms, roles, operators, roster, chains, channels, links,
+                         alarm_role)
 
     # -------------------------------------------------------------- generic leaves
     def _ms_key(self, key: str) -> str:
@@ -867,15 +873,23 @@ class _Checker:
         return self._table(value, (name,), None) or {}
 
     # -------------------------------------------------------------- sections
-    def _settings(self, top: Mapping[str, Any]) -> int:
+    def _settings(self, top: Mapping[str, Any]) -> tuple[int, str | None]:
         raw = top.get("settings")
         table = {} if raw is None else self._table(
-            raw, ("settings",), (self._ms_key("staffed_within"),))
+            raw, ("settings",), (self._ms_key("staffed_within"), "alarm_role"))
         if table is None:
-            return DEFAULT_STAFFED_WITHIN_MS
+            return DEFAULT_STAFFED_WITHIN_MS, None
         ms = self._duration(table, "staffed_within", ("settings",),
                             default=DEFAULT_STAFFED_WITHIN_MS)
-        return DEFAULT_STAFFED_WITHIN_MS if ms is None else ms
+        alarm_role = table.get("alarm_role")
+        path: _Path = ("settings", "alarm_role")
+        if alarm_role is not None:
+            if not isinstance(alarm_role, str):
+                self.err(path, f"must be a role id, not {_got(alarm_role)}")
+                alarm_role = None
+            elif not self._role_ref(alarm_role, path):
+                alarm_role = None
+        return (DEFAULT_STAFFED_WITHIN_MS if ms is None else ms), alarm_role
 
     def _roles(self, top: Mapping[str, Any]) -> dict[str, Role]:
         if top.get("roles") is None:

@@ -15,6 +15,7 @@ commit. Deadlines are rows (``store/timers.py``) fired by ``escalation/timers.py
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -38,6 +39,7 @@ from hotline.protocol.statement import BadStatement, CallState, sign_call_state,
 from hotline.store import calls as call_store
 from hotline.store import directory as directory_store
 from hotline.store import journal, notifications, timers
+from hotline.store.alarms import AlarmRow
 from hotline.store.calls import CallRow
 from hotline.store.database import Database
 from hotline.store.outbox import is_delivered
@@ -518,6 +520,23 @@ class CallService:
                      "key": f"{call.id}:{outcome}:{role}"}
             if notifications.add_for_channels(conn, alert, step.channels, now):
                 effects.notifications = True
+
+    def ring_alarm(self, conn: Connection, alarm: AlarmRow, now: int, effects: Effects) -> None:
+        """Ring the directory's ``[settings] alarm_role`` about a node alarm: the first
+        step of that role's chain, through the step's channels (the console shows every
+        alarm to every operator anyway)."""
+        role = self.directory.alarm_role
+        if role is None or role not in self.directory.roles:
+            return
+        step = self.directory.chain_for(role).steps[0]
+        digest = hashlib.sha256(f"{alarm.cause}:{alarm.first_at}".encode()).hexdigest()[:32]
+        alert = {"kind": "alarm", "party": self.me, "call_id": "", "caller": f"node@{self.me}",
+                 "callee": f"{role}@{self.me}", "step": None, "roles": list(step.ring),
+                 "operators": list(self._who(step, now)),
+                 "reason": f"{alarm.kind}: {alarm.message}"[:MAX_REASON], "at_ms": now,
+                 "key": f"alarm:{digest}"}
+        if notifications.add_for_channels(conn, alert, step.channels, now):
+            effects.notifications = True
 
     def _fall_back(self, conn: Connection, call: CallRow, outcome: str, now: int,
                    effects: Effects) -> None:

@@ -206,15 +206,27 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
     out.print(f"[bold]{body['party']}[/] ({body['name']}) listening on {body['listen']}, "
               f"key {body['key_id']}")
     table = Table("peer", "state", "queued", "in flight", "delivered", "received",
-                  "last receipt", "last error")
+                  "last receipt", "clock offset", "last error")
     for p in body["peers"]:
         error = p["last_error"] or ""
         if p["unreachable_for_seconds"] is not None:
             error = f"unreachable for {p['unreachable_for_seconds']} s: {error}"
+        offset = "-" if p.get("clock_offset_ms") is None else \
+            f"{p['clock_offset_ms']:+d} ms ±{p['clock_offset_error_ms']}"
         table.add_row(p["party"], p["state"], str(p["queued"]), str(p["in_flight"]),
                       str(p["delivered"]), str(p["received"]), p["last_receipt_at"] or "-",
-                      error)
+                      offset, error)
     out.print(table)
+    down = [t for t in body.get("tasks", []) if t["state"] != "running"]
+    for t in down:
+        out.print(f"[bold red]task {t['name']} is {t['state']}[/] (restarts: {t['restarts']}; "
+                  f"last error: {t['last_error'] or '-'})")
+    if body.get("tasks") and not down:
+        out.print(f"all {len(body['tasks'])} background tasks running")
+    for a in body.get("alarms", []):
+        repeats = f" (x{a['count']})" if a["count"] > 1 else ""
+        out.print(f"[bold red]ALARM[/] {a['kind']}{repeats} since {a['first_at']}: "
+                  f"{a['message']}")
 
 
 @app.command()

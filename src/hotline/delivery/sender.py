@@ -22,6 +22,7 @@ from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.transport import HttpTransport, TransportError
 from hotline.errors import HotlineError
+from hotline.health.supervisor import Supervisor
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
 from hotline.store.database import Database
@@ -42,6 +43,10 @@ class PeerHealth:
     last_success_at: int | None = None
     next_attempt_at: int | None = None
     endpoint: str | None = None
+    #: The peer's clock minus ours, in ms, from the last batch's round trip: the peer's
+    #: signed receipt time against the midpoint of our request (error ± rtt/2).
+    clock_offset_ms: int | None = None
+    clock_offset_error_ms: int | None = None
 
 
 Reseal = Callable[[Link, Pending], tuple[bytes, int]]
@@ -64,6 +69,7 @@ class PeerSender:
         self._reseal_after_ms = reseal_after_ms
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
         # Receipts up to this seq are verified; storing them runs while the next batch is
         # already on its way, so the sender does not wait for its own bookkeeping.
         self._acked_upto = 0
@@ -74,11 +80,21 @@ class PeerSender:
         # a failure), the sender catches up from the database.
         self._fresh: deque[Pending] = deque()
 
-    def start(self) -> None:
+    @property
+    def task_name(self) -> str:
+        return f"sender-{self.link.party}"
+
+    def start(self, supervisor: Supervisor | None = None) -> None:
         self._wake.set()  # catch up with whatever the outbox holds from before a restart
-        self._task = asyncio.create_task(self._run(), name=f"sender-{self.link.party}")
+        if supervisor is not None:
+            self._supervisor = supervisor
+            supervisor.spawn(self.task_name, self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.task_name)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -113,6 +129,7 @@ class PeerSender:
         return batch
 
     async def _run(self) -> None:
+        self._wake.set()  # a restarted run catches up from the outbox first
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -122,10 +139,11 @@ class PeerSender:
                     if not batch:
                         break
                     ok = await self._push(batch)
-                except Exception as exc:  # never let one bad answer end the line silently
-                    log.exception("sender for %s failed", self.link.party)
+                except Exception as exc:
+                    # Shown in status, then up to the supervisor: logged with its stack,
+                    # alarmed, and this task restarted after a backoff.
                     self._failed(f"internal error: {type(exc).__name__}: {exc}", reachable=True)
-                    ok = False
+                    raise
                 if not ok:
                     delay = self._backoff.next_delay()
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
@@ -168,7 +186,9 @@ class PeerSender:
             answer = None
             for endpoint in self.link.endpoints:
                 try:
+                    sent_at, sent_mono = self._clock.now_ms(), self._clock.monotonic()
                     answer = await self._transport.post_batch(endpoint, [p.envelope for p in batch])
+                    rtt_ms = (self._clock.monotonic() - sent_mono) * 1000
                     self.health.endpoint = endpoint
                     break
                 except TransportError as exc:
@@ -178,6 +198,7 @@ class PeerSender:
             self.health.unreachable_since = None
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
+                self._measure_offset(delivered[-1][3], sent_at, rtt_ms)
                 self._acked_upto = max(self._acked_upto, batch[len(delivered) - 1].seq)
                 self._store_receipts(delivered)
                 self.health.last_success_at = self._clock.now_ms()
@@ -190,15 +211,24 @@ class PeerSender:
         finally:
             self.health.in_flight = 0
 
-    def _store_receipts(self, delivered: list[tuple[str, bytes, int]]) -> None:
+    def _measure_offset(self, peer_at: int, sent_at: int, rtt_ms: float) -> None:
+        """The peer signed its receipt somewhere inside our round trip: its clock minus
+        ours is best estimated against the midpoint, within half the round trip."""
+        self.health.clock_offset_ms = int(peer_at - (sent_at + rtt_ms / 2))
+        self.health.clock_offset_error_ms = int(rtt_ms / 2) + 1
+
+    def _store_receipts(self, delivered: list[tuple[str, bytes, int, int]]) -> None:
+        rows = [(envelope_id, raw, at) for envelope_id, raw, at, _peer_at in delivered]
         task = asyncio.create_task(
-            self._db.write(lambda conn: outbox.mark_delivered(conn, delivered)))
+            self._db.write(lambda conn: outbox.mark_delivered(conn, rows)))
         self._marking.add(task)
         task.add_done_callback(self._marking.discard)
 
     def _check_results(self, batch: list[Pending], results: list[object]
-                       ) -> tuple[list[tuple[str, bytes, int]], str | None]:
-        delivered: list[tuple[str, bytes, int]] = []
+                       ) -> tuple[list[tuple[str, bytes, int, int]], str | None]:
+        """(envelope id, receipt, our time, the peer's signed time) for the verified
+        receipts in order, and the first error."""
+        delivered: list[tuple[str, bytes, int, int]] = []
         now = self._clock.now_ms()
         for pending, result in zip(batch, results, strict=True):
             receipt = result.get("receipt") if isinstance(result, dict) else None
@@ -218,7 +248,7 @@ class PeerSender:
                 log.warning("bad receipt from %s for seq %d: %s", self.link.party, pending.seq,
                             exc)
                 return delivered, f"bad receipt from {self.link.party}: {exc}"
-            delivered.append((pending.envelope_id, checked.raw, now))
+            delivered.append((pending.envelope_id, checked.raw, now, checked.at))
         return delivered, None
 
     def _failed(self, message: str, *, reachable: bool = False) -> None:

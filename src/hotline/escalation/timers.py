@@ -47,14 +47,10 @@ class TimerRunner(BackgroundTask):
         self._wake.set()
 
     async def _run(self) -> None:
+        # An unexpected error ends this run; the supervisor logs it, raises an alarm and
+        # restarts the task (the rows are the truth, so nothing is lost).
         while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed read must not end the deadlines; retry shortly
-                log.exception("firing deadlines failed")
-                await asyncio.sleep(self._max_wait)
+            await self._step()
 
     async def _step(self) -> None:
         self._wake.clear()

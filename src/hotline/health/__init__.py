@@ -1,0 +1,1 @@
+"""The node's own health: alarms, supervised background tasks, and the clock watch."""

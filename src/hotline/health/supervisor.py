@@ -1,0 +1,150 @@
+"""Supervised background work: no task of the node dies silently.
+
+Every long-running task of a node (a sender per peer, the deadline timers, the notifier,
+the checkpointer, desk reports, the link poller, the clock watch) runs under one
+:class:`Supervisor`. A task is a coroutine function that is meant to run until cancelled.
+When it raises (or returns, which for such a task is a failure too), the supervisor
+
+1. logs the error with its stack on ``hotline.supervisor``,
+2. reports it (the node raises an alarm ``task-failed`` for it, coalesced per task),
+3. restarts it after a capped exponential backoff (0.1 s doubling to 30 s, jittered; the
+   same :class:`~hotline.delivery.backoff.Backoff` as the line), and
+4. once the restarted task has run for ``healthy_after_s`` without failing, reports it
+   recovered (the alarm is cleared) and resets the backoff.
+
+Each task's state (``running``, ``restarting``, ``stopped``), restarts, last error and
+since when is kept for ``/healthz``, ``hotline status`` and the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hotline.clock import Clock
+from hotline.delivery.backoff import Backoff
+
+log = logging.getLogger("hotline.supervisor")
+
+RESTART_INITIAL_S = 0.1
+RESTART_MAX_S = 30.0
+HEALTHY_AFTER_S = 60.0
+
+#: (task name, the error) -> None; must not raise
+OnFailure = Callable[[str, BaseException], Awaitable[None]]
+OnRecovered = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class TaskState:
+    name: str
+    state: str = "starting"       # running | restarting | stopped
+    since: int = 0                # wall-clock ms of the last change, for people
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: int | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.state == "running"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "since": self.since,
+                "restarts": self.restarts, "last_error": self.last_error,
+                "last_error_at": self.last_error_at}
+
+
+class Supervisor:
+    def __init__(self, *, clock: Clock, on_failure: OnFailure | None = None,
+                 on_recovered: OnRecovered | None = None,
+                 restart_initial_s: float = RESTART_INITIAL_S,
+                 restart_max_s: float = RESTART_MAX_S,
+                 healthy_after_s: float = HEALTHY_AFTER_S) -> None:
+        self._clock = clock
+        self.on_failure = on_failure
+        self.on_recovered = on_recovered
+        self._initial = restart_initial_s
+        self._max = restart_max_s
+        self._healthy_after = healthy_after_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.states: dict[str, TaskState] = {}
+
+    def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run()`` as task ``name`` and keep it running until :meth:`cancel`."""
+        if name in self._tasks and not self._tasks[name].done():
+            raise RuntimeError(f"task {name} is already running")
+        self.states[name] = TaskState(name, since=self._clock.now_ms())
+        self._tasks[name] = asyncio.create_task(self._keep(name, run), name=f"supervise-{name}")
+
+    async def cancel(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if name in self.states:
+            self._set(self.states[name], "stopped")
+
+    async def cancel_all(self) -> None:
+        for name in list(self._tasks):
+            await self.cancel(name)
+
+    def down(self) -> list[TaskState]:
+        """Tasks that should run but do not right now."""
+        return [s for s in self.states.values() if s.state == "restarting"]
+
+    def _set(self, state: TaskState, value: str) -> None:
+        state.state = value
+        state.since = self._clock.now_ms()
+
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        state = self.states[name]
+        backoff = Backoff(self._initial, self._max)
+        failing = False
+        while True:
+            self._set(state, "running")
+            inner = asyncio.ensure_future(run())
+            try:
+                if failing:
+                    done, _ = await asyncio.wait({inner}, timeout=self._healthy_after)
+                    if not done:
+                        failing = False
+                        backoff.reset()
+                        await self._report_recovered(name)
+                await inner
+                error: BaseException = RuntimeError(f"task {name} returned; it should run "
+                                                    "until stopped")
+            except asyncio.CancelledError:
+                inner.cancel()
+                with contextlib.suppress(BaseException):
+                    await inner
+                raise
+            except Exception as exc:
+                error = exc
+            log.error("task %s failed; restarting it", name, exc_info=error)
+            failing = True
+            state.restarts += 1
+            state.last_error = f"{type(error).__name__}: {error}"[:500]
+            state.last_error_at = self._clock.now_ms()
+            self._set(state, "restarting")
+            await self._report_failure(name, error)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _report_failure(self, name: str, error: BaseException) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            await self.on_failure(name, error)
+        except Exception:  # the report failing must not stop the restart; it is logged
+            log.exception("reporting the failure of task %s failed", name)
+
+    async def _report_recovered(self, name: str) -> None:
+        if self.on_recovered is None:
+            return
+        try:
+            await self.on_recovered(name)
+        except Exception:
+            log.exception("reporting the recovery of task %s failed", name)

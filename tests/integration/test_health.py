@@ -1,0 +1,150 @@
+"""The node's health on a real node (SQLite and PostgreSQL): a failing background task
+raises one coalesced alarm that shows in status, /healthz, the calls-events journal and
+the log, and is cleared once the task runs again; a wall-clock step moves the persisted
+duration deadlines and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from hotline.clock import SystemClock
+from hotline.health.alarms import Alarm
+from hotline.node import Node, open_node
+from hotline.store import timers
+from hotline.store.schema import journal, log_entries
+from hotline.store.schema import timers as timers_table
+from tests.nodes import PASSPHRASE, NodeProcess
+
+
+class SteppableClock(SystemClock):
+    """The real clocks, with a wall clock that can be stepped (as `date -s` would)."""
+
+    def __init__(self) -> None:
+        self.step_ms = 0
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.step_ms
+
+
+async def _until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def node(make_node: Callable[[str], NodeProcess]) -> AsyncIterator[Node]:
+    made = make_node("AA-ONE")
+    running = open_node(made.dir, PASSPHRASE)
+    running.supervisor._initial = 0.01  # restart quickly in the test
+    running.supervisor._healthy_after = 0.3
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_a_failing_task_is_alarmed_once_shown_and_cleared(node: Node) -> None:
+    runs = 0
+    healed = asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal runs
+        runs += 1
+        if not healed.is_set():
+            raise RuntimeError(f"probe failure {runs}")
+        await asyncio.Event().wait()
+
+    node.supervisor.spawn("probe", probe)
+    await _until(lambda: runs >= 3)
+    tasks, alarms = await node.node_health()
+    assert {t.name for t in tasks} >= {"probe", "timers", "notifier", "checkpointer",
+                                       "clock-watch", "link-poller", "desk-reporter"}
+    probe_state = next(t for t in tasks if t.name == "probe")
+    assert probe_state.restarts >= 2 and "probe failure" in (probe_state.last_error or "")
+    [alarm] = [a for a in alarms if a.cause == "task-failed:probe"]
+    assert alarm.kind == "task-failed" and alarm.count >= 2  # coalesced, not one per failure
+
+    transport = httpx.ASGITransport(app=node.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        health = (await client.get("/healthz")).json()
+        token = (node.dir / "operator.token").read_text().strip()
+        status = (await client.get("/api/v1/status",
+                                   headers={"authorization": f"Bearer {token}"})).json()
+    assert health["ok"] is True and health["tasks"]["timers"] == "running"
+    assert health["alarms"] >= 1
+    assert any(a["cause"] == "task-failed:probe" for a in status["alarms"])
+
+    def recorded(conn):  # type: ignore[no-untyped-def]
+        entries = conn.execute(select(journal.c.body).where(journal.c.kind == "alarm")).all()
+        logged = conn.execute(select(log_entries.c.entry)
+                              .where(log_entries.c.kind == "alarm")).all()
+        return [json.loads(r.body) for r in entries], [json.loads(r.entry) for r in logged]
+    streamed, logged = await node.db.read(recorded)
+    raised = [e for e in streamed if e["alarm"]["cause"] == "task-failed:probe"]
+    assert len(raised) == 1 and raised[0]["alarm"]["state"] == "raised"
+    assert sum(1 for e in logged if e["body"]["cause"] == "task-failed:probe") == 1
+
+    healed.set()
+    await _until(lambda: node.supervisor.states["probe"].state == "running")
+    for _ in range(200):
+        if not any(a.cause == "task-failed:probe" for a in (await node.node_health())[1]):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the alarm was not cleared after the task recovered")
+    await node.supervisor.cancel("probe")
+
+
+async def test_alarms_of_one_cause_coalesce_until_cleared(node: Node) -> None:
+    alarm = Alarm("clock-skew", "BB-TWO", "BB-TWO's clock is 250 s ahead")
+    assert await node.alarms.raise_(alarm) is True
+    assert await node.alarms.raise_(alarm) is False
+    [row] = [a for a in await node.alarms.standing() if a.cause == alarm.key]
+    assert row.count == 2
+    assert await node.alarms.clear(alarm.key) is True
+    assert await node.alarms.clear(alarm.key) is False
+    assert await node.alarms.raise_(alarm) is True  # a new alarm after a clear
+
+
+@pytest.mark.parametrize("step_s", [3600, -3600, -60])
+async def test_a_wall_clock_step_moves_duration_deadlines_only(
+        make_node: Callable[[str], NodeProcess], step_s: int) -> None:
+    made = make_node("AA-ONE")
+    source = SteppableClock()
+    from hotline.nodedir.config import KEYSTORE_NAME, load_config
+    from hotline.nodedir.keystore import unlock
+    node = Node(made.dir, load_config(made.dir), unlock(made.dir / KEYSTORE_NAME, PASSPHRASE),
+                clock=source)
+    await node.start()
+    try:
+        now = node.clock.now_ms()
+
+        def plant(conn):  # type: ignore[no-untyped-def]
+            timers.schedule(conn, key="c1:ring:1", kind="escalate", call_id="c1",
+                            due_at=now + 60_000)
+            conn.execute(timers_table.insert().values(key="handover", kind="handover",
+                                                      call_id="-", due_at=now + 90_000,
+                                                      basis="calendar"))
+        await node.db.write(plant)
+        source.step_ms = step_s * 1000
+        await _until(lambda: bool(node.clock_watch.steps))
+        assert abs(node.clock_watch.steps[0] - step_s * 1000) < 1000
+
+        def read(conn):  # type: ignore[no-untyped-def]
+            return {r.key: r.due_at for r in conn.execute(select(timers_table))}
+        due = await node.db.read(read)
+        # the wait still ends 60 s from when it was set; the calendar instant did not move
+        assert abs(due["c1:ring:1"] - (now + 60_000 + step_s * 1000)) < 1000
+        assert due["handover"] == now + 90_000
+        assert abs(node.clock.now_ms() - source.now_ms()) < 100
+        alarms = await node.alarms.standing()
+        assert any(a.kind == "clock-step" for a in alarms)
+    finally:
+        await node.stop()
