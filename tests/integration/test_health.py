@@ -32,8 +32,8 @@ class SteppableClock(SystemClock):
         return super().now_ms() + self.step_ms
 
 
-async def _until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(predicate: Callable[[], object], limit: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
@@ -67,9 +67,11 @@ async def test_a_failing_task_is_alarmed_once_shown_and_cleared(node: Node) -> N
     assert {t.name for t in tasks} >= {"probe", "timers", "notifier", "checkpointer",
                                        "clock-watch", "link-poller", "desk-reporter"}
     probe_state = next(t for t in tasks if t.name == "probe")
-    assert probe_state.restarts >= 2 and "probe failure" in (probe_state.last_error or "")
+    assert probe_state.restarts >= 2
+    assert "probe failure" in (probe_state.last_error or "")
     [alarm] = [a for a in alarms if a.cause == "task-failed:probe"]
-    assert alarm.kind == "task-failed" and alarm.count >= 2  # coalesced, not one per failure
+    assert alarm.kind == "task-failed"
+    assert alarm.count >= 2
 
     transport = httpx.ASGITransport(app=node.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
@@ -77,7 +79,8 @@ async def test_a_failing_task_is_alarmed_once_shown_and_cleared(node: Node) -> N
         token = (node.dir / "operator.token").read_text().strip()
         status = (await client.get("/api/v1/status",
                                    headers={"authorization": f"Bearer {token}"})).json()
-    assert health["ok"] is True and health["tasks"]["timers"] == "running"
+    assert health["ok"] is True
+    assert health["tasks"]["timers"] == "running"
     assert health["alarms"] >= 1
     assert any(a["cause"] == "task-failed:probe" for a in status["alarms"])
 
@@ -88,7 +91,8 @@ async def test_a_failing_task_is_alarmed_once_shown_and_cleared(node: Node) -> N
         return [json.loads(r.body) for r in entries], [json.loads(r.entry) for r in logged]
     streamed, logged = await node.db.read(recorded)
     raised = [e for e in streamed if e["alarm"]["cause"] == "task-failed:probe"]
-    assert len(raised) == 1 and raised[0]["alarm"]["state"] == "raised"
+    assert len(raised) == 1
+    assert raised[0]["alarm"]["state"] == "raised"
     assert sum(1 for e in logged if e["body"]["cause"] == "task-failed:probe") == 1
 
     healed.set()

@@ -12,8 +12,8 @@ from hotline.clock import SystemClock
 from hotline.health.supervisor import Supervisor
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(predicate, limit: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + limit
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
@@ -47,8 +47,10 @@ async def test_a_failing_task_is_reported_restarted_and_then_recovered(
         await _until(lambda: runs == 3)
     assert failures == [("worker", "boom 1"), ("worker", "boom 2")]
     state = sup.states["worker"]
-    assert state.restarts == 2 and state.last_error == "ValueError: boom 2"
-    assert "task worker failed" in caplog.text and "Traceback" in caplog.text
+    assert state.restarts == 2
+    assert state.last_error == "ValueError: boom 2"
+    assert "task worker failed" in caplog.text
+    assert "Traceback" in caplog.text
     assert recovered == []
     await _until(lambda: recovered == ["worker"])
     assert state.state == "running"
