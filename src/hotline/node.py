@@ -122,16 +122,18 @@ class Node:
                                                  clock=self.clock)
         self.desks = DeskService(outbound=outbound, registry=self.registry, db=self.db,
                                  clock=self.clock)
+        self.alarms = Alarms(db=self.db, clock=self.clock, apply=self.apply,
+                             ring=self.calls.ring_alarm)
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
                                   apply=self.apply)
         self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry)
         self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
-                               clock=self.clock, publish=self.journal.publish)
+                               clock=self.clock, alarms=self.alarms)
         self.checkpointer = Checkpointer(
             me=config.party, keys=keys, peers=self.peers, db=self.db, clock=self.clock,
             every_seconds=config.log.checkpoint_seconds,
             every_entries=config.log.checkpoint_entries,
-            timeout=delivery.request_timeout_seconds, publish=self.journal.publish)
+            timeout=delivery.request_timeout_seconds, alarms=self.alarms)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
@@ -144,8 +146,6 @@ class Node:
                                  on_effects=self.apply)
         self.accounts = AccountService(me=config.party, db=self.db, clock=self.clock,
                                        registry=self.registry)
-        self.alarms = Alarms(db=self.db, clock=self.clock, apply=self.apply,
-                             ring=self.calls.ring_alarm)
         self.supervisor = Supervisor(clock=self.clock, on_failure=self._task_failed,
                                      on_recovered=self._task_recovered)
         self.clock_watch = ClockWatch(clock=self.clock, db=self.db, alarms=self.alarms)

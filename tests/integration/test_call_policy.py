@@ -112,7 +112,7 @@ def test_a_forged_call_is_rejected_and_nothing_rings(
                     kid=us.public_keys().key_id, seq=1, ts=int(time.time() * 1000),
                     type="call.place")
     payload = {"call": "ab" * 16, "caller_role": "cjcs", "callee_role": "cgs",
-               "reason": "forged", "placed_at": header.ts, "expires_at": None, "parent": None}
+               "reason": "forged", "placed_at": header.ts, "budget_ms": None, "parent": None}
     raw = seal(header, payload, forger, ru.public_keys())
     response = httpx.post(ru.url + "/federation/v1/envelopes", content=raw + b"\n",
                           headers={"content-type": "application/x-ndjson"}, timeout=10)

@@ -85,7 +85,7 @@ def build_log(conn: Connection) -> None:
                        endpoints=["http://127.0.0.1:7101"], at_ms=T0)
     link_store.accept_offer(conn, parse_offer(offer), ME, T0 + 1)
     place = {"call": CALL, "caller_role": "nmcc-do", "callee_role": "cgs", "reason": "drill",
-             "placed_at": T0 + 10, "expires_at": T0 + 600_000, "parent": None}
+             "placed_at": T0 + 10, "budget_ms": 600_000, "parent": None}
     sent = _envelope(conn, "sent", "e-place", 1, "call.place", place, T0 + 10)
     receipt = make_receipt(envelope_id="e-place", signer=PEER, sender=ME, seq=1,
                            digest=sent.body["digest"], at_ms=T0 + 20, keys=PEER_KEYS)

@@ -369,3 +369,17 @@ def test_offer_trailing_newline_in_name_or_party(field: str, value: str) -> None
     obj = _obj(good_offer())
     obj[field] = value
     assert_bad_offer(resigned_offer(obj))
+
+
+def test_a_call_signals_delivery_budget_is_not_part_of_the_message() -> None:
+    """A re-seal renews ``budget_ms``; every sealing must earn the same receipt."""
+    from hotline.protocol.receipt import message_digest
+
+    def digest(payload: dict[str, object], type_: str = "call.place") -> str:
+        return message_digest(envelope_id="a" * 32, sender="AA-ONE", recipient="BB-TWO",
+                              seq=1, type_=type_, payload=payload)
+    base = {"call": "c" * 32, "budget_ms": 30_000}
+    assert digest(base) == digest({**base, "budget_ms": 0})
+    assert digest(base) != digest({**base, "call": "d" * 32})
+    # only for the signal that carries it: in other payloads it is content
+    assert digest(base, "message") != digest({**base, "budget_ms": 0}, "message")

@@ -84,3 +84,25 @@ def test_buffer_overflow_falls_back_to_the_outbox() -> None:
     assert sender._from_memory() is not None
     sender.offer([_pending(10_001)])
     assert sender._from_memory() is None
+
+
+def _sealed(sealed_at: int, deadline_at: int | None = None) -> Pending:
+    return Pending("a" * 32, 1, "call.place", "{}", b"x", sealed_at, deadline_at)
+
+
+@settings(max_examples=300)
+@given(sealed_at=st.integers(-(10**13), 10**13), now=st.integers(-(10**13), 10**13))
+def test_an_envelope_is_resealed_when_its_seal_time_is_outside_the_window_either_way(
+        sealed_at: int, now: int) -> None:
+    """Sealed too long ago (an outage) or in the future (our clock was ahead, then put
+    right): either way the peer would refuse it, so it is sealed afresh."""
+    sender = _sender()
+    assert sender.needs_reseal(_sealed(sealed_at), now) == (abs(now - sealed_at) > 60_000)
+
+
+def test_a_call_signal_is_resealed_once_its_budget_is_spent() -> None:
+    sender = _sender()
+    assert not sender.needs_reseal(_sealed(1_000, deadline_at=31_000), 30_999)
+    assert sender.needs_reseal(_sealed(1_000, deadline_at=31_000), 31_000)
+    # sealed after the deadline: it already says the budget is spent
+    assert not sender.needs_reseal(_sealed(31_500, deadline_at=31_000), 40_000)

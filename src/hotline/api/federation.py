@@ -69,8 +69,8 @@ def make_checkpoint_endpoint(witness: Witness):  # type: ignore[no-untyped-def]
         except HotlineError as exc:
             return JSONResponse(exc.to_dict(), status_code=exc.status)
         status = 200 if outcome.error is None else outcome.error.status
-        if outcome.alarm is not None:
-            witness.publish(outcome.alarm)
+        if outcome.effects is not None:
+            witness.alarms.apply(outcome.effects)
         return JSONResponse(outcome.as_dict(), status_code=status)
 
     return cosign

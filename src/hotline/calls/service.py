@@ -53,6 +53,7 @@ FINAL = frozenset({"answered", "declined", "unanswered", "cancelled", "expired",
 MAX_REASON = 1000
 MAX_FALLBACK_DEPTH = 5
 CALL_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MAX_BUDGET_MS = 7 * 24 * 3600 * 1000
 
 
 def parse_address(text: str) -> tuple[str, str]:
@@ -103,12 +104,14 @@ class PlaceRequest:
     callee_role: str
     reason: str | None
     placed_at: int
-    expires_at: int | None
+    #: the caller's remaining delivery budget when it sealed this, on its own clock;
+    #: None: the link does not expire late calls (docs/protocol.md, "Call lateness")
+    budget_ms: int | None
     parent: str | None
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> PlaceRequest:
-        expected = {"call", "caller_role", "callee_role", "reason", "placed_at", "expires_at",
+        expected = {"call", "caller_role", "callee_role", "reason", "placed_at", "budget_ms",
                     "parent"}
         if set(payload) != expected:
             raise ValueError("call.place has the wrong fields")
@@ -119,13 +122,14 @@ class PlaceRequest:
               and (p["reason"] is None or (isinstance(p["reason"], str)
                                            and len(p["reason"]) <= MAX_REASON))
               and type(p["placed_at"]) is int
-              and (p["expires_at"] is None or type(p["expires_at"]) is int)
+              and (p["budget_ms"] is None
+                   or (type(p["budget_ms"]) is int and 0 <= p["budget_ms"] <= MAX_BUDGET_MS))
               and (p["parent"] is None or (isinstance(p["parent"], str)
                                            and CALL_ID_RE.match(p["parent"]))))
         if not ok:
             raise ValueError("call.place has a malformed field")
         return cls(p["call"], p["caller_role"], p["callee_role"], p["reason"], p["placed_at"],
-                   p["expires_at"], p["parent"])
+                   p["budget_ms"], p["parent"])
 
 
 class VerifiedStatements:
@@ -220,11 +224,16 @@ class CallService:
         assert policy is not None
         call_id = new_envelope_id()
         deliver_by = now + policy.deliver_within_ms
-        expires_at = deliver_by if policy.late == "expire" else None
+        # Lateness is decided on our clock only: the envelope carries what is left of the
+        # budget when sealed, and is re-sealed with 0 once deliver_by has passed.
+        expires = policy.late == "expire"
+        expires_at = deliver_by if expires else None
         payload = {"call": call_id, "caller_role": as_role, "callee_role": callee_role,
-                   "reason": reason, "placed_at": now, "expires_at": expires_at,
+                   "reason": reason, "placed_at": now,
+                   "budget_ms": policy.deliver_within_ms if expires else None,
                    "parent": parent}
-        pending = self._out.enqueue(conn, peer, "call.place", [payload], now, call_id)
+        pending = self._out.enqueue(conn, peer, "call.place", [payload], now, call_id,
+                                    deadline_at=expires_at)
         effects.send(peer, pending)
         call_store.insert(conn, id=call_id, direction="out", peer=peer, caller_role=as_role,
                           callee_role=callee_role, reason=reason, state="placed",
@@ -371,7 +380,7 @@ class CallService:
         call_store.insert(conn, id=req.call, direction="in", peer=peer,
                           caller_role=req.caller_role, callee_role=req.callee_role,
                           reason=req.reason, state="placed", placed_at=req.placed_at,
-                          expires_at=req.expires_at, parent_id=req.parent, statements=0,
+                          expires_at=None, parent_id=req.parent, statements=0,
                           updated_at=now)
         call = call_store.get(conn, req.call)
         assert call is not None
@@ -381,7 +390,7 @@ class CallService:
                         reason=f"{req.caller_role}@{peer} may not call {req.callee_role} "
                                f"under {self.me}'s link policy")
             return
-        if req.expires_at is not None and now > req.expires_at:
+        if req.budget_ms is not None and req.budget_ms <= 0:
             self._state(conn, call, "expired", now, effects, role=req.callee_role,
                         reason="the call arrived after its delivery deadline; the link "
                                "policy expires late calls")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -126,11 +126,16 @@ class Messenger:
             self._on_enqueued(peer, fresh)
         return accepted
 
-    def reseal(self, link: Link, pending: Pending) -> tuple[bytes, int]:
+    def reseal(self, link: Link, pending: Pending) -> Pending:
         """A fresh envelope for a waiting message: same id, sequence and content, new
         timestamp and encryption, so it passes the peer's clock-skew window however long
-        it waited. The peer treats it as the same message (same receipt, stored once)."""
+        it waited. The peer treats it as the same message (same receipt, stored once).
+        A call signal's ``budget_ms`` is renewed from its deadline on our clock."""
         now = self._clock.now_ms()
+        payload = json.loads(pending.payload)
+        if pending.deadline_at is not None:
+            payload["budget_ms"] = max(0, pending.deadline_at - now)
         header = Header(id=pending.envelope_id, sender=self._me, recipient=link.party,
                         kid=self._keys.public.key_id, seq=pending.seq, ts=now, type=pending.type)
-        return seal(header, json.loads(pending.payload), self._keys, link.keys), now
+        return replace(pending, envelope=seal(header, payload, self._keys, link.keys),
+                       sealed_at=now, payload=canonical.encode(payload).decode())

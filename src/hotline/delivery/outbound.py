@@ -42,9 +42,10 @@ class Outbound:
 
     def enqueue(self, conn: Connection, peer: str, type_: str,
                 payloads: list[dict[str, Any]], now_ms: int,
-                subject: str | None = None) -> list[Pending]:
+                subject: str | None = None, deadline_at: int | None = None) -> list[Pending]:
         """Seal ``payloads`` to ``peer`` under consecutive sequence numbers and add them to
-        the outbox; the caller hands the returned rows to the peer's sender after commit."""
+        the outbox; the caller hands the returned rows to the peer's sender after commit.
+        ``deadline_at`` (a ``call.place``): when the payload's ``budget_ms`` is spent."""
         link = self.peers.get(peer)
         if link is None:
             raise no_link(peer)
@@ -60,8 +61,10 @@ class Outbound:
             envelope = seal(header, payload, self.keys, link.keys)
             rows.append({"peer": peer, "envelope_id": header.id, "seq": header.seq,
                          "type": type_, "subject": subject, "payload": body,
-                         "envelope": envelope, "created_at": now_ms, "sealed_at": now_ms})
-            fresh.append(Pending(header.id, header.seq, type_, body, envelope, now_ms))
+                         "envelope": envelope, "created_at": now_ms, "sealed_at": now_ms,
+                         "deadline_at": deadline_at})
+            fresh.append(Pending(header.id, header.seq, type_, body, envelope, now_ms,
+                                 deadline_at))
             records.append(Record("sent", {
                 "peer": peer, "id": header.id, "seq": header.seq, "type": type_,
                 "digest": message_digest(envelope_id=header.id, sender=self.me,

@@ -14,7 +14,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -49,7 +49,7 @@ class PeerHealth:
     clock_offset_error_ms: int | None = None
 
 
-Reseal = Callable[[Link, Pending], tuple[bytes, int]]
+Reseal = Callable[[Link, Pending], Pending]
 FRESH_LIMIT = 10_000
 
 class PeerSender:
@@ -150,31 +150,38 @@ class PeerSender:
                     await asyncio.sleep(delay)
                     self.health.next_attempt_at = None
 
+    def needs_reseal(self, p: Pending, now: int) -> bool:
+        """Whether ``p`` must be sealed afresh before it goes out: its seal time is outside
+        the window in either direction (it waited out an outage, or it was sealed while
+        our clock was ahead), or it is a call signal whose delivery budget ran out since
+        it was sealed (the callee must see it spent)."""
+        if abs(now - p.sealed_at) > self._reseal_after_ms:
+            return True
+        return p.deadline_at is not None and now >= p.deadline_at \
+            and p.sealed_at < p.deadline_at
+
     async def _next_batch(self) -> list[Pending]:
-        """The next envelopes to send, re-sealing those signed too long ago: a message that
-        waited out a long outage must still pass the peer's clock-skew window."""
+        """The next envelopes to send, re-sealing those :meth:`needs_reseal` names."""
         after = self._acked_upto
         batch = self._from_memory()
         if batch is None:
             batch = await self._db.read(lambda conn: outbox.pending(
                 conn, self.link.party, self._batch_size, self._batch_bytes, after))
         now = self._clock.now_ms()
-        stale = [p for p in batch if now - p.sealed_at > self._reseal_after_ms]
+        stale = [p for p in batch if self.needs_reseal(p, now)]
         if not stale:
             return batch
         fresh = {p.envelope_id: self._reseal(self.link, p) for p in stale}
 
         def store(conn: Connection) -> None:
-            for envelope_id, (raw, sealed_at) in fresh.items():
-                outbox.resealed(conn, envelope_id, raw, sealed_at)
+            for envelope_id, p in fresh.items():
+                outbox.resealed(conn, envelope_id, p.envelope, p.sealed_at, p.payload)
 
         await self._db.write(store)
         log.info("re-sealed %d waiting envelope(s) for %s", len(fresh), self.link.party)
 
         def renewed(p: Pending) -> Pending:
-            if p.envelope_id not in fresh:
-                return p
-            return replace(p, envelope=fresh[p.envelope_id][0], sealed_at=fresh[p.envelope_id][1])
+            return fresh.get(p.envelope_id, p)
 
         self._fresh = deque(renewed(p) for p in self._fresh)
         return [renewed(p) for p in batch]

@@ -34,7 +34,7 @@ from hotline.errors import (
 )
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
-from hotline.protocol.envelope import Envelope, open_envelope
+from hotline.protocol.envelope import Envelope, Header, open_envelope
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
 from hotline.store import inbound
@@ -46,6 +46,15 @@ from hotline.store.log import Record
 from hotline.store.schema import evidence
 
 security_log = logging.getLogger("hotline.security")
+
+
+def _same_message(peer: str, head: Header, stored: str, payload: dict[str, Any]) -> bool:
+    """Whether a re-sealed envelope carries the stored message: equal but for the fields
+    of one transmission (``TRANSMISSION_FIELDS``), which a re-seal renews."""
+    def digest(p: dict[str, Any]) -> str:
+        return message_digest(envelope_id=head.id, sender=peer, recipient=head.recipient,
+                              seq=head.seq, type_=head.type, payload=p)
+    return digest(json.loads(stored)) == digest(payload)
 
 
 def _subject(payload: dict[str, Any]) -> str | None:
@@ -177,7 +186,9 @@ class Receiver:
             same_id = known_ids.get(head.id)
             same_seq = known_seqs.get(head.seq)
             if same_id is not None:
-                if (same_id.seq, same_id.type, same_id.payload) == (head.seq, head.type, payload):
+                if (same_id.seq, same_id.type) == (head.seq, head.type) and (
+                        same_id.payload == payload or _same_message(peer, head, same_id.payload,
+                                                                    env.payload)):
                     results[index] = _Stored(env, same_id.received_at, duplicate=True)
                 else:
                     results[index] = rejected(REPLAYED_ID, f"envelope id {head.id} was already "

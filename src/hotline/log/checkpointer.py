@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select
 from hotline.clock import Clock
 from hotline.errors import HotlineError
 from hotline.events import BackgroundTask
+from hotline.health.alarms import Alarm, Alarms
 from hotline.log.merkle import (
     consistency_proof,
     consistency_proof_from,
@@ -32,10 +33,8 @@ from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.checkpoint import make_checkpoint, verify_checkpoint, verify_cosignature
 from hotline.protocol.keys import PartyKeys, b64e
-from hotline.store import journal
 from hotline.store import log as log_store
 from hotline.store.database import Database
-from hotline.store.journal import Entry
 from hotline.store.links import Link
 from hotline.store.schema import log_checkpoints
 
@@ -68,7 +67,7 @@ class Checkpointer(BackgroundTask):
 
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
-                 publish: Any) -> None:
+                 alarms: Alarms) -> None:
         super().__init__()
         self._me = me
         self._keys = keys
@@ -78,8 +77,11 @@ class Checkpointer(BackgroundTask):
         self._every_ms = int(every_seconds * 1000)
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
-        self._publish = publish
+        self._alarms = alarms
         self.alarms: dict[str, str] = {}
+        # When each peer last cosigned, on the monotonic clock: the interval between
+        # checkpoints is a duration (a wall-clock step neither rushes nor stalls it).
+        self._cosigned_mono: dict[str, float] = {}
 
     async def stop(self) -> None:
         await super().stop()
@@ -92,7 +94,9 @@ class Checkpointer(BackgroundTask):
                     await self.maybe_checkpoint(link)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # one peer's trouble must not stop the others
+                except (HotlineError, httpx.HTTPError) as exc:
+                    # one peer's trouble must not stop the others; anything unexpected
+                    # goes up to the supervisor (logged, alarmed, restarted)
                     log.warning("checkpoint with %s failed: %s", link.party, exc)
             await asyncio.sleep(TICK_SECONDS)
 
@@ -101,12 +105,12 @@ class Checkpointer(BackgroundTask):
         def read(conn: Connection) -> tuple[log_store.State, Cosigned | None]:
             return log_store.read_state(conn), last_cosigned(conn, self._me, link.party)
         state, last = await self._db.read(read)
-        now = self._clock.now_ms()
         if last is not None and state.size <= last.size:
             return False
         grown = state.size - (last.size if last else 0)
+        since = self._clock.monotonic() - self._cosigned_mono.get(link.party, -float("inf"))
         if not force and last is not None and grown < self._every_entries \
-                and now - last.at < self._every_ms:
+                and since * 1000 < self._every_ms:
             return False
         return await self._exchange(link, state.size, state.frontier.root(), last)
 
@@ -118,6 +122,7 @@ class Checkpointer(BackgroundTask):
             answer = await self._post(link, checkpoint, base, size, root)
             if "cosignature" in answer:
                 await self._store(link, checkpoint, answer["cosignature"])
+                self._cosigned_mono[link.party] = self._clock.monotonic()
                 self.alarms.pop(link.party, None)
                 return True
             if answer.get("error") == "stale-base" and isinstance(answer.get("latest_size"),
@@ -191,13 +196,6 @@ class Checkpointer(BackgroundTask):
         else:
             detail += "; our own log verifies against every cosigned checkpoint"
         security_log.error("ALARM %s", detail)
-        now = self._clock.now_ms()
-
-        def record(conn: Connection) -> Entry:
-            log_store.append_one(conn, "alarm", {"peer": link.party, "kind": "refused",
-                                                 "detail": detail}, now)
-            return journal.append(conn, "alarm", link.party,
-                                  {"alarm": {"peer": link.party, "kind": "refused",
-                                             "detail": detail}}, now)
-        self._publish(await self._db.write(record))
+        await self._alarms.raise_(Alarm("checkpoint-refused", link.party, detail,
+                                        {"peer": link.party, "error": answer.get("error")}))
 

@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
+from hotline.effects import Effects
 from hotline.errors import HotlineError
+from hotline.health.alarms import Alarm, Alarms
 from hotline.log.merkle import verify_consistency
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.checkpoint import Checkpoint, make_cosignature, verify_checkpoint
 from hotline.protocol.keys import PartyKeys, b64d
-from hotline.store import journal
 from hotline.store import log as log_store
 from hotline.store.database import Database
-from hotline.store.journal import Entry
 from hotline.store.schema import evidence, log_checkpoints
 
 security_log = logging.getLogger("hotline.security")
@@ -48,7 +47,7 @@ class Request:
 class Outcome:
     cosignature: dict[str, Any] | None = None
     error: HotlineError | None = None
-    alarm: Entry | None = None
+    effects: Effects | None = None  # an alarm raised: for the node to carry out
     latest_size: int | None = None  # with "stale-base": the size to prove from
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,8 +65,8 @@ def _refusal(error_id: str, message: str) -> HotlineError:
 
 class Witness:
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
-                 clock: Clock, publish: Callable[[Entry], None]) -> None:
-        self.publish = publish
+                 clock: Clock, alarms: Alarms) -> None:
+        self.alarms = alarms
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -142,11 +141,9 @@ class Witness:
         conn.execute(evidence.insert().values(peer=cp.origin, kind=kind, detail=detail,
                                               envelope=raw, other_envelope=other.encode(),
                                               at=now))
-        log_store.append_one(conn, "alarm", {"peer": cp.origin, "kind": kind,
-                                             "detail": detail}, now)
-        entry = journal.append(conn, "alarm", cp.origin,
-                               {"alarm": {"peer": cp.origin, "kind": kind, "detail": detail}},
-                               now)
+        effects = Effects()
+        self.alarms.raise_in(conn, Alarm(kind, cp.origin, detail,
+                                         {"peer": cp.origin, "size": cp.size}), now, effects)
         security_log.error("ALARM %s: %s; both checkpoints kept as evidence", kind, detail)
         return Outcome(error=_refusal(error_id, f"{detail}; refused, kept as evidence"),
-                       alarm=entry)
+                       effects=effects)

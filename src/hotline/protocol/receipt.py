@@ -27,6 +27,11 @@ FIELDS = frozenset({"v", "type", "id", "from", "to", "kid", "seq", "digest", "at
 
 MESSAGE_DOMAIN = b"hotline/message/v1\x00"
 
+#: Payload fields that belong to one transmission, not to the message, like the header's
+#: ``ts``: a sender re-seals them with a fresh value, so the digest leaves them out.
+#: ``call.place``'s ``budget_ms`` is the caller's remaining delivery budget at sealing.
+TRANSMISSION_FIELDS: dict[str, frozenset[str]] = {"call.place": frozenset({"budget_ms"})}
+
 
 def envelope_digest(raw: bytes) -> str:
     """SHA-256 of exact envelope bytes (for logs and evidence, not receipts)."""
@@ -35,7 +40,11 @@ def envelope_digest(raw: bytes) -> str:
 
 def message_digest(*, envelope_id: str, sender: str, recipient: str, seq: int, type_: str,
                    payload: dict[str, Any]) -> str:
-    """SHA-256 over the canonical message: what a receipt acknowledges."""
+    """SHA-256 over the canonical message: what a receipt acknowledges (the payload
+    without its :data:`TRANSMISSION_FIELDS`)."""
+    skip = TRANSMISSION_FIELDS.get(type_)
+    if skip:
+        payload = {k: v for k, v in payload.items() if k not in skip}
     body = canonical.encode({"id": envelope_id, "from": sender, "to": recipient, "seq": seq,
                              "type": type_, "payload": payload})
     return b64e(hashlib.sha256(MESSAGE_DOMAIN + body).digest())

@@ -19,6 +19,8 @@ class Pending:
     payload: str
     envelope: bytes
     sealed_at: int
+    #: a call signal's lateness deadline (our clock, ms): re-sealed with its budget spent
+    deadline_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def add(conn: Connection, rows: list[dict[str, object]]) -> None:
 
 # Hot statements are built once; SQLAlchemy then reuses their compiled form.
 _PENDING = (select(outbox.c.envelope_id, outbox.c.seq, outbox.c.type, outbox.c.payload,
-                   outbox.c.envelope, outbox.c.sealed_at)
+                   outbox.c.envelope, outbox.c.sealed_at, outbox.c.deadline_at)
             .where(outbox.c.peer == bindparam("peer"), outbox.c.delivered_at.is_(None),
                    outbox.c.seq > bindparam("after"))
             .order_by(outbox.c.seq).limit(bindparam("limit")))
@@ -55,15 +57,18 @@ def pending(conn: Connection, peer: str, limit: int, max_bytes: int,
         if out and size > max_bytes:
             break
         out.append(Pending(row.envelope_id, int(row.seq), row.type, row.payload,
-                           bytes(row.envelope), int(row.sealed_at)))
+                           bytes(row.envelope), int(row.sealed_at),
+                           None if row.deadline_at is None else int(row.deadline_at)))
     return out
 
 
-def resealed(conn: Connection, envelope_id: str, envelope: bytes, sealed_at: int) -> None:
-    """Replace a waiting envelope with a fresh sealing of the same message."""
+def resealed(conn: Connection, envelope_id: str, envelope: bytes, sealed_at: int,
+             payload: str) -> None:
+    """Replace a waiting envelope with a fresh sealing of the same message (its
+    transmission fields, if any, renewed in ``payload``)."""
     conn.execute(update(outbox).where(outbox.c.envelope_id == envelope_id,
                                       outbox.c.delivered_at.is_(None))
-                 .values(envelope=envelope, sealed_at=sealed_at))
+                 .values(envelope=envelope, sealed_at=sealed_at, payload=payload))
 
 
 def mark_delivered(conn: Connection, delivered: list[tuple[str, bytes, int]]) -> None:
