@@ -76,6 +76,9 @@ log = logging.getLogger("hotline.node")
 EXIT_STORAGE_FATAL = 70
 LINK_POLL_SECONDS = 2.0
 DESK_REPORT_SECONDS = 1.0
+OFFSET_CHECK_SECONDS = 5.0
+SKEW_ALARM_SHARE = 0.5   # a peer's clock offset past half the skew window is an alarm
+SKEW_CLEAR_SHARE = 0.4   # and under 40 % clears it (no flapping at the boundary)
 SEND_BATCH_BYTES = 4 * 1024 * 1024
 RECEIVE_BATCH_LIMIT = 8 * 1024 * 1024
 
@@ -205,6 +208,30 @@ class Node:
     async def node_health(self) -> tuple[list[TaskStatus], list[AlarmStatus]]:
         return task_status(self.tasks()), alarm_status(await self.alarms.standing())
 
+    async def _watch_offsets(self) -> None:
+        """Alarm when a peer's clock nears the skew limit (its envelopes and ours would
+        soon be refused as outside the window), and clear the alarm once it is back."""
+        skew_ms = self.config.delivery.skew_seconds * 1000
+        standing = {a.cause for a in await self.alarms.standing() if a.kind == "clock-skew"}
+        while True:
+            for party, sender in list(self.senders.items()):
+                offset = sender.health.clock_offset_ms
+                if offset is None:
+                    continue
+                cause = f"clock-skew:{party}"
+                if abs(offset) >= SKEW_ALARM_SHARE * skew_ms:
+                    await self.alarms.raise_(Alarm(
+                        "clock-skew", party,
+                        f"{party}'s clock is {abs(offset) / 1000:.1f} s "
+                        f"{'ahead of' if offset > 0 else 'behind'} ours; envelopes are "
+                        f"refused beyond {skew_ms // 1000} s",
+                        {"offset_ms": offset, "skew_ms": skew_ms}, cause=cause))
+                    standing.add(cause)
+                elif cause in standing and abs(offset) < SKEW_CLEAR_SHARE * skew_ms:
+                    await self.alarms.clear(cause)
+                    standing.discard(cause)
+            await asyncio.sleep(OFFSET_CHECK_SECONDS)
+
     def tasks(self) -> list[TaskState]:
         """Every supervised task with its state, for /healthz, status and the console."""
         return sorted(self.supervisor.states.values(), key=lambda t: t.name)
@@ -243,6 +270,7 @@ class Node:
         self.supervisor.spawn(ClockWatch.task_name, self.clock_watch.run)
         self.supervisor.spawn("link-poller", self._poll_links)
         self.supervisor.spawn("desk-reporter", self._report_desks)
+        self.supervisor.spawn("clock-offsets", self._watch_offsets)
         self.timers.start(self.supervisor)
         self.notifier.start(self.supervisor)
         self.checkpointer.start(self.supervisor)
@@ -250,7 +278,7 @@ class Node:
         _return_free_memory()
 
     async def stop(self) -> None:
-        for name in (ClockWatch.task_name, "link-poller", "desk-reporter"):
+        for name in (ClockWatch.task_name, "link-poller", "desk-reporter", "clock-offsets"):
             await self.supervisor.cancel(name)
         await self.timers.stop()
         await self.notifier.stop()
