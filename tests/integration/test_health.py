@@ -152,3 +152,53 @@ async def test_a_wall_clock_step_moves_duration_deadlines_only(
         assert any(a.kind == "clock-step" for a in alarms)
     finally:
         await node.stop()
+
+
+ALARM_DIRECTORY = """
+[settings]
+alarm_role = "duty"
+
+[roles.duty]
+title = { en = "Duty officer" }
+
+[operators.duty-1]
+name = "Duty one"
+roles = ["duty"]
+
+[[roster]]
+operator = "duty-1"
+role = "duty"
+status = "on-duty"
+
+[channels.pager]
+kind = "webhook"
+url = "http://127.0.0.1:9/alarm"
+secret = "0123456789abcdef0123456789abcdef"
+
+[chains.duty]
+steps = [{ ring = ["duty"], channels = ["console", "pager"], wait = "2m" }]
+"""
+
+
+async def test_an_alarm_rings_the_alarm_role_through_its_chain(node: Node) -> None:
+    transport = httpx.ASGITransport(app=node.app())
+    token = (node.dir / "operator.token").read_text().strip()
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        answer = await client.put("/api/v1/directory", json={"toml": ALARM_DIRECTORY},
+                                  headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    await node.registry.reload()
+    assert node.registry.current.alarm_role == "duty"
+    alarm = Alarm("clock-skew", "BB-TWO", "BB-TWO's clock is 200 s ahead")
+    await node.alarms.raise_(alarm)
+    await node.alarms.raise_(alarm)  # coalesced: rings once
+
+    def rows(conn):  # type: ignore[no-untyped-def]
+        from hotline.store import notifications
+        return notifications.all_rows(conn)
+    alerts = [json.loads(r["alert"]) for r in await node.db.read(rows)]
+    rung = [a for a in alerts if a["kind"] == "alarm"]
+    assert len(rung) == 1
+    assert rung[0]["callee"] == "duty@AA-ONE"
+    assert rung[0]["operators"] == ["duty-1"]
+    assert "200 s ahead" in rung[0]["reason"]
