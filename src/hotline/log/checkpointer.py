@@ -89,16 +89,18 @@ class Checkpointer(BackgroundTask):
 
     async def _run(self) -> None:
         while True:
-            for link in self._peers.all():
-                try:
-                    await self.maybe_checkpoint(link)
-                except asyncio.CancelledError:
-                    raise
-                except (HotlineError, httpx.HTTPError) as exc:
-                    # one peer's trouble must not stop the others; anything unexpected
-                    # goes up to the supervisor (logged, alarmed, restarted)
-                    log.warning("checkpoint with %s failed: %s", link.party, exc)
+            # Every peer at once: a peer that hangs until the request times out must not
+            # hold back the checkpoints of the others.
+            await asyncio.gather(*(self._tick(link) for link in self._peers.all()))
             await asyncio.sleep(TICK_SECONDS)
+
+    async def _tick(self, link: Link) -> None:
+        try:
+            await self.maybe_checkpoint(link)
+        except (HotlineError, httpx.HTTPError) as exc:
+            # one peer's trouble is that peer's; anything unexpected goes up to the
+            # supervisor (logged, alarmed, restarted)
+            log.warning("checkpoint with %s failed: %s", link.party, exc)
 
     async def maybe_checkpoint(self, link: Link, force: bool = False) -> bool:
         """Exchange a checkpoint with ``link`` if one is due; True if one was cosigned."""
