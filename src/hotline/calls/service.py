@@ -639,14 +639,15 @@ class CallService:
 
     def describe(self, call: CallRow, events: list[call_store.EventRow]) -> dict[str, Any]:
         caller, callee = self._addresses(call)
+        # In the order this node stored them, not by their signed times: those come from
+        # two parties' clocks, and ordering by them would put a statement of a callee
+        # whose clock is behind before our own "placed". Each signer's statements arrive
+        # in its order (one in-order line per peer), so this is the causal order here.
         history = []
         for event in events:
             entry = self._history_entry(event)
             if entry is not None:
                 history.append(entry)
-        history.sort(key=lambda e: (e["at"], e["_order"]))
-        for entry in history:
-            entry.pop("_order")
         return {"id": call.id, "direction": call.direction, "peer": call.peer,
                 "caller": caller, "callee": callee, "state": call.state, "step": call.step,
                 "reason": call.reason, "parent": call.parent_id, "placed_at": call.placed_at,
@@ -667,6 +668,5 @@ class CallService:
             data = json.loads(event.statement)
             return {"state": data.get("state"), "role": data.get("role"),
                     "operator": data.get("operator"), "at": data.get("at"),
-                    "signed_by": event.signer, "verified": False, "_order": 0}
-        return {**stmt.as_dict(), "verified": verified and event.verified,
-                "_order": stmt.n}
+                    "signed_by": event.signer, "verified": False}
+        return {**stmt.as_dict(), "verified": verified and event.verified}
