@@ -2,8 +2,9 @@
 
 Rows are written by the transaction that rings (``store/notifications.py``); this task
 sends each through the channel the directory defines, marks it delivered, or schedules a
-retry with capped exponential backoff. A permanent refusal (or too many attempts) marks
-it failed and logs it: visible, never silently dropped.
+retry on the one schedule of ``notify/retry.py`` until the row's ``retry_until``. A
+permanent refusal, or a failure at ``retry_until``, marks it failed and logs it: visible,
+never silently dropped.
 """
 
 from __future__ import annotations
@@ -20,19 +21,13 @@ from hotline.clock import Clock
 from hotline.events import BackgroundTask
 from hotline.notify.channels import Alert, Channel, ChannelError
 from hotline.notify.email import EmailChannel
+from hotline.notify.retry import next_attempt_ms
 from hotline.notify.webhook import WebhookChannel
 from hotline.store import notifications
 from hotline.store.database import Database
 from hotline.store.notifications import Notification
 
 log = logging.getLogger("hotline.notify")
-MAX_ATTEMPTS = 8
-FIRST_RETRY_MS = 1000
-MAX_RETRY_MS = 5 * 60_000
-
-
-def retry_delay_ms(attempts: int) -> int:
-    return int(min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** max(0, attempts - 1)))
 
 
 class Notifier(BackgroundTask):
@@ -104,8 +99,9 @@ class Notifier(BackgroundTask):
         except ChannelError as exc:
             now = self._clock.now_ms()
             attempts = row.attempts + 1
-            give_up = exc.permanent or attempts >= MAX_ATTEMPTS
-            retry_at = None if give_up else now + retry_delay_ms(attempts)
+            retry_at = None if exc.permanent else \
+                next_attempt_ms(attempts, now, row.retry_until)
+            give_up = retry_at is None
             (log.error if give_up else log.warning)(
                 "notification %s via %s failed (attempt %d%s): %s", row.key, row.channel,
                 attempts, ", giving up" if give_up else "", exc)
