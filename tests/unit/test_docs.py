@@ -60,7 +60,10 @@ def test_every_delivery_and_log_setting_is_documented() -> None:
 
 
 def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:
+    import inspect
+
     from hotline.notify import retry
+    from hotline.notify.runner import Notifier
 
     calls = " ".join((ROOT / "docs" / "calls.md").read_text(encoding="utf-8").split())
     schedule = re.search(r"tried again after (\d+) s, the wait doubling after each further "
@@ -76,3 +79,10 @@ def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:
     assert keep, "docs/calls.md no longer says how long a notification is retried"
     assert int(keep.group(1)) * 3_600_000 == retry.KEEP_TRYING_MS
     assert "without jitter" in calls
+    lane = re.search(r"at most (\d+) attempts at once, each bounded by the channel's "
+                     r"timeout \((\d+) s for a webhook, (\d+) s for e-mail\)", calls)
+    assert lane, "docs/calls.md no longer describes a channel's lane"
+    defaults = inspect.signature(Notifier).parameters
+    assert int(lane.group(1)) == defaults["per_channel"].default
+    assert float(lane.group(2)) == defaults["webhook_timeout_s"].default
+    assert float(lane.group(3)) == defaults["email_timeout_s"].default
