@@ -69,6 +69,7 @@ from hotline.store.engine import create_engine
 from hotline.store.journal import Entry
 from hotline.store.links import Link
 from hotline.store.migrate import upgrade
+from hotline.store.notifications import Notification
 from hotline.store.outbox import Pending
 
 log = logging.getLogger("hotline.node")
@@ -129,7 +130,8 @@ class Node:
                              ring=self.calls.ring_alarm)
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
                                   apply=self.apply)
-        self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry)
+        self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry,
+                                 on_gave_up=self._notification_failed)
         self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
                                clock=self.clock, alarms=self.alarms)
         self.checkpointer = Checkpointer(
@@ -201,6 +203,18 @@ class Node:
             "task-failed", name, f"background task {name} failed and is being restarted: "
                                  f"{type(error).__name__}: {error}"[:1000],
             {"task": name, "error": f"{type(error).__name__}: {error}"[:500]}))
+
+    async def _notification_failed(self, row: Notification, error: str) -> None:
+        """A notification could not be delivered by its retry deadline (or was refused
+        for good): the people it was for were not reached through that channel."""
+        alert = row.alert
+        await self.alarms.raise_(Alarm(
+            "notification-failed", row.channel,
+            f"an alert ({alert.get('kind')} for {alert.get('callee')}) could not be "
+            f"delivered through channel {row.channel} after {row.attempts} attempt(s): "
+            f"{error}"[:1000],
+            {"channel": row.channel, "key": row.key, "attempts": row.attempts,
+             "error": error[:500], "call": alert.get("call_id")}))
 
     async def _task_recovered(self, name: str) -> None:
         await self.alarms.clear(f"task-failed:{name}")

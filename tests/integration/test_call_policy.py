@@ -167,15 +167,20 @@ def hook_server() -> Iterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
     server.server_close()
 
 
+@pytest.mark.parametrize(("speed", "retried_for_ms"), [
+    (200, 3_600_000),  # steps of 600 ms: an hour, the least a ring is retried for
+    (0.01, 2 * 12_000_000),  # steps of 200 min: until the second step has had its turn
+])
 def test_a_chain_step_rings_a_webhook_signed_with_hmac(
         make_sqlite_node: Make,
-        hook_server: tuple[str, list[tuple[bytes, dict[str, str]]]]) -> None:
+        hook_server: tuple[str, list[tuple[bytes, dict[str, str]]]],
+        speed: float, retried_for_ms: int) -> None:
     url, received = hook_server
     secret = "a-webhook-secret-of-some-length"
     us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
     link(us, ru)
     apply_scenario(us)
-    ru_toml = directory_toml("RU-GS", 200).replace(
+    ru_toml = directory_toml("RU-GS", speed).replace(
         '[[chains.cgs.steps]]\nring = ["cgs"]',
         '[[chains.cgs.steps]]\nring = ["cgs"]\nchannels = ["console", "duty-hook"]', 1)
     ru_toml += f'\n[channels.duty-hook]\nkind = "webhook"\nurl = "{url}"\nsecret = "{secret}"\n'
@@ -195,6 +200,8 @@ def test_a_chain_step_rings_a_webhook_signed_with_hmac(
     wait_until(lambda: ru.query("SELECT COUNT(*) FROM notifications "
                                 "WHERE delivered_at IS NOT NULL")[0][0] >= 1, 15,
                what="the notification row to be marked delivered")
+    assert ru.query("SELECT retry_until - created_at FROM notifications") \
+        == [(retried_for_ms,)]
 
 
 def test_a_conference_of_three_parties_exchanges_messages(make_sqlite_node: Make) -> None:

@@ -202,3 +202,59 @@ async def test_an_alarm_rings_the_alarm_role_through_its_chain(node: Node) -> No
     assert rung[0]["callee"] == "duty@AA-ONE"
     assert rung[0]["operators"] == ["duty-1"]
     assert "200 s ahead" in rung[0]["reason"]
+
+
+async def test_a_notification_that_fails_for_good_raises_one_alarm(node: Node) -> None:
+    """The pager refuses every alert (HTTP 400, no retry can help): the ring of the alarm
+    role fails, and that failure is itself an alarm, raised once — its own ring fails
+    too, but the standing alarm only counts it, so nothing loops."""
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 7\r\n"
+                     b"connection: close\r\n\r\nrefused")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        directory = ALARM_DIRECTORY.replace("http://127.0.0.1:9/alarm",
+                                            f"http://127.0.0.1:{port}/alarm")
+        transport = httpx.ASGITransport(app=node.app())
+        token = (node.dir / "operator.token").read_text().strip()
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            answer = await client.put("/api/v1/directory", json={"toml": directory},
+                                      headers={"authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.text
+        await node.registry.reload()
+        await node.alarms.raise_(Alarm("clock-skew", "BB-TWO", "BB-TWO is 200 s ahead"))
+        node.notifier.wake()
+
+        async def failed() -> list[object]:
+            return [a for a in await node.alarms.standing() if a.kind == "notification-failed"]
+        for _ in range(500):
+            if await failed():
+                break
+            await asyncio.sleep(0.02)
+        [alarm] = await failed()
+        assert alarm.subject == "pager"
+        assert "HTTP 400" in alarm.message
+
+        def rows(conn):  # type: ignore[no-untyped-def]
+            from hotline.store import notifications
+            return notifications.all_rows(conn)
+        for _ in range(500):  # until the second ring's failure has been counted too
+            [again] = await failed()
+            if again.count == 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the second ring's failure was not counted")
+        # two rings (the skew alarm, then the notification-failed alarm), no third: the
+        # standing alarm only counted the second failure
+        settled = await node.db.read(rows)
+        assert len(settled) == 2
+        assert all(r["failed_at"] is not None for r in settled)
+    finally:
+        server.close()
+        await server.wait_closed()

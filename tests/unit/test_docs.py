@@ -57,3 +57,32 @@ def test_every_delivery_and_log_setting_is_documented() -> None:
     protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     for name in [*DeliveryConfig.model_fields, *LogConfig.model_fields]:
         assert f"`{name}`" in protocol, f"setting {name} missing from docs/protocol.md"
+
+
+def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:
+    import inspect
+
+    from hotline.notify import retry
+    from hotline.notify.runner import Notifier
+
+    calls = " ".join((ROOT / "docs" / "calls.md").read_text(encoding="utf-8").split())
+    schedule = re.search(r"tried again after (\d+) s, the wait doubling after each further "
+                         r"failure and capped at (\d+) s \(([\d, ]+), … s\)", calls)
+    assert schedule, "docs/calls.md no longer states the retry schedule"
+    first, cap, listed = schedule.groups()
+    assert int(first) * 1000 == retry.FIRST_RETRY_MS
+    assert int(cap) * 1000 == retry.MAX_RETRY_MS
+    waits = [int(w) for w in listed.split(", ")]
+    assert waits == [retry.retry_delay_ms(n) // 1000 for n in range(1, len(waits) + 1)]
+    assert waits[-1] == waits[-2] == int(cap)  # the list reaches the cap
+    keep = re.search(r"`retry_until`, fixed when it is written: at least (\d+) h after", calls)
+    assert keep, "docs/calls.md no longer says how long a notification is retried"
+    assert int(keep.group(1)) * 3_600_000 == retry.KEEP_TRYING_MS
+    assert "without jitter" in calls
+    lane = re.search(r"at most (\d+) attempts at once, each bounded by the channel's "
+                     r"timeout \((\d+) s for a webhook, (\d+) s for e-mail\)", calls)
+    assert lane, "docs/calls.md no longer describes a channel's lane"
+    defaults = inspect.signature(Notifier).parameters
+    assert int(lane.group(1)) == defaults["per_channel"].default
+    assert float(lane.group(2)) == defaults["webhook_timeout_s"].default
+    assert float(lane.group(3)) == defaults["email_timeout_s"].default

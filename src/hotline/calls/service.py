@@ -434,12 +434,18 @@ class CallService:
 
     def _notify(self, conn: Connection, call: CallRow, step: Step, index: int, ring: int,
                 who: tuple[str, ...], now: int, effects: Effects) -> None:
+        from hotline.notify.retry import keep_until_ms, turns_ms
+
         caller, callee = self._addresses(call)
         alert = {"kind": "ringing", "party": self.me, "call_id": call.id, "caller": caller,
                  "callee": callee, "step": index, "roles": list(step.ring),
                  "operators": list(who), "reason": call.reason, "at_ms": now,
                  "key": f"{call.id}:ring:{ring}"}
-        if notifications.add_for_channels(conn, alert, step.channels, now):
+        # retried until the next ring has had its turn too, and for an hour at least
+        assert call.chain is not None
+        keep = keep_until_ms(now, turns_ms(timing_of(chain_from_json(call.chain)), ring))
+        if notifications.add_for_channels(conn, alert, step.channels, now,
+                                          keep_until_ms=keep):
             effects.notifications = True
 
     def on_cancel(self, conn: Connection, peer: str, call_id: str, now: int,
@@ -517,17 +523,22 @@ class CallService:
                       effects: Effects, roles: tuple[str, ...] | None = None) -> None:
         """Ring our own people about a call that failed: the first step of the chain of
         each role (the caller's role unless the fallback names others)."""
+        from hotline.notify.retry import keep_until_ms, turns_ms
+
         caller, callee = self._addresses(call)
         for role in roles or (call.caller_role,):
             if role not in self.directory.roles:
                 continue
-            step = self.directory.chain_for(role).steps[0]
+            chain = self.directory.chain_for(role)
+            step = chain.steps[0]
             who = self._who(step, now)
             alert = {"kind": outcome, "party": self.me, "call_id": call.id, "caller": caller,
                      "callee": callee, "step": None, "roles": list(step.ring),
                      "operators": list(who), "reason": call.reason, "at_ms": now,
                      "key": f"{call.id}:{outcome}:{role}"}
-            if notifications.add_for_channels(conn, alert, step.channels, now):
+            keep = keep_until_ms(now, turns_ms(timing_of(chain), 0))
+            if notifications.add_for_channels(conn, alert, step.channels, now,
+                                              keep_until_ms=keep):
                 effects.notifications = True
 
     def ring_alarm(self, conn: Connection, alarm: AlarmRow, now: int, effects: Effects) -> None:

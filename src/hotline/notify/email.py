@@ -7,8 +7,9 @@ clients and archives (many drop the duplicate) and to anyone grepping for it.
 ``Auto-Submitted: auto-generated`` (RFC 3834) keeps vacation responders from answering
 an alarm.
 
-smtplib blocks, so the whole conversation runs in a worker thread; the event loop that
-carries the calls never waits on a mail server. The attempt has one deadline,
+smtplib blocks, so the whole conversation runs in a worker thread (of ``executor`` when
+given, so that one hanging server can only use up its own channel's threads); the event
+loop that carries the calls never waits on a mail server. The attempt has one deadline,
 ``timeout_s``, spread over connect, TLS, login and sending. A cancelled ``deliver``
 stops waiting at once, but its thread runs on until that deadline.
 """
@@ -24,6 +25,7 @@ import re
 import smtplib
 import ssl
 import time
+from concurrent.futures import Executor
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
@@ -55,7 +57,8 @@ class EmailChannel:
     def __init__(self, name: str, host: str, port: int, sender: str,
                  recipients: tuple[str, ...], timeout_s: float = 10.0, starttls: bool = False,
                  username: str | None = None, password: str | None = None, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 executor: Executor | None = None) -> None:
         self.name = name
         if not isinstance(host, str) or not host or any(c.isspace() for c in host):
             raise ConfigError("bad-smtp-host", f"e-mail {name!r}: {host!r} is not a host name")
@@ -91,6 +94,7 @@ class EmailChannel:
         self._username = username
         self._password = password
         self._ssl_context = ssl_context
+        self._executor = executor
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.name!r}, {self.host}:{self.port}, {len(self.recipients)} " \
@@ -119,7 +123,11 @@ class EmailChannel:
         msg = self.message(alert)
         where = f"{self.name}: SMTP {self.host}:{self.port}"
         try:
-            refused = await asyncio.to_thread(self._send, msg)
+            if self._executor is None:
+                refused = await asyncio.to_thread(self._send, msg)
+            else:
+                refused = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._send, msg)
         except smtplib.SMTPRecipientsRefused as exc:
             raise _refusal(where, exc.recipients, all_refused=True) from None
         except smtplib.SMTPResponseException as exc:

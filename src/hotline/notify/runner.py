@@ -1,9 +1,23 @@
-"""Delivering notification rows through their channels, with retries.
+"""Delivering notification rows through their channels, each channel on its own.
 
-Rows are written by the transaction that rings (``store/notifications.py``); this task
-sends each through the channel the directory defines, marks it delivered, or schedules a
-retry with capped exponential backoff. A permanent refusal (or too many attempts) marks
-it failed and logs it: visible, never silently dropped.
+The rows are the truth: written in the ringing transaction (``store/notifications.py``)
+and marked delivered or failed here, so whatever a stop or a crash interrupts is simply
+due again on the next start. What lives in memory only schedules them:
+
+* The notifier's own loop, woken by :meth:`Notifier.wake` after a commit that added rows
+  and at least every ``max_wait_s``, reloads the directory, asks which channels have
+  pending rows and pokes their lanes. It never waits for a delivery.
+* One lane per channel id (a channel has one endpoint: its webhook URL or its mail
+  server) reads that channel's due rows and runs at most ``per_channel`` attempts at
+  once, each bounded by the channel's timeout, over the lane's own HTTP client or thread
+  pool. A channel that hangs or fails fills only its own lane; no other waits for it.
+
+A failed attempt is retried on the one schedule of ``notify/retry.py`` until the row's
+``retry_until``. A permanent refusal, or a failure at ``retry_until``, marks the row
+failed, logs it and calls ``on_gave_up``: visible, never silently dropped.
+
+Waiting is on the event loop's monotonic clock, at most ``max_wait_s`` at a time so a
+wall-clock step is noticed; the times stored in rows are wall-clock ms from the clock.
 """
 
 from __future__ import annotations
@@ -11,107 +25,282 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Final
 
 import httpx
 
 from hotline.calls.directory import EmailChannelSpec, WebhookChannelSpec
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
+from hotline.errors import ConfigError
 from hotline.events import BackgroundTask
-from hotline.notify.channels import Alert, Channel, ChannelError
+from hotline.health.supervisor import Supervisor
+from hotline.notify.channels import Alert, Channel, ChannelError, one_line
 from hotline.notify.email import EmailChannel
+from hotline.notify.retry import next_attempt_ms
 from hotline.notify.webhook import WebhookChannel
 from hotline.store import notifications
 from hotline.store.database import Database
 from hotline.store.notifications import Notification
 
 log = logging.getLogger("hotline.notify")
-MAX_ATTEMPTS = 8
-FIRST_RETRY_MS = 1000
-MAX_RETRY_MS = 5 * 60_000
 
+#: Called once when a row is marked failed for good (after that commit), with the row
+#: (its ``attempts`` counting the last one) and the last error. It runs in the row's
+#: lane, so it should be short; an exception from it is logged.
+GaveUp = Callable[[Notification, str], Awaitable[None]]
 
-def retry_delay_ms(attempts: int) -> int:
-    return int(min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** max(0, attempts - 1)))
+#: How long past a channel's own timeout the lane waits before it abandons an attempt
+#: itself: a backstop for a channel whose timeout did not fire.
+TIMEOUT_GRACE_S: Final = 1.0
 
 
 class Notifier(BackgroundTask):
     task_name = "notifier"
 
     def __init__(self, *, db: Database, clock: Clock, registry: Registry,
-                 max_wait_s: float = 1.0) -> None:
+                 max_wait_s: float = 1.0, per_channel: int = 4,
+                 webhook_timeout_s: float = 5.0, email_timeout_s: float = 10.0,
+                 on_gave_up: GaveUp | None = None) -> None:
         super().__init__()
+        if per_channel < 1:
+            raise ValueError("per_channel must be at least 1")
         self._db = db
         self._clock = clock
         self._registry = registry
         self._max_wait = max_wait_s
+        self._per_channel = per_channel
+        self._webhook_timeout = webhook_timeout_s
+        self._email_timeout = email_timeout_s
+        self._on_gave_up = on_gave_up
         self._wake = asyncio.Event()
-        self._client = httpx.AsyncClient()
+        self._lanes: dict[str, _Lane] = {}
 
     def wake(self) -> None:
+        """New rows were committed: look for them now rather than at the next tick."""
         self._wake.set()
+        for lane in self._lanes.values():
+            lane.poke()
 
     async def stop(self) -> None:
         await super().stop()
-        await self._client.aclose()
+        lanes = list(self._lanes.values())
+        self._lanes.clear()
+        await asyncio.gather(*(lane.stop() for lane in lanes))
 
     async def _run(self) -> None:
         while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sending notifications failed")
-                await asyncio.sleep(self._max_wait)
-
-    async def _step(self) -> None:
-        self._wake.clear()
-        now = self._clock.now_ms()
-        rows = await self._db.read(lambda conn: notifications.due(conn, now))
-        if rows:
+            self._wake.clear()
+            # An error here ends this run: the supervisor logs it, raises an alarm and
+            # restarts the notifier (the rows are the truth; nothing is lost).
             await self._registry.reload()
-            await asyncio.gather(*(self._deliver(row) for row in rows))
-            return
-        next_at = await self._db.read(notifications.next_at)
-        delay = self._max_wait if next_at is None else \
-            max(0.0, min(self._max_wait, (next_at - now) / 1000))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            channels = await self._db.read(notifications.pending_channels)
+            for channel in channels:
+                self._lane(channel).poke()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._max_wait)
 
-    def _channel(self, row: Notification, alert: Alert) -> Channel:
+    def _lane(self, channel: str) -> _Lane:
+        lane = self._lanes.get(channel)
+        if lane is None:
+            lane = _Lane(channel, self._attempt, db=self._db, clock=self._clock,
+                         limit=self._per_channel, max_wait_s=self._max_wait)
+            self._lanes[channel] = lane
+            lane.start(self._supervisor)
+        return lane
+
+    # -- one attempt -------------------------------------------------------------------
+    async def _attempt(self, lane: _Lane, row: Notification) -> None:
+        """Try ``row`` once through ``lane``'s channel and store the outcome."""
+        error: ChannelError | None = None
+        timeout_s = 0.0
+        try:
+            alert = _alert_of(row)
+            channel, timeout_s = self._channel(lane, row, alert)
+            async with asyncio.timeout(timeout_s + TIMEOUT_GRACE_S):
+                await channel.deliver(alert)
+        except ChannelError as exc:
+            error = exc
+        except TimeoutError:
+            error = ChannelError(f"{row.channel}: no answer within {timeout_s:g} s",
+                                 permanent=False)
+        except Exception as exc:  # a bug in a channel: recorded and retried, not lost
+            log.exception("notification %s via %s: unexpected failure", row.key, row.channel)
+            error = ChannelError(f"{row.channel}: {type(exc).__name__}: "
+                                 f"{one_line(str(exc))}", permanent=False)
+        await self._record(row, error)
+
+    def _channel(self, lane: _Lane, row: Notification,
+                 alert: Alert) -> tuple[Channel, float]:
         directory = self._registry.current
         spec = directory.channels.get(row.channel)
-        if isinstance(spec, WebhookChannelSpec):
-            return WebhookChannel(spec.id, spec.url, spec.secret.encode(), client=self._client)
-        if isinstance(spec, EmailChannelSpec):
-            extra = tuple(op.email for name in alert.operators
-                          if (op := directory.operators.get(name)) is not None and op.email)
-            recipients = tuple(dict.fromkeys(spec.to + extra))
-            return EmailChannel(spec.id, spec.host, spec.port, spec.sender, recipients,
-                                starttls=spec.starttls)
+        try:
+            if isinstance(spec, WebhookChannelSpec):
+                return WebhookChannel(spec.id, spec.url, spec.secret.encode(),
+                                      timeout_s=self._webhook_timeout,
+                                      client=lane.http_client(),
+                                      clock=self._clock), self._webhook_timeout
+            if isinstance(spec, EmailChannelSpec):
+                extra = tuple(op.email for name in alert.operators
+                              if (op := directory.operators.get(name)) is not None
+                              and op.email)
+                recipients = tuple(dict.fromkeys(spec.to + extra))
+                return EmailChannel(spec.id, spec.host, spec.port, spec.sender, recipients,
+                                    timeout_s=self._email_timeout, starttls=spec.starttls,
+                                    executor=lane.threads()), self._email_timeout
+        except ConfigError as exc:
+            raise ChannelError(f"{row.channel}: {exc.message}", permanent=True) from None
         raise ChannelError(f"channel {row.channel!r} is no longer in the directory",
                            permanent=True)
 
-    async def _deliver(self, row: Notification) -> None:
-        a = row.alert
-        try:
-            alert = Alert(kind=a["kind"], party=a["party"], call_id=a["call_id"],
-                          caller=a["caller"], callee=a["callee"], step=a["step"],
-                          roles=tuple(a["roles"]), operators=tuple(a["operators"]),
-                          reason=a["reason"], at_ms=a["at_ms"], key=a["key"])
-            await self._channel(row, alert).deliver(alert)
-        except ChannelError as exc:
-            now = self._clock.now_ms()
-            attempts = row.attempts + 1
-            give_up = exc.permanent or attempts >= MAX_ATTEMPTS
-            retry_at = None if give_up else now + retry_delay_ms(attempts)
-            (log.error if give_up else log.warning)(
-                "notification %s via %s failed (attempt %d%s): %s", row.key, row.channel,
-                attempts, ", giving up" if give_up else "", exc)
-            error = str(exc)
-            await self._db.write(lambda conn: notifications.failed(
-                conn, row.id, now, error, retry_at=retry_at))
-            return
+    async def _record(self, row: Notification, error: ChannelError | None) -> None:
         now = self._clock.now_ms()
-        await self._db.write(lambda conn: notifications.delivered(conn, row.id, now))
+        if error is None:
+            await self._db.write(lambda conn: notifications.delivered(conn, row.id, now))
+            return
+        failures = row.attempts + 1
+        retry_at = None if error.permanent else \
+            next_attempt_ms(failures, now, row.retry_until)
+        text = str(error)
+        if retry_at is not None:
+            log.warning("notification %s via %s failed (attempt %d), next try in %.3g s: %s",
+                        row.key, row.channel, failures, (retry_at - now) / 1000, text)
+            await self._db.write(lambda conn: notifications.failed(
+                conn, row.id, now, text, retry_at=retry_at))
+            return
+        marked = await self._db.write(lambda conn: notifications.failed(
+            conn, row.id, now, text, retry_at=None))
+        log.error("notification %s via %s failed for good after %d attempt(s): %s",
+                  row.key, row.channel, failures, text)
+        if marked and self._on_gave_up is not None:
+            try:
+                await self._on_gave_up(replace(row, attempts=failures), text)
+            except Exception:
+                log.exception("the give-up hook failed for notification %s", row.key)
+
+
+def _alert_of(row: Notification) -> Alert:
+    a = row.alert
+    try:
+        return Alert(kind=a["kind"], party=a["party"], call_id=a["call_id"],
+                     caller=a["caller"], callee=a["callee"], step=a["step"],
+                     roles=tuple(a["roles"]), operators=tuple(a["operators"]),
+                     reason=a["reason"], at_ms=a["at_ms"], key=a["key"])
+    except (KeyError, TypeError, ValueError) as exc:  # a stored row no alert can be made of
+        raise ChannelError(f"{row.channel}: the stored alert is unusable: "
+                           f"{type(exc).__name__}: {one_line(str(exc))}",
+                           permanent=True) from None
+
+
+Attempt = Callable[["_Lane", Notification], Awaitable[None]]
+
+
+class _Lane:
+    """One channel's queue: its due rows, at most ``limit`` attempts in flight, its own
+    HTTP client and thread pool. Only ever waits for its own channel."""
+
+    def __init__(self, channel: str, attempt: Attempt, *, db: Database, clock: Clock,
+                 limit: int, max_wait_s: float) -> None:
+        self.channel = channel
+        self._attempt = attempt
+        self._db = db
+        self._clock = clock
+        self._limit = limit
+        self._max_wait = max_wait_s
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+        self._failure: BaseException | None = None
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    @property
+    def task_name(self) -> str:
+        return f"notify:{self.channel}"
+
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Under the node's supervisor when there is one: a lane that fails is logged,
+        alarmed and restarted like every other task."""
+        self._supervisor = supervisor
+        if supervisor is not None:
+            supervisor.spawn(self.task_name, self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name=self.task_name)
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    def http_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self._limit,
+                                  max_keepalive_connections=self._limit)
+            self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        return self._client
+
+    def threads(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self._limit,
+                                               thread_name_prefix=f"notify-{self.channel}")
+        return self._threads
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.task_name)
+        tasks = [t for t in (self._task, *self._in_flight.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        if self._threads is not None:
+            # a thread stuck on a mail server ends at its own deadline; nobody waits for it
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._poke.clear()
+            if self._failure is not None:  # an attempt's outcome could not be stored
+                failure, self._failure = self._failure, None
+                raise failure
+            wait = await self._fill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), wait)
+
+    async def _fill(self) -> float | None:
+        """Start an attempt for each due row there is room for; return how long to wait
+        before looking again (``None``: until poked, as nothing is pending)."""
+        now = self._clock.now_ms()
+        busy = set(self._in_flight)
+        room = self._limit - len(busy)
+        if room <= 0:
+            return self._max_wait  # a finished attempt pokes
+        rows = await self._db.read(lambda conn: notifications.due(
+            conn, now, room, channel=self.channel, exclude=busy))
+        for row in rows:
+            if row.id not in self._in_flight:
+                self._in_flight[row.id] = asyncio.create_task(
+                    self._try(row), name=f"notify:{self.channel}:{row.id}")
+        if len(rows) == room:
+            return self._max_wait
+        busy = set(self._in_flight)
+        after = await self._db.read(lambda conn: notifications.next_at(
+            conn, self.channel, busy))
+        if after is None:
+            return None
+        return min(self._max_wait, max(0.0, (after - now) / 1000))
+
+    async def _try(self, row: Notification) -> None:
+        try:
+            await self._attempt(self, row)
+        except Exception as exc:
+            # The outcome could not be stored: the row stays due, and the lane hands the
+            # error to the supervisor (logged, alarmed, restarted after a backoff, so a
+            # failing store does not turn into a flood of attempts).
+            self._failure = exc
+        finally:
+            self._in_flight.pop(row.id, None)
+            self._poke.set()
