@@ -77,7 +77,7 @@ log = logging.getLogger("hotline.node")
 EXIT_STORAGE_FATAL = 70
 LINK_POLL_SECONDS = 2.0
 DESK_REPORT_SECONDS = 1.0
-OFFSET_CHECK_SECONDS = 5.0
+LINE_WATCH_SECONDS = 5.0
 SKEW_ALARM_SHARE = 0.5   # a peer's clock offset past half the skew window is an alarm
 SKEW_CLEAR_SHARE = 0.4   # and under 40 % clears it (no flapping at the boundary)
 SEND_BATCH_BYTES = 4 * 1024 * 1024
@@ -222,29 +222,51 @@ class Node:
     async def node_health(self) -> tuple[list[TaskStatus], list[AlarmStatus]]:
         return task_status(self.tasks()), alarm_status(await self.alarms.standing())
 
-    async def _watch_offsets(self) -> None:
-        """Alarm when a peer's clock nears the skew limit (its envelopes and ours would
-        soon be refused as outside the window), and clear the alarm once it is back."""
-        skew_ms = self.config.delivery.skew_seconds * 1000
-        standing = {a.cause for a in await self.alarms.standing() if a.kind == "clock-skew"}
+    async def _watch_lines(self) -> None:
+        """Alarms about each line that the sender's status alone would only show: a peer
+        whose every delivery attempt has failed for ``line_down_alarm_seconds`` (down,
+        or refusing what we send), and a peer whose clock nears the skew limit (its
+        envelopes and ours would soon be refused). Each is cleared when it is over."""
+        d = self.config.delivery
+        skew_ms = d.skew_seconds * 1000
+        standing = {a.cause for a in await self.alarms.standing()
+                    if a.kind in ("clock-skew", "line-down")}
         while True:
             for party, sender in list(self.senders.items()):
-                offset = sender.health.clock_offset_ms
+                h = sender.health
+                failing = h.failing_since_mono
+                down = failing is not None and \
+                    self.clock.monotonic() - failing >= d.line_down_alarm_seconds
+                await self._alarm_while(standing, f"line-down:{party}", down, Alarm(
+                    "line-down", party,
+                    f"nothing has reached {party} for "
+                    f"{0 if failing is None else self.clock.monotonic() - failing:.0f} s: "
+                    f"{h.last_error}"[:1000],
+                    {"last_error": h.last_error, "unreachable_since": h.unreachable_since},
+                    cause=f"line-down:{party}"), clear=failing is None)
+                offset = h.clock_offset_ms
                 if offset is None:
                     continue
-                cause = f"clock-skew:{party}"
-                if abs(offset) >= SKEW_ALARM_SHARE * skew_ms:
-                    await self.alarms.raise_(Alarm(
-                        "clock-skew", party,
-                        f"{party}'s clock is {abs(offset) / 1000:.1f} s "
-                        f"{'ahead of' if offset > 0 else 'behind'} ours; envelopes are "
-                        f"refused beyond {skew_ms // 1000} s",
-                        {"offset_ms": offset, "skew_ms": skew_ms}, cause=cause))
-                    standing.add(cause)
-                elif cause in standing and abs(offset) < SKEW_CLEAR_SHARE * skew_ms:
-                    await self.alarms.clear(cause)
-                    standing.discard(cause)
-            await asyncio.sleep(OFFSET_CHECK_SECONDS)
+                await self._alarm_while(standing, f"clock-skew:{party}",
+                                        abs(offset) >= SKEW_ALARM_SHARE * skew_ms, Alarm(
+                    "clock-skew", party,
+                    f"{party}'s clock is {abs(offset) / 1000:.1f} s "
+                    f"{'ahead of' if offset > 0 else 'behind'} ours; envelopes are "
+                    f"refused beyond {skew_ms // 1000} s",
+                    {"offset_ms": offset, "skew_ms": skew_ms}, cause=f"clock-skew:{party}"),
+                    clear=abs(offset) < SKEW_CLEAR_SHARE * skew_ms)
+            await asyncio.sleep(LINE_WATCH_SECONDS)
+
+    async def _alarm_while(self, standing: set[str], cause: str, bad: bool, alarm: Alarm,
+                           *, clear: bool) -> None:
+        """Raise ``alarm`` once when ``bad`` (repeats are not re-counted every tick) and
+        clear it when ``clear``."""
+        if bad and cause not in standing:
+            await self.alarms.raise_(alarm)
+            standing.add(cause)
+        elif clear and cause in standing:
+            await self.alarms.clear(cause)
+            standing.discard(cause)
 
     def tasks(self) -> list[TaskState]:
         """Every supervised task with its state, for /healthz, status and the console."""
@@ -284,7 +306,7 @@ class Node:
         self.supervisor.spawn(ClockWatch.task_name, self.clock_watch.run)
         self.supervisor.spawn("link-poller", self._poll_links)
         self.supervisor.spawn("desk-reporter", self._report_desks)
-        self.supervisor.spawn("clock-offsets", self._watch_offsets)
+        self.supervisor.spawn("line-watch", self._watch_lines)
         self.timers.start(self.supervisor)
         self.notifier.start(self.supervisor)
         self.checkpointer.start(self.supervisor)
@@ -292,7 +314,7 @@ class Node:
         _return_free_memory()
 
     async def stop(self) -> None:
-        for name in (ClockWatch.task_name, "link-poller", "desk-reporter", "clock-offsets"):
+        for name in (ClockWatch.task_name, "link-poller", "desk-reporter", "line-watch"):
             await self.supervisor.cancel(name)
         await self.timers.stop()
         await self.notifier.stop()

@@ -258,3 +258,30 @@ async def test_a_notification_that_fails_for_good_raises_one_alarm(node: Node) -
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_a_peer_down_raises_line_down_and_its_return_clears_it(
+        make_node: Callable[..., NodeProcess]) -> None:
+    """Real processes: US's every attempt to reach RU fails for longer than
+    line_down_alarm_seconds — an alarm, in status; RU comes back — the message arrives
+    and the alarm is cleared."""
+    from tests.nodes import link, wait_until
+    us, ru = make_node("US-JS"), make_node("RU-GS")
+    link(us, ru)
+    us.configure("delivery", line_down_alarm_seconds=1.0, backoff_max_seconds=0.2)
+    us.start()
+    try:
+        us.send("RU-GS", ["are you there?"])
+
+        def alarms() -> list[dict[str, object]]:
+            return [a for a in us.status()["alarms"] if a["cause"] == "line-down:RU-GS"]
+        [alarm] = wait_until(alarms, 30, what="the line-down alarm")
+        assert "RU-GS" in str(alarm["message"])
+        assert us.peer_status("RU-GS")["state"] == "unreachable"
+        ru.start()
+        wait_until(lambda: [m for m in ru.inbox() if m["text"] == "are you there?"], 30,
+                   what="the queued message to arrive")
+        wait_until(lambda: not alarms(), 30, what="the alarm to clear")
+    finally:
+        us.stop()
+        ru.stop()

@@ -40,6 +40,9 @@ class PeerHealth:
     last_error: str | None = None
     last_error_at: int | None = None
     unreachable_since: int | None = None
+    #: since when every attempt has failed (unreachable, refused or a bad answer), on the
+    #: monotonic clock; None while the line works
+    failing_since_mono: float | None = None
     last_success_at: int | None = None
     next_attempt_at: int | None = None
     endpoint: str | None = None
@@ -214,6 +217,7 @@ class PeerSender:
                 return False
             self._backoff.reset()
             self.health.last_error = None
+            self.health.failing_since_mono = None
             return True
         finally:
             self.health.in_flight = 0
@@ -265,3 +269,5 @@ class PeerSender:
         self.health.last_error, self.health.last_error_at = message, now
         if not reachable and self.health.unreachable_since is None:
             self.health.unreachable_since = now
+        if self.health.failing_since_mono is None:
+            self.health.failing_since_mono = self._clock.monotonic()

@@ -37,6 +37,8 @@ class DeliveryConfig(BaseModel):
     request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
     #: Re-seal a waiting envelope signed longer ago than this (keep well under peers' skew).
     reseal_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Every attempt to reach a peer failing this long raises an alarm ``line-down``.
+    line_down_alarm_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
 
 
 class LogConfig(BaseModel):
