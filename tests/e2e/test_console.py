@@ -7,6 +7,7 @@ README shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from html import unescape
 from typing import Any
@@ -407,9 +408,9 @@ def test_an_alarm_shows_at_once_in_every_open_console_of_the_party(
     """US-JS presents RU-GS a checkpoint of its log that contradicts one RU-GS has
     cosigned (equivocation: a real alarm, refused and kept as evidence). Every console of
     RU-GS already open shows it at once, without a reload: ccp-1's in Arabic, right to
-    left, and cgs-1's (another role) on the link-health page. The banner passes the WCAG
-    audit and stays under the incoming-call alarm. Runs last: a witness's alarm stands
-    until cleared."""
+    left, and cgs-1's (another role) on the link-health page, which also shows the clock
+    offset per peer and the background tasks. The banner passes the WCAG audit and stays
+    under the incoming-call alarm. Runs last: a witness's alarm stands until cleared."""
     us_node, ru_node = pair["us"], pair["ru"]
     ar = Operator(browser, ru_node, "ccp-1", pair["secrets"]["ccp-1"], "ar")
     en = Operator(browser, ru_node, "cgs-1", add_operator(ru_node, "cgs-1"), "en")
@@ -454,6 +455,15 @@ def test_an_alarm_shows_at_once_in_every_open_console_of_the_party(
             return [s.direction, s.borderRightWidth, s.borderLeftWidth]; }""")
         assert stripe[0] == "rtl"
         assert float(stripe[1][:-2]) > float(stripe[2][:-2]), stripe
+
+        # link health: the clock offset measured per peer, and every background task
+        offset = en_page.locator("tr[data-party='US-JS'] td.offset")
+        eventually(lambda: re.fullmatch(r"[+-]?[\d,]+ ms ± [\d,]+ ms",
+                                        offset.inner_text().strip()), 15,
+                   "US-JS's clock offset to be measured")
+        for task in ("clock-watch", "timers", "checkpointer", "sender-US-JS"):
+            expect(en_page.locator(f"tr[data-task='{task}']")).to_have_attribute(
+                "data-state", "running")
 
         # an incoming call still takes the whole screen, over the banner
         placed = us_node.api("POST", "/api/v1/calls", json={

@@ -227,7 +227,7 @@ async def test_the_banner_follows_alarms_and_tasks_down_until_cleared(make_node:
     the app served in-process): a raised alarm shows with its kind, subject, message and
     since when, and the count once repeated; a supervised task that keeps failing shows as
     restarting with its last error; cleared alarms and a stopped task leave the banner
-    empty."""
+    empty. Link health lists every task with its state."""
     import time
 
     from hotline.accounts.offline import add_operator
@@ -295,6 +295,10 @@ async def test_the_banner_follows_alarms_and_tasks_down_until_cleared(make_node:
             await node.supervisor.cancel("probe")
             shown = await banner()
             assert 'data-task="probe"' not in shown  # stopped, not down
+            links = (await client.get("/links")).text
+            assert '<tr data-task="probe" data-state="stopped">' in links
+            assert '<tr data-task="timers" data-state="running">' in links
+            assert "OSError: disk quota exceeded" in links
 
             for cause in (skew.key, "task-failed:probe"):
                 assert await node.alarms.clear(cause)

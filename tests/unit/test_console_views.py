@@ -143,3 +143,12 @@ def test_status_times_convert_to_milliseconds_for_the_formatter() -> None:
     assert views.ms_of(iso(at)) == at
     assert views.ms_of(None) is None
 
+
+def test_clock_offsets_read_with_their_sign_unit_and_margin() -> None:
+    assert i18n.Formatter("en").offset(120, 3) == "+120 ms \u00b1 3 ms"
+    assert i18n.Formatter("en").offset(-1250, 13) == "-1,250 ms \u00b1 13 ms"
+    assert i18n.Formatter("en").offset(0, 1) == "0 ms \u00b1 1 ms"
+    assert i18n.Formatter("en").offset(None, None) == i18n.NO_VALUE
+    assert i18n.Formatter("ru").offset(120, 3) == "+120 мс \u00b1 3 мс"
+    # Arabic: the sign carries a left-to-right mark so it stays with its number
+    assert i18n.Formatter("ar").offset(120, 3) == "\u200e+120 ملي ث \u00b1 3 ملي ث"

@@ -430,10 +430,15 @@ class Console:
     # -- link health and audit log -------------------------------------------------------
     async def links(self, request: Request, viewer: views.Viewer) -> Response:
         return self.render("links.html", viewer.lang, viewer, nav="links",
-                           peers=await self.s.status())
+                           **await self._links(viewer))
 
     async def links_fragment(self, request: Request, viewer: views.Viewer) -> Response:
-        return self.render("_links.html", viewer.lang, viewer, peers=await self.s.status())
+        return self.render("_links.html", viewer.lang, viewer, **await self._links(viewer))
+
+    async def _links(self, viewer: views.Viewer) -> dict[str, Any]:
+        tasks, _alarms = await self.s.health()
+        return {"peers": await self.s.status(), "tasks": tasks, "ms_of": views.ms_of,
+                "task_state": _task_states(i18n.translations(viewer.lang).gettext)}
 
     async def audit(self, request: Request, viewer: views.Viewer) -> Response:
         entries = await self.s.audit.recent(200)
@@ -562,6 +567,11 @@ def _alarm_kinds(gettext: Callable[[str], str]) -> dict[str, str]:
         "log-inconsistent": gettext("The peer's log was rewritten"),
         "checkpoint-refused": gettext("The peer refused our log checkpoint"),
     }
+
+
+def _task_states(gettext: Callable[[str], str]) -> dict[str, str]:
+    return {"starting": gettext("Starting"), "running": gettext("Running"),
+            "restarting": gettext("Restarting"), "stopped": gettext("Stopped")}
 
 
 def console_router(services: ConsoleServices) -> APIRouter:
