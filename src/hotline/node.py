@@ -348,7 +348,7 @@ class Node:
             party=self.config.party, name=self.config.name, accounts=self.accounts,
             calls=calls, registry=self.registry, journal=self.journal, status=self.status,
             audit=AuditServices(recent=self.recent_log, verify=self.verify_log_now),
-            clock=self.clock)
+            health=self.node_health, clock=self.clock)
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
                          witness=self.witness, console=console)

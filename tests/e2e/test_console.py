@@ -7,13 +7,18 @@ README shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from html import unescape
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from hotline.log.merkle import leaf_hash
+from hotline.protocol import canonical
+from hotline.protocol.checkpoint import make_checkpoint
 from tests.browser import (
     Operator,
     add_operator,
@@ -396,3 +401,90 @@ def _links_audit_and_account(page: Page, node: NodeProcess, op: Operator) -> Non
     expect(page.locator("nav a[aria-current=page]")).to_have_text(
         po_translation("pl", "Account"))
     page.goto(node.url + "/board")
+
+
+def test_an_alarm_shows_at_once_in_every_open_console_of_the_party(
+        browser: Browser, pair: dict[str, Any]) -> None:
+    """US-JS presents RU-GS a checkpoint of its log that contradicts one RU-GS has
+    cosigned (equivocation: a real alarm, refused and kept as evidence). Every console of
+    RU-GS already open shows it at once, without a reload: ccp-1's in Arabic, right to
+    left, and cgs-1's (another role) on the link-health page, which also shows the clock
+    offset per peer and the background tasks. The banner passes the WCAG audit and stays
+    under the incoming-call alarm. Runs last: a witness's alarm stands until cleared."""
+    us_node, ru_node = pair["us"], pair["ru"]
+    ar = Operator(browser, ru_node, "ccp-1", pair["secrets"]["ccp-1"], "ar")
+    en = Operator(browser, ru_node, "cgs-1", add_operator(ru_node, "cgs-1"), "en")
+    try:
+        ar_page, en_page = ar.login(), en.login()
+        expect(ar_page).to_have_url(f"{ru_node.url}/board")
+        expect(en_page).to_have_url(f"{ru_node.url}/board")
+        en_page.goto(ru_node.url + "/links")
+        pages = (ar_page, en_page)
+        for page in pages:
+            expect(page.locator("body[data-live=yes]")).to_have_count(1, timeout=10000)
+            expect(page.locator("#banner-slot .health")).to_have_count(0)
+            page.evaluate("""() => { window.__sameDocument = true; window.__alarmEvents = 0;
+                document.body.addEventListener('hl-alarm', () => window.__alarmEvents++); }""")
+
+        cosigned = eventually(lambda: ru_node.query(
+            "SELECT size FROM log_checkpoints WHERE origin = 'US-JS' AND witness = 'RU-GS' "
+            "ORDER BY size DESC"), 30, "RU-GS to cosign a checkpoint of US-JS's log")
+        size = int(cosigned[0][0])
+        forged = make_checkpoint("US-JS", size, leaf_hash(b"another history"), 1,
+                                 us_node.private_keys())
+        answer = httpx.post(ru_node.url + "/federation/v1/checkpoints", timeout=10,
+                            content=canonical.encode({"checkpoint": forged,
+                                                      "from_size": size, "proof": []}))
+        assert answer.status_code == 409
+        assert answer.json()["error"] == "equivocation"
+
+        for page, lang in ((ar_page, "ar"), (en_page, "en")):
+            item = page.locator("#banner-slot li.health-alarm[data-kind='log-equivocation']")
+            expect(item).to_be_visible(timeout=5000)
+            expect(item).to_contain_text(po_translation(lang, "The peer signed two "
+                                                              "different logs"))
+            expect(item.locator("bdi[dir=ltr]", has_text="US-JS").first).to_be_visible()
+            expect(item).to_contain_text(f"US-JS signed two different roots for size {size}")
+            assert page.evaluate("window.__alarmEvents") >= 1, "not from the event stream"
+            assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+            _passes_wcag(page, f"alarm banner ({lang})")
+        expect(ar_page.locator("html")).to_have_attribute("dir", "rtl")
+        # mirrored: the banner's red stripe (its inline start) is on the right
+        stripe = ar_page.evaluate("""() => { const s = getComputedStyle(
+            document.querySelector('#banner-slot .health'));
+            return [s.direction, s.borderRightWidth, s.borderLeftWidth]; }""")
+        assert stripe[0] == "rtl"
+        assert float(stripe[1][:-2]) > float(stripe[2][:-2]), stripe
+
+        # link health: the clock offset measured per peer, and every background task
+        offset = en_page.locator("tr[data-party='US-JS'] td.offset")
+        eventually(lambda: re.fullmatch(r"[+-]?[\d,]+ ms ± [\d,]+ ms",
+                                        offset.inner_text().strip()), 15,
+                   "US-JS's clock offset to be measured")
+        for task in ("clock-watch", "timers", "checkpointer", "sender-US-JS"):
+            expect(en_page.locator(f"tr[data-task='{task}']")).to_have_attribute(
+                "data-state", "running")
+
+        # an incoming call still takes the whole screen, over the banner
+        placed = us_node.api("POST", "/api/v1/calls", json={
+            "to": "ccp-do@RU-GS", "as": "nmcc-do", "reason": "alarm over the banner"})
+        assert placed.status_code == 201, placed.text
+        expect(ar_page.locator("#alarm")).to_be_visible(timeout=15000)
+        expect(ar_page.locator("#alarm button.answer")).to_be_focused()
+        on_top = ar_page.evaluate("""() => { const r = document.querySelector(
+            '#banner-slot .health').getBoundingClientRect();
+            const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+            return [Boolean(hit && hit.closest('#alarm')),
+                    document.getElementById('banner-slot').inert]; }""")
+        assert on_top == [True, True], on_top
+        cancelled = us_node.api("POST", f"/api/v1/calls/{placed.json()['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        expect(ar_page.locator("#alarm")).to_have_count(0, timeout=15000)
+        expect(ar_page.locator("#banner-slot .health")).to_be_visible()
+        eventually(lambda: ar_page.evaluate("!document.getElementById('banner-slot').inert"),
+                   5, "the banner to take the focus again once the alarm is gone")
+        assert not ar.console_errors
+        assert not en.console_errors
+    finally:
+        ar.close()
+        en.close()

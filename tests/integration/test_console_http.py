@@ -4,6 +4,7 @@ and failed log-ins throttled per address."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
@@ -140,3 +141,167 @@ def test_log_in_use_and_log_out(node: NodeProcess) -> None:
     kinds = [row[0] for row in node.query(
         "SELECT kind FROM log_entries WHERE subject = 'nmcc-1' ORDER BY idx")]
     assert kinds == ["account", "login", "logout"]
+
+
+PASSWORD = "correct horse battery staple"
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def _log_in(client: httpx.Client, secret: str, operator: str = "nmcc-1") -> None:
+    """Log in with password and code; the client then carries the session cookie (set by
+    hand: a client's cookie jar keeps Secure cookies for https only)."""
+    import time
+
+    from hotline.accounts.totp import code_at
+
+    token = _login_form(client)
+    r = client.post("/login", data={"csrf": token, "operator": operator,
+                                    "password": PASSWORD,
+                                    "code": code_at(secret, time.time())})
+    assert r.status_code == 303, r.text
+    session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
+    assert session
+    client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
+
+
+def _banner(client: httpx.Client) -> str:
+    r = client.get("/console/banner", headers={"HX-Request": "true"})
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_the_event_stream_announces_an_alarm_and_the_banner_shows_it(
+        make_node: Make) -> None:
+    """A real cause on a real node: a linked peer (never started; the test holds its
+    keys) presents two different checkpoints of one size. The witness refuses the second
+    and raises ``log-equivocation``; the console's event stream names it ``alarm`` at
+    once, and the banner fragment every page fetches then shows it."""
+    from hotline.accounts.offline import add_operator
+    from hotline.log.merkle import leaf_hash
+    from hotline.protocol import canonical
+    from hotline.protocol.checkpoint import make_checkpoint
+    from tests.nodes import link
+
+    us, ru = make_node("US-JS"), make_node("RU-GS")
+    link(us, ru)
+    apply_scenario(us)
+    secret = add_operator(us.dir, "nmcc-1", PASSWORD).secret
+    us.start()
+    keys = ru.private_keys()
+
+    def present(root: bytes) -> httpx.Response:
+        checkpoint = make_checkpoint("RU-GS", 3, root, 1, keys)
+        return httpx.post(us.url + "/federation/v1/checkpoints", timeout=10,
+                          content=canonical.encode({"checkpoint": checkpoint,
+                                                    "from_size": 0, "proof": []}))
+
+    with httpx.Client(base_url=us.url, timeout=10) as client:
+        _log_in(client, secret)
+        board = client.get("/board").text
+        assert '<div id="banner-slot" role="alert" hx-get="/console/banner"' in board
+        assert "health-alarm" not in _banner(client)
+        with client.stream("GET", "/console/events") as events:
+            assert events.status_code == 200
+            lines = events.iter_lines()
+            assert next(lines) == ": connected"
+            assert present(leaf_hash(b"one history")).status_code == 200  # cosigned
+            refused = present(leaf_hash(b"another history"))
+            assert refused.status_code == 409
+            assert refused.json()["error"] == "equivocation"
+            seen: list[str] = []
+            for line in lines:
+                seen.append(line)
+                if seen[-2:-1] == ["event: alarm"]:
+                    break
+                assert len(seen) < 200, seen
+            assert seen[-1] == 'data: "RU-GS"'  # the journal entry's subject
+        banner = _banner(client)
+    assert 'data-kind="log-equivocation"' in banner
+    assert "The peer signed two different logs" in banner
+    assert "RU-GS signed two different roots for size 3" in banner
+
+
+async def test_the_banner_follows_alarms_and_tasks_down_until_cleared(make_node: Make
+                                                                      ) -> None:
+    """The banner fragment of a real node (its database, alarm facility and supervisor;
+    the app served in-process): a raised alarm shows with its kind, subject, message and
+    since when, and the count once repeated; a supervised task that keeps failing shows as
+    restarting with its last error; cleared alarms and a stopped task leave the banner
+    empty. Link health lists every task with its state."""
+    import time
+
+    from hotline.accounts.offline import add_operator
+    from hotline.accounts.totp import code_at
+    from hotline.console.i18n import Formatter
+    from hotline.health.alarms import Alarm
+    from hotline.node import open_node
+    from tests.nodes import PASSPHRASE
+
+    made = make_node("US-JS")
+    apply_scenario(made)
+    secret = add_operator(made.dir, "nmcc-1", PASSWORD).secret
+    node = open_node(made.dir, PASSPHRASE)
+    await node.start()
+    try:
+        transport = httpx.ASGITransport(app=node.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            page = await client.get("/login?lang=en")
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert token
+            client.headers["Cookie"] = f"__Host-hotline-login={token.group(1)}"
+            r = await client.post("/login", data={
+                "csrf": token.group(1), "operator": "nmcc-1", "password": PASSWORD,
+                "code": code_at(secret, time.time())})
+            assert r.status_code == 303, r.text
+            session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
+            assert session
+            client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
+
+            async def banner() -> str:
+                r = await client.get("/console/banner", headers={"HX-Request": "true"})
+                assert r.status_code == 200, r.text
+                return r.text
+
+            assert "<section" not in await banner()
+            skew = Alarm("clock-skew", "RU-GS", "RU-GS's clock is 250 s ahead of ours")
+            assert await node.alarms.raise_(skew)
+            shown = await banner()
+            [row] = [a for a in await node.alarms.standing() if a.cause == skew.key]
+            assert 'data-cause="clock-skew:RU-GS"' in shown
+            assert "The peer&#39;s clock is off" in shown
+            assert '<bdi dir="ltr">RU-GS</bdi>' in shown
+            assert "RU-GS&#39;s clock is 250 s ahead of ours" in shown
+            assert f"since {Formatter('en').datetime(row.first_at)}" in shown
+            assert TIMES not in shown
+            assert not await node.alarms.raise_(skew)  # a repeat only counts
+            assert f"{TIMES}2" in await banner()
+            assert "raised 2 times" in await banner()  # for screen readers
+
+            async def broken() -> None:
+                raise OSError("disk quota exceeded on /var/spool/probe")
+
+            node.supervisor.spawn("probe", broken)
+            deadline = time.monotonic() + 10
+            # the task down, and the alarm the supervisor's report raised for it
+            wanted = ('data-task="probe"', 'data-cause="task-failed:probe"')
+            shown = await banner()
+            while not all(w in shown for w in wanted):
+                assert time.monotonic() < deadline, shown
+                await asyncio.sleep(0.02)
+                shown = await banner()
+            assert "Background task down, restarting" in shown
+            assert "OSError: disk quota exceeded on /var/spool/probe" in shown
+
+            await node.supervisor.cancel("probe")
+            shown = await banner()
+            assert 'data-task="probe"' not in shown  # stopped, not down
+            links = (await client.get("/links")).text
+            assert '<tr data-task="probe" data-state="stopped">' in links
+            assert '<tr data-task="timers" data-state="running">' in links
+            assert "OSError: disk quota exceeded" in links
+
+            for cause in (skew.key, "task-failed:probe"):
+                assert await node.alarms.clear(cause)
+            assert "<section" not in await banner()
+    finally:
+        await node.stop()

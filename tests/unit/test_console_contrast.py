@@ -22,6 +22,9 @@ PAIRS = [
     ("on-bad", "bad", 4.5), ("bad", "bg", 4.5),
     ("warn-fg", "warn-bg", 4.5), ("on-alarm", "alarm-bg", 4.5),
     ("focus", "bg", 3.0), ("focus", "panel", 3.0), ("border", "bg", 3.0),
+    # the alarm banner: text, its kind, links and the focus ring on the warning colour
+    ("fg", "warn-bg", 4.5), ("bad", "warn-bg", 4.5), ("muted", "warn-bg", 4.5),
+    ("link", "warn-bg", 4.5), ("focus", "warn-bg", 3.0),
 ]
 
 

@@ -3,6 +3,7 @@ operator may call, which incoming calls ring for them, redirects that stay on si
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from hotline.calls.directory import LANGUAGES, parse_directory
 from hotline.console import i18n, views
 from hotline.console.web import _safe_next
+from hotline.inbox import iso
 from hotline.scenario import directory_toml
+from hotline.status import AlarmStatus, TaskStatus
 
 US = parse_directory(directory_toml("US-JS", 200.0), "us.toml")
 NMCC = views.Viewer(operator="nmcc-1", name="NMCC", roles=("nmcc-do",), lang="en", csrf="x")
@@ -99,3 +102,53 @@ def test_alarm_titles_come_from_the_peer_report_and_our_directory() -> None:
     assert titles == {"nmcc-do@US-JS": "NMCC duty officer",  # no Russian title given
                       "cgs@RU-GS": "Начальник Генерального штаба"}
     assert views.role_titles(call, [], ru, "en") == {"cgs@RU-GS": "Chief of the General Staff"}
+
+
+def _alarm(cause: str, first_at: str, count: int = 1) -> AlarmStatus:
+    kind, _, subject = cause.partition(":")
+    return AlarmStatus(cause, kind, subject or None, f"{cause} happened", first_at,
+                       first_at, count)
+
+
+def _task(name: str, state: str, error: str | None = None) -> TaskStatus:
+    return TaskStatus(name, state, "2026-11-15T15:40:00.000+00:00", 1 if error else 0, error)
+
+
+def test_the_banner_shows_standing_alarms_oldest_first_and_tasks_down() -> None:
+    later = _alarm("clock-skew:RU-GS", "2026-11-15T16:00:00.000+00:00")
+    earlier = _alarm("log-equivocation:PL-GS", "2026-11-15T15:50:00.000+00:00")
+    tasks = [_task("timers", "running"), _task("notifier", "restarting", "OSError: x"),
+             _task("sender-RU-GS", "stopped")]
+    banner = views.banner(tasks, [later, earlier])
+    assert [a.cause for a in banner.alarms] == [earlier.cause, later.cause]
+    assert [t.name for t in banner.down] == ["notifier"]
+    assert views.banner([], []).alarms == ()
+
+
+def test_the_banner_version_changes_with_what_it_shows_and_only_then() -> None:
+    alarm = _alarm("clock-skew:RU-GS", "2026-11-15T16:00:00.000+00:00")
+    down = _task("notifier", "restarting", "OSError: x")
+    version = views.banner([down], [alarm]).version
+    assert views.banner([down, _task("timers", "running")], [alarm]).version == version
+    assert views.banner([down], [replace(alarm, count=2)]).version != version
+    assert views.banner([down], [replace(alarm, first_at="2026-11-15T17:00:00.000+00:00")]
+                        ).version != version  # cleared and raised again
+    assert views.banner([replace(down, last_error="OSError: y")], [alarm]).version != version
+    assert views.banner([], [alarm]).version != version
+    assert views.banner([down], []).version != version
+
+
+def test_status_times_convert_to_milliseconds_for_the_formatter() -> None:
+    at = 1_763_221_200_123
+    assert views.ms_of(iso(at)) == at
+    assert views.ms_of(None) is None
+
+
+def test_clock_offsets_read_with_their_sign_unit_and_margin() -> None:
+    assert i18n.Formatter("en").offset(120, 3) == "+120 ms \u00b1 3 ms"
+    assert i18n.Formatter("en").offset(-1250, 13) == "-1,250 ms \u00b1 13 ms"
+    assert i18n.Formatter("en").offset(0, 1) == "0 ms \u00b1 1 ms"
+    assert i18n.Formatter("en").offset(None, None) == i18n.NO_VALUE
+    assert i18n.Formatter("ru").offset(120, 3) == "+120 мс \u00b1 3 мс"
+    # Arabic: the sign carries a left-to-right mark so it stays with its number
+    assert i18n.Formatter("ar").offset(120, 3) == "\u200e+120 ملي ث \u00b1 3 ملي ث"

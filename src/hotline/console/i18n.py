@@ -18,8 +18,9 @@ from babel import Locale
 from babel.dates import format_date, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_minus_sign_symbol, get_plus_sign_symbol
 from babel.support import Translations
+from babel.units import format_unit
 
 from hotline.calls.directory import LANGUAGES
 
@@ -107,6 +108,27 @@ class Formatter:
 
     def number(self, value: float) -> str:
         return format_decimal(value, locale=self.lang)
+
+    def milliseconds(self, ms: int, *, signed: bool = False) -> str:
+        """``120 ms`` in the locale's digits and unit (``120 мс``, ``120 ملي ث``); with
+        ``signed``, positive values carry the locale's plus sign."""
+        sign = ""
+        if signed and ms > 0:
+            sign = get_plus_sign_symbol(self.lang)
+        elif ms < 0:
+            sign = get_minus_sign_symbol(self.lang)
+        value = sign + format_decimal(abs(ms), locale=self.lang)
+        return str(format_unit(value, "duration-millisecond", "short", locale=self.lang))
+
+    def offset(self, ms: int | None, error_ms: int | None) -> str:
+        """A measured clock offset and its margin, ``+120 ms ± 3 ms``; a dash when it has
+        not been measured yet."""
+        if ms is None:
+            return NO_VALUE
+        shown = self.milliseconds(ms, signed=True)
+        if error_ms is None:
+            return shown
+        return f"{shown} \u00b1 {self.milliseconds(error_ms)}"
 
     def elapsed(self, ms: int) -> str:
         """``m:ss`` (``h:mm:ss`` past an hour). All five locales write Latin digits by

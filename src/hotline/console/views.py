@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from hotline.calls.directory import Directory
+from hotline.status import AlarmStatus, TaskStatus
 
 #: Call states in which the callee's desk is being rung and may answer.
 RINGING_STATES = frozenset({"delivered", "ringing"})
@@ -145,3 +147,36 @@ def ended_at(call: Mapping[str, Any]) -> int | None:
     ats = [e.get("at") for e in call.get("history", ()) if e.get("state") == call["state"]]
     return ats[-1] if ats and ats[-1] is not None else None
 
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The node's own trouble, shown on every page to every operator: the standing
+    alarms, oldest first, and the supervised tasks that are down (failed, waiting to be
+    restarted)."""
+
+    alarms: tuple[AlarmStatus, ...]
+    down: tuple[TaskStatus, ...]
+
+    @property
+    def version(self) -> str:
+        """Changes whenever what the banner shows changes (a raise, a clear, a repeat, a
+        task going down or up), and only then: an unchanged banner is not swapped in, so
+        it is not announced again."""
+        alarms = "".join(f"{a.cause}:{a.first_at}:{a.count};" for a in self.alarms)
+        down = "".join(f"{t.name}:{t.last_error};" for t in self.down)
+        return f"{alarms}|{down}"
+
+
+def banner(tasks: Iterable[TaskStatus], alarms: Iterable[AlarmStatus]) -> Banner:
+    standing = sorted(alarms, key=lambda a: (a.first_at or "", a.cause))
+    return Banner(alarms=tuple(standing),
+                  down=tuple(t for t in tasks if t.state == "restarting"))
+
+
+def ms_of(stamp: str | None) -> int | None:
+    """Milliseconds since the epoch of an ISO 8601 time with its offset, as the status
+    reports carry them (for the console's own date formatting)."""
+    if not stamp:
+        return None
+    return int(datetime.fromisoformat(stamp).timestamp() * 1000)

@@ -51,7 +51,7 @@ from hotline.console.throttle import LoginThrottle
 from hotline.errors import HotlineError
 from hotline.events import Broadcaster
 from hotline.log.verify import Report
-from hotline.status import PeerStatus
+from hotline.status import AlarmStatus, PeerStatus, TaskStatus
 from hotline.store.journal import Entry
 
 log = logging.getLogger("hotline.console")
@@ -60,6 +60,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 LANGUAGE_NAMES = {"en": "English", "ar": "العربية", "ru": "Русский", "uk": "Українська",
                   "pl": "Polski"}
 PRESENCE_EVERY_SECONDS = 20.0
+#: journal entries the event stream names (anything else is sent as ``log``)
+LIVE_KINDS = frozenset({"call", "conversation", "alarm"})
 MAX_FIELD = 65536
 
 
@@ -81,6 +83,8 @@ class ConsoleServices:
     journal: Broadcaster[Entry]
     status: Callable[[], Awaitable[list[PeerStatus]]]
     audit: AuditServices
+    #: the node's supervised tasks and its standing alarms
+    health: Callable[[], Awaitable[tuple[list[TaskStatus], list[AlarmStatus]]]]
     clock: Clock
 
 
@@ -414,13 +418,27 @@ class Console:
             return await self._messages(viewer, conv_id)
         return self.back(request, f"/conversations/{conv_id}")
 
+    # -- the node's own alarms -----------------------------------------------------------
+    async def banner_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        """The alarm banner every page shows, whatever the operator's roles."""
+        tasks, alarms = await self.s.health()
+        return self.render("_banner.html", viewer.lang, viewer,
+                           banner=views.banner(tasks, alarms),
+                           alarm_kind=_alarm_kinds(i18n.translations(viewer.lang).gettext),
+                           ms_of=views.ms_of)
+
     # -- link health and audit log -------------------------------------------------------
     async def links(self, request: Request, viewer: views.Viewer) -> Response:
         return self.render("links.html", viewer.lang, viewer, nav="links",
-                           peers=await self.s.status())
+                           **await self._links(viewer))
 
     async def links_fragment(self, request: Request, viewer: views.Viewer) -> Response:
-        return self.render("_links.html", viewer.lang, viewer, peers=await self.s.status())
+        return self.render("_links.html", viewer.lang, viewer, **await self._links(viewer))
+
+    async def _links(self, viewer: views.Viewer) -> dict[str, Any]:
+        tasks, _alarms = await self.s.health()
+        return {"peers": await self.s.status(), "tasks": tasks, "ms_of": views.ms_of,
+                "task_state": _task_states(i18n.translations(viewer.lang).gettext)}
 
     async def audit(self, request: Request, viewer: views.Viewer) -> Response:
         entries = await self.s.audit.recent(200)
@@ -474,8 +492,8 @@ class Console:
     # -- live events ---------------------------------------------------------------------
     async def events(self, request: Request, viewer: views.Viewer) -> Response:
         """One stream per open page: a named event per change (``call``,
-        ``conversation``), on which the page re-fetches the fragments concerned. While a
-        page is open, the operator counts as present at the desk."""
+        ``conversation``, ``alarm``), on which the page re-fetches the fragments
+        concerned. While a page is open, the operator counts as present at the desk."""
         token = request.cookies.get(SESSION_COOKIE, "")
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
@@ -496,7 +514,7 @@ class Console:
                         await self._present(viewer.operator)
                         beat = loop.time() + self._presence_every()
                     if entry is not None:
-                        kind = entry.kind if entry.kind in ("call", "conversation") else "log"
+                        kind = entry.kind if entry.kind in LIVE_KINDS else "log"
                         yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))
 
         return EventSourceResponse(stream(), ping=15)
@@ -536,6 +554,26 @@ def _state_labels(gettext: Callable[[str], str]) -> dict[str, str]:
     }
 
 
+def _alarm_kinds(gettext: Callable[[str], str]) -> dict[str, str]:
+    """Names of the alarms the node raises (see health/alarms.py); an alarm of another
+    kind shows its id."""
+    return {
+        "task-failed": gettext("Background task failed"),
+        "clock-step": gettext("This node's clock jumped"),
+        "clock-skew": gettext("The peer's clock is off"),
+        "notification-failed": gettext("Notification not delivered"),
+        "log-equivocation": gettext("The peer signed two different logs"),
+        "log-shrinking": gettext("The peer's log got shorter"),
+        "log-inconsistent": gettext("The peer's log was rewritten"),
+        "checkpoint-refused": gettext("The peer refused our log checkpoint"),
+    }
+
+
+def _task_states(gettext: Callable[[str], str]) -> dict[str, str]:
+    return {"starting": gettext("Starting"), "running": gettext("Running"),
+            "restarting": gettext("Restarting"), "stopped": gettext("Stopped")}
+
+
 def console_router(services: ConsoleServices) -> APIRouter:
     c = Console(services)
     router = APIRouter(include_in_schema=False)
@@ -572,6 +610,7 @@ def console_router(services: ConsoleServices) -> APIRouter:
     router.add_api_route("/account/totp/confirm", c.action(c.confirm_totp), methods=post)
     router.add_api_route("/account/password", c.action(c.change_password), methods=post)
     router.add_api_route("/console/events", c.page(c.events), methods=get)
+    router.add_api_route("/console/banner", c.page(c.banner_fragment), methods=get)
     router.add_api_route("/console/alarm.wav", c.alarm_sound, methods=get)
     return router
 

@@ -8,13 +8,14 @@
   // One event stream per page; each named event makes the fragments concerned refetch.
   if (body.dataset.events && window.EventSource) {
     const source = new EventSource(body.dataset.events);
-    for (const kind of ["call", "conversation", "log"]) {
+    for (const kind of ["call", "conversation", "alarm", "log"]) {
       source.addEventListener(kind, () => htmx.trigger(body, "hl-" + kind));
     }
     source.addEventListener("open", () => {
       body.dataset.live = "yes";
       htmx.trigger(body, "hl-call"); // catch up on anything missed while reconnecting
       htmx.trigger(body, "hl-conversation");
+      htmx.trigger(body, "hl-alarm");
     });
     source.addEventListener("error", () => { body.dataset.live = "no"; });
     source.addEventListener("logout", () => { window.location.assign("/login"); });
@@ -76,7 +77,8 @@
   let alarmFor = null;
   function alarmChanged() {
     const alarm = document.getElementById("alarm");
-    const others = [document.querySelector("header.top"), document.getElementById("main")];
+    const others = [document.querySelector("header.top"), document.getElementById("banner-slot"),
+                    document.getElementById("main")];
     if (alarm) {
       document.documentElement.classList.add("alarm-on");
       for (const el of others) if (el) el.inert = true;
