@@ -343,7 +343,7 @@ class Node:
             party=self.config.party, name=self.config.name, key_id=self.keys.public.key_id,
             listen=self.config.listen, messenger=self.messenger, inbox=self.inbox,
             status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME), calls=calls,
-            health=self.node_health)
+            health=self.node_health, alarms=self.alarms)
         console = ConsoleServices(
             party=self.config.party, name=self.config.name, accounts=self.accounts,
             calls=calls, registry=self.registry, journal=self.journal, status=self.status,

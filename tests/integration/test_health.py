@@ -285,3 +285,40 @@ def test_a_peer_down_raises_line_down_and_its_return_clears_it(
     finally:
         us.stop()
         ru.stop()
+
+
+def test_an_operator_clears_an_alarm_from_the_cli_and_the_log_says_who(
+        make_sqlite_node: Callable[..., NodeProcess]) -> None:
+    """`hotline alarms` lists a real standing alarm (a line down: the peer never came up);
+    `--clear` ends it and the log names who did; a cause that stands nowhere, or an empty
+    one, is refused and changes nothing."""
+    import subprocess
+    import sys
+
+    from tests.nodes import link, wait_until
+    node, peer = make_sqlite_node("AA-ONE"), make_sqlite_node("BB-TWO")
+    link(node, peer)
+    node.configure("delivery", line_down_alarm_seconds=0.5, backoff_max_seconds=0.2)
+    node.start()
+    try:
+        node.send("BB-TWO", ["hello?"])
+        run = [sys.executable, "-m", "hotline", "alarms", "--dir", str(node.dir)]
+        listed = wait_until(lambda: "line-down:BB-TWO" in (out := subprocess.run(
+            run, capture_output=True, text=True, check=True).stdout) and out, 30,
+            what="the line-down alarm in `hotline alarms`")
+        assert "BB-TWO" in listed
+        missing = subprocess.run([*run, "--clear", "no-such:cause"], capture_output=True,
+                                 text=True, check=False)
+        assert missing.returncode == 1
+        assert "no-alarm" in missing.stderr + missing.stdout
+        assert node.api("POST", "/api/v1/alarms/clear",
+                        json={"cause": ""}).status_code == 422
+        assert node.api("GET", "/api/v1/alarms").json()["alarms"]  # still standing
+        subprocess.run([*run, "--clear", "line-down:BB-TWO", "--operator", "duty-1"],
+                       check=True, capture_output=True)
+        assert node.api("GET", "/api/v1/alarms").json()["alarms"] == []
+        entries = [json.loads(r.entry) for r in node.query(
+            "SELECT entry FROM log_entries WHERE kind = 'alarm-cleared'")]
+        assert [e["body"]["cleared_by"] for e in entries] == ["duty-1"]
+    finally:
+        node.stop()

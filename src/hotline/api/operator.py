@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.calls import CallServices, calls_router
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
+from hotline.health.alarms import Alarms
 from hotline.inbox import Inbox, iso
 from hotline.nodedir.token import TokenChecker
-from hotline.status import AlarmStatus, PeerStatus, TaskStatus
+from hotline.status import AlarmStatus, PeerStatus, TaskStatus, alarm_status
 
 
 class SendRequest(BaseModel):
@@ -89,6 +90,7 @@ class OperatorServices:
     calls: CallServices | None = None
     #: supervised tasks and standing alarms
     health: Callable[[], Awaitable[tuple[list[TaskStatus], list[AlarmStatus]]]] | None = None
+    alarms: Alarms | None = None
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
@@ -149,6 +151,40 @@ def operator_router(services: OperatorServices) -> APIRouter:
                               key_id=services.key_id, listen=services.listen,
                               peers=peers, tasks=tasks, alarms=alarms)
 
+    if services.alarms is not None:
+        router.include_router(alarms_router(services.alarms))
     if services.calls is not None:
         router.include_router(calls_router(services.calls))
+    return router
+
+
+class ClearAlarmRequest(BaseModel):
+    cause: str = Field(min_length=1, max_length=160)
+    operator: str | None = Field(default=None, max_length=32,
+                                 description="who dealt with it (kept in the log)")
+
+
+class AlarmsResponse(BaseModel):
+    alarms: list[AlarmStatus]
+
+
+def alarms_router(alarms: Alarms) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/alarms", response_model=AlarmsResponse)
+    async def standing_alarms() -> AlarmsResponse:
+        """The standing alarms, oldest first (each with how often it was raised)."""
+        return AlarmsResponse(alarms=alarm_status(await alarms.standing()))
+
+    @router.post("/alarms/clear", status_code=204, responses={404: {
+        "description": "no standing alarm has this cause"}})
+    async def clear_alarm(body: ClearAlarmRequest) -> Response:
+        """Clear a standing alarm once it has been dealt with (an alarm whose cause
+        cannot go away by itself, such as a peer's log equivocation). The clearing, and
+        who did it, is an entry of the tamper-evident log."""
+        if not await alarms.clear(body.cause, by=body.operator):
+            raise HotlineError("no-alarm", f"no standing alarm has the cause {body.cause!r}",
+                               hint="`hotline alarms` lists them", status=404)
+        return Response(status_code=204)
+
     return router

@@ -230,6 +230,35 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
 
 
 @app.command()
+def alarms(node_dir: DirOption,
+           clear: Annotated[str | None, typer.Option(
+               "--clear", metavar="CAUSE",
+               help="Clear the standing alarm with this cause once it has been dealt "
+                    "with (logged, with --operator).")] = None,
+           operator: Annotated[str | None, typer.Option(
+               help="Who cleared it (kept in the log).")] = None,
+           as_json: JsonOption = False) -> None:
+    """The node's standing alarms, or clear one (--clear CAUSE)."""
+    client = _client(node_dir)
+    if clear is not None:
+        client.request("POST", "/api/v1/alarms/clear",
+                       json={"cause": clear, "operator": operator})
+        out.print(f"Alarm {clear} cleared.")
+        return
+    body = client.request("GET", "/api/v1/alarms")
+    if as_json:
+        _print_json(body)
+        return
+    if not body["alarms"]:
+        out.print("No standing alarms.")
+        return
+    table = Table("cause", "since", "times", "message")
+    for a in body["alarms"]:
+        table.add_row(a["cause"], a["first_at"] or "-", str(a["count"]), a["message"])
+    out.print(table)
+
+
+@app.command()
 def token(node_dir: DirOption) -> None:
     """Rotate the operator token (a running node accepts only the new one at once)."""
     from hotline.nodedir.config import TOKEN_NAME, load_config

@@ -86,12 +86,15 @@ class Alarms:
             self.ring(conn, row, now, effects)
         return True
 
-    def clear_in(self, conn: Connection, cause: str, now: int, effects: Effects) -> bool:
+    def clear_in(self, conn: Connection, cause: str, now: int, effects: Effects,
+                 by: str | None = None) -> bool:
+        """Clear the standing alarm of ``cause``: its cause is gone, or an operator
+        (``by``) has dealt with it. False if none stands."""
         row = alarm_store.clear(conn, cause, now)
         if row is None:
             return False
         body = {"cause": row.cause, "kind": row.kind, "subject": row.subject,
-                "message": row.message, "detail": row.detail}
+                "message": row.message, "detail": row.detail, "cleared_by": by}
         log_store.append_one(conn, "alarm-cleared", body, now, subject=row.subject)
         effects.journal.append(journal.append(
             conn, "alarm", (row.subject or row.kind)[:JOURNAL_SUBJECT_MAX],
@@ -112,13 +115,13 @@ class Alarms:
         self.apply(effects)
         return raised
 
-    async def clear(self, cause: str) -> bool:
+    async def clear(self, cause: str, by: str | None = None) -> bool:
         def work(conn: Connection) -> tuple[bool, Effects]:
             effects = Effects()
-            return self.clear_in(conn, cause, self._clock.now_ms(), effects), effects
+            return self.clear_in(conn, cause, self._clock.now_ms(), effects, by), effects
         cleared, effects = await self._db.write(work)
         if cleared:
-            log.warning("alarm cleared: %s", cause)
+            log.warning("alarm cleared%s: %s", f" by {by}" if by else "", cause)
         self.apply(effects)
         return cleared
 
