@@ -8,6 +8,7 @@ SQLite or PostgreSQL database.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import signal
@@ -69,6 +70,68 @@ def drop_pg_database(url: str) -> None:
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: where Debian's ``libfaketime`` package puts the library (HOTLINE_TEST_LIBFAKETIME overrides)
+FAKETIME_LIBRARIES = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                      "/usr/local/lib/faketime/libfaketime.so.1")
+
+
+def faketime_library() -> Path:
+    """libfaketime's path, or a clear failure: the clock-fault tests are never skipped."""
+    override = os.environ.get("HOTLINE_TEST_LIBFAKETIME")
+    patterns = (override,) if override else FAKETIME_LIBRARIES
+    for pattern in patterns:
+        for found in sorted(glob.glob(pattern)):
+            return Path(found)
+    raise AssertionError("libfaketime is not installed, and the clock-fault tests need it: "
+                         "`apt-get install faketime` (.ci/run does), or point "
+                         "HOTLINE_TEST_LIBFAKETIME at libfaketime.so.1")
+
+
+class FakeWallClock:
+    """The wall clock of one node process, stepped while it runs (libfaketime).
+
+    Only the wall clock moves: ``FAKETIME_DONT_FAKE_MONOTONIC`` keeps the monotonic clock
+    real, as when NTP or an operator steps a machine's clock. The offset lives in a file
+    that the process re-reads on every clock call (``FAKETIME_NO_CACHE``), in libfaketime's
+    relative syntax (``+3600``, ``-120``, ``+0``: seconds); :meth:`set` replaces the file
+    atomically, so the process never reads half of it. File times stay real
+    (``NO_FAKE_STAT``).
+
+    ``FAKETIME_FORCE_MONOTONIC_FIX=0``: libfaketime 0.9.10 turns that "fix" on by itself
+    on current glibc, and with an unfaked monotonic clock it then turns every timed wait
+    on a monotonic condition variable (CPython's GIL hand-over among them) into an
+    immediate time-out: threads spin for the GIL and the node stalls for up to seconds
+    (measured: about 1 s per call placed, 20 times the system time), which no real
+    clock step does. Python's ``time.sleep`` fails (EINVAL) under
+    ``FAKETIME_DONT_FAKE_MONOTONIC`` (libfaketime issue 426); ``hotline serve`` never
+    calls it."""
+
+    def __init__(self, path: Path, offset_s: int = 0) -> None:
+        self.path = path
+        self.offset_s = offset_s
+        self.set(offset_s)
+
+    def set(self, offset_s: int) -> None:
+        """Step the wall clock to real time + ``offset_s`` seconds."""
+        partial = self.path.with_name(self.path.name + ".new")
+        partial.write_text(f"{offset_s:+d}\n")
+        os.replace(partial, self.path)
+        self.offset_s = offset_s
+
+    def env(self) -> dict[str, str]:
+        return {"LD_PRELOAD": str(faketime_library()),
+                "FAKETIME_TIMESTAMP_FILE": str(self.path), "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_FORCE_MONOTONIC_FIX": "0",
+                "NO_FAKE_STAT": "1"}
+
+    @staticmethod
+    def clean_up(pid: int) -> None:
+        """libfaketime's shared memory of a process that did not exit normally (a leftover
+        would trouble a later process that gets the same pid)."""
+        for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
+            Path("/dev/shm", name).unlink(missing_ok=True)
+
+
 class NodeProcess:
     def __init__(self, directory: Path, party: str, db: str | None, *,
                  create: bool = True, endpoints: list[str] | None = None,
@@ -85,6 +148,13 @@ class NodeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "node.log"
+        self.wall: FakeWallClock | None = None
+
+    def fake_wall_clock(self, offset_s: int = 0) -> FakeWallClock:
+        """Run this node under libfaketime from its next start on, its wall clock at
+        real time + ``offset_s`` until the returned clock is stepped."""
+        self.wall = FakeWallClock(self.dir / "faketime.rc", offset_s)
+        return self.wall
 
     def configure(self, section: str, **values: Any) -> None:
         """Change ``[section]`` settings in config.toml (before starting)."""
@@ -105,7 +175,8 @@ class NodeProcess:
 
     # -- process control ----------------------------------------------------------------
     def start(self, *extra: str) -> NodeProcess:
-        env = {**os.environ, "HOTLINE_PASSPHRASE": PASSPHRASE}
+        env = {**os.environ, "HOTLINE_PASSPHRASE": PASSPHRASE,
+               **(self.wall.env() if self.wall is not None else {})}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hotline", "serve", "--dir", str(self.dir),
@@ -128,7 +199,7 @@ class NodeProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        self.proc = None
+        self._exited()
 
     def stop(self) -> None:
         if self.proc is None:
@@ -139,6 +210,12 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._exited()
+
+    def _exited(self) -> None:
+        assert self.proc is not None
+        if self.wall is not None:
+            FakeWallClock.clean_up(self.proc.pid)
         self.proc = None
 
     # -- operator API -------------------------------------------------------------------

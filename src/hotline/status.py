@@ -31,6 +31,8 @@ class PeerStatus:
     unreachable_for_seconds: float | None
     next_attempt_at: str | None
     state: str
+    #: consecutive failed attempts since the last fully acknowledged batch
+    failed_attempts: int = 0
     clock_offset_ms: int | None = None
     clock_offset_error_ms: int | None = None
 
@@ -85,6 +87,7 @@ async def line_status(db: Database, peers: PeerDirectory,
             unreachable_for_seconds=None if h.unreachable_since is None
             else round((now - h.unreachable_since) / 1000, 1),
             next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h),
+            failed_attempts=h.failed_attempts,
             clock_offset_ms=h.clock_offset_ms, clock_offset_error_ms=h.clock_offset_error_ms))
     return out
 

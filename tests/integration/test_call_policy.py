@@ -79,9 +79,14 @@ def test_only_a_rung_role_held_by_the_operator_may_answer(
     # the caller cancels: both sides end cancelled, and nothing rings any more
     assert us.api("POST", f"/api/v1/calls/{call_id}/cancel").status_code == 200
     wait_for_state(ru, call_id, "cancelled")
-    call = wait_for_event(us, call_id, "cancelled")
-    assert {e["signed_by"] for e in call["history"] if e["state"] == "cancelled"} == \
-        {"US-JS", "RU-GS"}
+
+    def cancelled_by() -> set[str]:
+        call = get_call(us, call_id)
+        assert call is not None
+        return {e["signed_by"] for e in call["history"] if e["state"] == "cancelled"}
+    # US's own statement is there at once; RU's confirmation follows over the link
+    wait_until(lambda: cancelled_by() == {"US-JS", "RU-GS"}, 30,
+               what="both sides' cancelled statements on US")
     late = ru.api("POST", f"/api/v1/calls/{call_id}/answer", json={"as": "cgs"})
     assert late.status_code == 409
 

@@ -210,7 +210,8 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
     for p in body["peers"]:
         error = p["last_error"] or ""
         if p["unreachable_for_seconds"] is not None:
-            error = f"unreachable for {p['unreachable_for_seconds']} s: {error}"
+            error = (f"unreachable for {p['unreachable_for_seconds']} s "
+                     f"({p.get('failed_attempts', 0)} attempts): {error}")
         offset = "-" if p.get("clock_offset_ms") is None else \
             f"{p['clock_offset_ms']:+d} ms ±{p['clock_offset_error_ms']}"
         table.add_row(p["party"], p["state"], str(p["queued"]), str(p["in_flight"]),

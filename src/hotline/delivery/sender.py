@@ -45,6 +45,8 @@ class PeerHealth:
     failing_since_mono: float | None = None
     last_success_at: int | None = None
     next_attempt_at: int | None = None
+    #: consecutive failed attempts since the last fully acknowledged batch
+    failed_attempts: int = 0
     endpoint: str | None = None
     #: The peer's clock minus ours, in ms, from the last batch's round trip: the peer's
     #: signed receipt time against the midpoint of our request (error ± rtt/2).
@@ -149,6 +151,7 @@ class PeerSender:
                     raise
                 if not ok:
                     delay = self._backoff.next_delay()
+                    self.health.failed_attempts = self._backoff.failures
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
                     await asyncio.sleep(delay)
                     self.health.next_attempt_at = None
@@ -216,6 +219,7 @@ class PeerSender:
                 self._failed(error, reachable=True)
                 return False
             self._backoff.reset()
+            self.health.failed_attempts = 0
             self.health.last_error = None
             self.health.failing_since_mono = None
             return True
