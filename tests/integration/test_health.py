@@ -322,3 +322,30 @@ def test_an_operator_clears_an_alarm_from_the_cli_and_the_log_says_who(
         assert [e["body"]["cleared_by"] for e in entries] == ["duty-1"]
     finally:
         node.stop()
+
+
+def test_a_new_envelope_cuts_a_long_backoff_short(
+        make_sqlite_node: Callable[..., NodeProcess]) -> None:
+    """US has failed long enough to wait 60-120 s between attempts; RU comes back and an
+    operator sends something new: it goes at once, with what waited, not a minute later."""
+    import time
+
+    from tests.nodes import link, wait_until
+    us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
+    link(us, ru)
+    us.configure("delivery", backoff_initial_seconds=60.0, backoff_max_seconds=120.0)
+    us.start()
+    try:
+        us.send("RU-GS", ["queued during the outage"])
+        wait_until(lambda: us.peer_status("RU-GS")["failed_attempts"] >= 1, 30,
+                   what="a failed attempt")
+        ru.start()
+        sent = time.monotonic()
+        us.send("RU-GS", ["sent after the return"])
+        wait_until(lambda: len(ru.inbox()) == 2, 20, what="both messages")
+        assert time.monotonic() - sent < 20  # far under the 30-120 s backoff
+        assert [m["text"] for m in ru.inbox()] == ["queued during the outage",
+                                                    "sent after the return"]
+    finally:
+        us.stop()
+        ru.stop()

@@ -56,6 +56,7 @@ class PeerHealth:
 
 Reseal = Callable[[Link, Pending], Pending]
 FRESH_LIMIT = 10_000
+EARLY_RETRY_FLOOR_S = 1.0
 
 class PeerSender:
     def __init__(self, *, me: str, link: Link, db: Database,
@@ -153,8 +154,23 @@ class PeerSender:
                     delay = self._backoff.next_delay()
                     self.health.failed_attempts = self._backoff.failures
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
-                    await asyncio.sleep(delay)
+                    await self._wait_out(delay)
                     self.health.next_attempt_at = None
+
+    async def _wait_out(self, delay: float) -> None:
+        """Wait ``delay`` before the next attempt, unless new envelopes are offered
+        meanwhile: a call placed during an outage is tried again at once, not after up
+        to a whole capped backoff — but never sooner than the backoff's first step (at
+        most 1 s) after the last attempt, so a busy queue cannot flood a dead peer."""
+        started = self._clock.monotonic()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            return
+        floor = min(self._backoff.initial, EARLY_RETRY_FLOOR_S)
+        rest = floor - (self._clock.monotonic() - started)
+        if rest > 0:
+            await asyncio.sleep(rest)
 
     def needs_reseal(self, p: Pending, now: int) -> bool:
         """Whether ``p`` must be sealed afresh before it goes out: its seal time is outside
