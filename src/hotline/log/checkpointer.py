@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
+from hotline.delivery.transport import TOTAL_TIMEOUTS
 from hotline.errors import HotlineError
 from hotline.events import BackgroundTask
 from hotline.health.alarms import Alarm, Alarms
@@ -77,6 +78,7 @@ class Checkpointer(BackgroundTask):
         self._every_ms = int(every_seconds * 1000)
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
+        self._total = timeout * TOTAL_TIMEOUTS
         self._alarms = alarms
         self.alarms: dict[str, str] = {}
         # When each peer last cosigned, on the monotonic clock: the interval between
@@ -144,12 +146,17 @@ class Checkpointer(BackgroundTask):
         last_error: Exception | None = None
         for endpoint in link.endpoints:
             try:
-                response = await self._client.post(
-                    endpoint + CHECKPOINT_PATH, content=canonical.encode(body),
-                    headers={"content-type": "application/json"})
-                answer: dict[str, Any] = response.json()
+                # bounded as a whole: a peer answering a byte at a time must not hold
+                # up the checkpoints of every other peer (they are gathered together)
+                async with asyncio.timeout(self._total):
+                    response = await self._client.post(
+                        endpoint + CHECKPOINT_PATH, content=canonical.encode(body),
+                        headers={"content-type": "application/json"})
+                answer = response.json()
+                if not isinstance(answer, dict):
+                    raise ValueError("the answer is not a JSON object")
                 return answer
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, TimeoutError) as exc:
                 last_error = exc
         raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
 
