@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from hotline.scenario import directory_toml
 from tests.calls import apply_toml, get_call, place, wait_for_desks, wait_for_event, wait_for_state
@@ -370,3 +371,43 @@ def test_a_message_sealed_while_the_clock_was_an_hour_ahead_arrives_after_correc
     sent_at = ru.query("SELECT sent_at FROM inbound WHERE peer = 'US-JS'")[0].sent_at
     assert abs(sent_at - time.time() * 1000) < 60_000  # re-sealed on the corrected clock
     assert us.log_lines("re-sealed")
+
+
+def _expiring(party: str, deliver_within: str) -> str:
+    return (directory_toml(party, 200.0, 5000)
+            .replace('deliver_within = "5000ms"', f'deliver_within = "{deliver_within}"')
+            .replace('late = "deliver"', 'late = "expire"'))
+
+
+@pytest.mark.parametrize(("step_s", "deliver_within", "outage_s", "expected"), [
+    (50, "20s", 4, "ringing"),   # 5 s of a 20 s budget used, whatever the clock says
+    (-50, "5s", 7, "expired"),   # the budget was spent, though the seal looks recent
+])
+def test_a_step_while_a_call_waits_for_its_callee_keeps_the_budget_true(
+        make_sqlite_node: Make, step_s: int, deliver_within: str, outage_s: float,
+        expected: str) -> None:
+    """The caller's clock steps while its call waits for a callee that is down: the
+    budget the callee receives is what is really left on the caller's monotonic clock
+    (a +50 s step once spent a 20 s budget at once; a -50 s step once let a late call
+    ring). The outage is a real wait: it is the time the budget measures."""
+    us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
+    link(us, ru)
+    apply_toml(us, _expiring("US-JS", deliver_within))
+    apply_toml(ru, directory_toml("RU-GS", 200.0, 5000))
+    wall = us.fake_wall_clock()
+    us.start()
+    ru.start()
+    try:
+        wait_until(lambda: [d for d in us.api("GET", "/api/v1/desks").json()["desks"]
+                            if d["party"] == "RU-GS"], 30, what="RU's desks on US")
+        ru.stop()
+        call_id = place(us, "cgs@RU-GS", "nmcc-do")
+        wall.set(step_s)
+        wait_until(lambda: us.log_lines("wall clock stepped"), 10, what="the step applied")
+        time.sleep(outage_s)
+        ru.start()
+        call = wait_for_state(ru, call_id, "expired", "delivered", "ringing", timeout=60)
+        assert call["state"] == expected, call["history"]
+    finally:
+        us.stop()
+        ru.stop()

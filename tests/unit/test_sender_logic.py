@@ -86,8 +86,9 @@ def test_buffer_overflow_falls_back_to_the_outbox() -> None:
     assert sender._from_memory() is None
 
 
-def _sealed(sealed_at: int, deadline_at: int | None = None) -> Pending:
-    return Pending("a" * 32, 1, "call.place", "{}", b"x", sealed_at, deadline_at)
+def _sealed(sealed_at: int, deadline_at: int | None = None, budget: int = 30_000) -> Pending:
+    return Pending("a" * 32, 1, "call.place", f'{{"budget_ms":{budget}}}', b"x", sealed_at,
+                   deadline_at)
 
 
 @settings(max_examples=300)
@@ -104,5 +105,14 @@ def test_a_call_signal_is_resealed_once_its_budget_is_spent() -> None:
     sender = _sender()
     assert not sender.needs_reseal(_sealed(1_000, deadline_at=31_000), 30_999)
     assert sender.needs_reseal(_sealed(1_000, deadline_at=31_000), 31_000)
-    # sealed after the deadline: it already says the budget is spent
-    assert not sender.needs_reseal(_sealed(31_500, deadline_at=31_000), 40_000)
+    # re-sealed after the deadline: it already says the budget is spent
+    assert not sender.needs_reseal(_sealed(31_500, deadline_at=31_000, budget=0), 40_000)
+
+
+def test_a_spent_budget_is_noticed_whatever_the_seal_time_says() -> None:
+    """After a backward step the deadline (moved) can lie before the seal time (history,
+    not moved): the budget must still be re-sealed as spent once the deadline passes."""
+    sender = _sender()
+    sealed = _sealed(100_000, deadline_at=80_000, budget=30_000)  # stepped back 50 s
+    assert not sender.needs_reseal(sealed, 79_999)
+    assert sender.needs_reseal(sealed, 80_000)

@@ -14,7 +14,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
@@ -175,32 +175,53 @@ class PeerSender:
     def needs_reseal(self, p: Pending, now: int) -> bool:
         """Whether ``p`` must be sealed afresh before it goes out: its seal time is outside
         the window in either direction (it waited out an outage, or it was sealed while
-        our clock was ahead), or it is a call signal whose delivery budget ran out since
-        it was sealed (the callee must see it spent)."""
+        our clock was ahead), or it is a call signal whose delivery budget ran out and
+        that does not say so yet (the callee must see it spent).
+
+        ``p.deadline_at`` must be the outbox's current value (it moves with a wall-clock
+        step); whether the budget already says "spent" is read from the payload, not by
+        comparing the seal time (history, never moved) with the deadline (moved)."""
         if abs(now - p.sealed_at) > self._reseal_after_ms:
             return True
         return p.deadline_at is not None and now >= p.deadline_at \
-            and p.sealed_at < p.deadline_at
+            and json.loads(p.payload).get("budget_ms") != 0
 
     async def _next_batch(self) -> list[Pending]:
-        """The next envelopes to send, re-sealing those :meth:`needs_reseal` names."""
+        """The next envelopes to send, re-sealing those :meth:`needs_reseal` names.
+
+        A call signal with a delivery deadline is decided inside a writer transaction,
+        against the deadline as stored now and the clock of that transaction: the copy
+        in memory (or read a moment ago) may predate a wall-clock step that moved the
+        stored deadline, and a budget computed from it would be wrong by the step."""
         after = self._acked_upto
         batch = self._from_memory()
         if batch is None:
             batch = await self._db.read(lambda conn: outbox.pending(
                 conn, self.link.party, self._batch_size, self._batch_bytes, after))
         now = self._clock.now_ms()
-        stale = [p for p in batch if self.needs_reseal(p, now)]
-        if not stale:
+        maybe = [p for p in batch if p.deadline_at is not None or self.needs_reseal(p, now)]
+        if not maybe:
             return batch
-        fresh = {p.envelope_id: self._reseal(self.link, p) for p in stale}
 
-        def store(conn: Connection) -> None:
-            for envelope_id, p in fresh.items():
-                outbox.resealed(conn, envelope_id, p.envelope, p.sealed_at, p.payload)
+        def store(conn: Connection) -> tuple[dict[str, Pending], int]:
+            now = self._clock.now_ms()  # the writer's: same time base as the rows read here
+            current = outbox.deadlines(conn, [p.envelope_id for p in maybe
+                                              if p.deadline_at is not None])
+            renewed: dict[str, Pending] = {}
+            sealed = 0
+            for p in maybe:
+                if p.envelope_id in current:
+                    p = replace(p, deadline_at=current[p.envelope_id])
+                if self.needs_reseal(p, now):
+                    p = self._reseal(self.link, p)
+                    outbox.resealed(conn, p.envelope_id, p.envelope, p.sealed_at, p.payload)
+                    sealed += 1
+                renewed[p.envelope_id] = p
+            return renewed, sealed
 
-        await self._db.write(store)
-        log.info("re-sealed %d waiting envelope(s) for %s", len(fresh), self.link.party)
+        fresh, sealed = await self._db.write(store)
+        if sealed:
+            log.info("re-sealed %d waiting envelope(s) for %s", sealed, self.link.party)
 
         def renewed(p: Pending) -> Pending:
             return fresh.get(p.envelope_id, p)

@@ -62,6 +62,18 @@ def pending(conn: Connection, peer: str, limit: int, max_bytes: int,
     return out
 
 
+def deadlines(conn: Connection, envelope_ids: list[str]) -> dict[str, int]:
+    """The current ``deadline_at`` of each of ``envelope_ids`` still waiting (a wall-clock
+    step moves it, so a copy kept in memory may be stale)."""
+    if not envelope_ids:
+        return {}
+    rows = conn.execute(select(outbox.c.envelope_id, outbox.c.deadline_at)
+                        .where(outbox.c.envelope_id.in_(envelope_ids),
+                               outbox.c.delivered_at.is_(None),
+                               outbox.c.deadline_at.isnot(None)))
+    return {r.envelope_id: int(r.deadline_at) for r in rows}
+
+
 def resealed(conn: Connection, envelope_id: str, envelope: bytes, sealed_at: int,
              payload: str) -> None:
     """Replace a waiting envelope with a fresh sealing of the same message (its
