@@ -229,9 +229,10 @@ class Node:
         envelopes and ours would soon be refused). Each is cleared when it is over."""
         d = self.config.delivery
         skew_ms = d.skew_seconds * 1000
-        standing = {a.cause for a in await self.alarms.standing()
-                    if a.kind in ("clock-skew", "line-down")}
         while True:
+            # read afresh each round: an operator may have cleared one whose cause stands
+            standing = {a.cause for a in await self.alarms.standing()
+                        if a.kind in ("clock-skew", "line-down")}
             for party, sender in list(self.senders.items()):
                 h = sender.health
                 failing = h.failing_since_mono

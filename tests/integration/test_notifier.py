@@ -553,3 +553,42 @@ async def test_a_restarted_notifier_delivers_what_the_stopped_one_left(
     assert down["attempts"] == 2
     assert len(hooks.of("/slow")) == 2  # the same alert key, twice
     assert len(hooks.of("/down")) == 2
+
+
+async def test_a_clock_step_during_an_attempt_does_not_end_the_retries(store: Store) -> None:
+    """The wall clock steps +2 h while an attempt hangs; the clock watch moves the row's
+    retry_until with it (store/clocksteps.py). Whether to give up is decided against the
+    row as stored after the attempt, not as read before it: the row is retried, not
+    failed an hour before its (moved) deadline."""
+    from hotline.store import clocksteps
+
+    clock = ManualClock(T0)
+    hooks = Hooks(clock)
+    await hooks.start()
+    gave_up: list[Notification] = []
+
+    async def alarm(row: Notification, error: str) -> None:
+        gave_up.append(row)
+
+    try:
+        await use_channels(store, hooks.channel("ops", "/ops", "hang"))
+        await ring(store, "call-3:ring:0", ["ops"], T0)
+        key = "call-3:ring:0:ops"
+        notifier = Notifier(db=store.db, clock=clock, registry=Registry(store.db),
+                            on_gave_up=alarm, webhook_timeout_s=0.3)
+        async with running(notifier):
+            await hooks.arrival("/ops", "call-3:ring:0")  # the attempt hangs now
+            step = 2 * 3_600_000
+            clock.ms += step
+            await store.db.write(lambda conn: clocksteps.shift(conn, step))
+
+            async def attempted() -> dict[str, Any] | None:
+                found = await store.row(key)
+                return found if found["attempts"] >= 1 else None
+            row = await until("the hanging attempt to time out", attempted)
+    finally:
+        await hooks.close()
+    assert gave_up == []
+    assert row["failed_at"] is None
+    assert row["retry_until"] == T0 + 3_600_000 + step
+    assert T0 + step < row["next_at"] <= T0 + step + 60_000

@@ -116,3 +116,34 @@ def test_a_spent_budget_is_noticed_whatever_the_seal_time_says() -> None:
     sealed = _sealed(100_000, deadline_at=80_000, budget=30_000)  # stepped back 50 s
     assert not sender.needs_reseal(sealed, 79_999)
     assert sender.needs_reseal(sealed, 80_000)
+
+
+def test_a_duplicates_receipt_is_not_a_clock_reading() -> None:
+    """The receipt of a duplicate is the original, signed when the peer first stored the
+    envelope (maybe minutes ago, if our first answer was lost): it must not be read as
+    the peer's clock now, or a lost answer looks like a skewed clock."""
+    from hotline.clock import SystemClock
+    from hotline.protocol.keys import PartyKeys
+    from hotline.protocol.receipt import make_receipt, message_digest
+    from hotline.store.links import Link
+
+    peer_keys = PartyKeys.generate()
+    link = Link("BB-TWO", "peer", peer_keys.public, ("http://peer",), 0)
+    fake: Any = None
+    sender = PeerSender(me="AA-ONE", link=link, db=fake, transport=fake, clock=SystemClock(),
+                        backoff=Backoff(0.1, 1.0), batch_size=10, batch_bytes=1 << 20,
+                        reseal=fake, reseal_after_ms=60_000)
+    batch = [Pending(f"{seq:032x}", seq, "message", '{"text":"x"}', b"x", 0)
+             for seq in (1, 2)]
+
+    def receipt(p: Pending, at: int) -> str:
+        digest = message_digest(envelope_id=p.envelope_id, sender="AA-ONE",
+                                recipient="BB-TWO", seq=p.seq, type_=p.type,
+                                payload={"text": "x"})
+        return make_receipt(envelope_id=p.envelope_id, signer="BB-TWO", sender="AA-ONE",
+                            seq=p.seq, digest=digest, at_ms=at, keys=peer_keys).decode()
+    results: list[object] = [{"receipt": receipt(batch[0], 1_000), "duplicate": False},
+                             {"receipt": receipt(batch[1], 500), "duplicate": True}]
+    delivered, error = sender._check_results(batch, results)
+    assert error is None
+    assert [d[3] for d in delivered] == [1_000, None]

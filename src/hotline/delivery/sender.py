@@ -248,7 +248,9 @@ class PeerSender:
             self.health.unreachable_since = None
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
-                self._measure_offset(delivered[-1][3], sent_at, rtt_ms)
+                fresh = [peer_at for *_, peer_at in delivered if peer_at is not None]
+                if fresh:
+                    self._measure_offset(fresh[-1], sent_at, rtt_ms)
                 self._acked_upto = max(self._acked_upto, batch[len(delivered) - 1].seq)
                 self._store_receipts(delivered)
                 self.health.last_success_at = self._clock.now_ms()
@@ -269,7 +271,7 @@ class PeerSender:
         self.health.clock_offset_ms = int(peer_at - (sent_at + rtt_ms / 2))
         self.health.clock_offset_error_ms = int(rtt_ms / 2) + 1
 
-    def _store_receipts(self, delivered: list[tuple[str, bytes, int, int]]) -> None:
+    def _store_receipts(self, delivered: list[tuple[str, bytes, int, int | None]]) -> None:
         rows = [(envelope_id, raw, at) for envelope_id, raw, at, _peer_at in delivered]
         task = asyncio.create_task(
             self._db.write(lambda conn: outbox.mark_delivered(conn, rows)))
@@ -277,10 +279,10 @@ class PeerSender:
         task.add_done_callback(self._marking.discard)
 
     def _check_results(self, batch: list[Pending], results: list[object]
-                       ) -> tuple[list[tuple[str, bytes, int, int]], str | None]:
-        """(envelope id, receipt, our time, the peer's signed time) for the verified
-        receipts in order, and the first error."""
-        delivered: list[tuple[str, bytes, int, int]] = []
+                       ) -> tuple[list[tuple[str, bytes, int, int | None]], str | None]:
+        """(envelope id, receipt, our time, the peer's signed time or None for a
+        duplicate) for the verified receipts in order, and the first error."""
+        delivered: list[tuple[str, bytes, int, int | None]] = []
         now = self._clock.now_ms()
         for pending, result in zip(batch, results, strict=True):
             receipt = result.get("receipt") if isinstance(result, dict) else None
@@ -300,7 +302,11 @@ class PeerSender:
                 log.warning("bad receipt from %s for seq %d: %s", self.link.party, pending.seq,
                             exc)
                 return delivered, f"bad receipt from {self.link.party}: {exc}"
-            delivered.append((pending.envelope_id, checked.raw, now, checked.at))
+            # A duplicate's receipt is the original, signed when the peer first stored
+            # the envelope: its time says nothing about the peer's clock now.
+            duplicate = isinstance(result, dict) and result.get("duplicate") is True
+            delivered.append((pending.envelope_id, checked.raw, now,
+                              None if duplicate else checked.at))
         return delivered, None
 
     def _failed(self, message: str, *, reachable: bool = False) -> None:

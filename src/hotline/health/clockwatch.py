@@ -1,12 +1,13 @@
 """The clock watch: notices wall-clock steps and keeps duration deadlines true.
 
 Every ``interval_s`` (monotonic) it compares the real wall clock with the node's
-:class:`~hotline.clock.SteadyWall`. A difference under ``tolerance_ms`` is a slew (NTP
-adjusts the rate by at most 0.5 ms/s) and is absorbed at once by re-anchoring. A larger
-one is a *step*: in one writer transaction every live duration deadline is moved by the
-step (``store/clocksteps.py``), the step is written to the log, an alarm ``clock-step``
-is raised, and the node's clock is re-anchored to the real wall clock — so a deadline
-that was 60 s away is still 60 s away, whichever way the clock jumped.
+:class:`~hotline.clock.SteadyWall`. A difference within ``tolerance_ms`` (100 ms) plus
+what a slew can do since the last check (NTP adjusts the rate by at most 0.5 ms/s) is
+absorbed at once by re-anchoring. A larger one is a *step*: in one writer transaction
+every live duration deadline is moved by the step (``store/clocksteps.py``), the step is
+written to the log, an alarm ``clock-step`` is raised, and the node's clock is
+re-anchored to the real wall clock — so a deadline that was 60 s away is still 60 s
+away, whichever way the clock jumped.
 
 A step while the node is stopped cannot be told from time passing; after a restart the
 overdue deadlines fire at once (the escalation engine coalesces repeats), see
@@ -30,7 +31,16 @@ from hotline.store.database import Database
 log = logging.getLogger("hotline.clock")
 
 CHECK_INTERVAL_S = 0.25
-STEP_TOLERANCE_MS = 1000
+STEP_TOLERANCE_MS = 100
+MAX_SLEW_RATE = 0.0005  # 500 ppm: the most NTP (adjtime) slews a clock
+
+
+def is_step(delta_ms: int, elapsed_s: float, tolerance_ms: int = STEP_TOLERANCE_MS) -> bool:
+    """Whether the wall clock moving ``delta_ms`` away from the monotonic clock over
+    ``elapsed_s`` is a step. A slew changes the rate by at most :data:`MAX_SLEW_RATE`:
+    only that much (plus a small floor for reading two clocks) is a slew, so a clock that
+    runs fast, or keeps stepping by just under a threshold, is still seen stepping."""
+    return abs(delta_ms) > tolerance_ms + MAX_SLEW_RATE * max(0.0, elapsed_s) * 1000
 
 
 class ClockWatch:
@@ -57,7 +67,7 @@ class ClockWatch:
         wall, mono = source.now_ms(), source.monotonic()
         wall_then, mono_then = self._clock.anchor
         delta = wall - (wall_then + int((mono - mono_then) * 1000))
-        if abs(delta) < self._tolerance:
+        if not is_step(delta, mono - mono_then, self._tolerance):
             self._clock.rebase((wall, mono))
             return 0
         await self._apply_step(delta, (wall, mono))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -80,7 +80,8 @@ class Checkpointer(BackgroundTask):
         self._client = httpx.AsyncClient(timeout=timeout)
         self._total = timeout * TOTAL_TIMEOUTS
         self._alarms = alarms
-        self.alarms: dict[str, str] = {}
+        #: per peer: the refusal last seen and the alarm's message for it
+        self.alarms: dict[str, tuple[str, str]] = {}
         # When each peer last cosigned, on the monotonic clock: the interval between
         # checkpoints is a duration (a wall-clock step neither rushes nor stalls it).
         self._cosigned_mono: dict[str, float] = {}
@@ -90,10 +91,30 @@ class Checkpointer(BackgroundTask):
         await self._client.aclose()
 
     async def _run(self) -> None:
+        # One loop per peer: a peer that hangs until its request times out holds back
+        # only its own checkpoints. An unexpected error in any loop ends this run (the
+        # supervisor logs, alarms and restarts it), and with it every loop.
+        loops: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for link in self._peers.all():
+                    if link.party not in loops:
+                        loops[link.party] = asyncio.create_task(
+                            self._peer_loop(link.party), name=f"checkpoints-{link.party}")
+                for task in loops.values():
+                    if task.done():
+                        task.result()  # raises what ended it
+                await asyncio.sleep(TICK_SECONDS)
+        finally:
+            for task in loops.values():
+                task.cancel()
+            await asyncio.gather(*loops.values(), return_exceptions=True)
+
+    async def _peer_loop(self, party: str) -> None:
         while True:
-            # Every peer at once: a peer that hangs until the request times out must not
-            # hold back the checkpoints of the others.
-            await asyncio.gather(*(self._tick(link) for link in self._peers.all()))
+            link = self._peers.get(party)
+            if link is not None:
+                await self._tick(link)
             await asyncio.sleep(TICK_SECONDS)
 
     async def _tick(self, link: Link) -> None:
@@ -193,18 +214,24 @@ class Checkpointer(BackgroundTask):
         if answer.get("error") not in REFUSALS:  # not a verdict on our log: retry later
             log.warning("%s", detail)
             return
-        if self.alarms.get(link.party) == detail:
+        alarm = Alarm("checkpoint-refused", link.party, detail,
+                      {"peer": link.party, "error": answer.get("error")})
+        verdict = self.alarms.get(link.party)
+        if verdict is not None and verdict[0] == detail:
+            # The same refusal again: the whole log was verified for it already. It is
+            # raised again only if an operator cleared it meanwhile (the cause stands).
+            if not any(a.cause == alarm.key for a in await self._alarms.standing()):
+                await self._alarms.raise_(replace(alarm, message=verdict[1]))
             return
-        self.alarms[link.party] = detail
         report = await self._db.read(lambda conn: verify_database(
             conn, self._me, {self._me: self._keys.public,
                              **{p.party: p.keys for p in self._peers.all()}}))
         if report.problems:
-            detail += f"; our own log breaks at entry {report.problems[0].index}: " \
+            message = f"{detail}; our own log breaks at entry {report.problems[0].index}: " \
                       f"{report.problems[0].message}"
         else:
-            detail += "; our own log verifies against every cosigned checkpoint"
-        security_log.error("ALARM %s", detail)
-        await self._alarms.raise_(Alarm("checkpoint-refused", link.party, detail,
-                                        {"peer": link.party, "error": answer.get("error")}))
+            message = f"{detail}; our own log verifies against every cosigned checkpoint"
+        self.alarms[link.party] = (detail, message)
+        security_log.error("ALARM %s", message)
+        await self._alarms.raise_(replace(alarm, message=message))
 

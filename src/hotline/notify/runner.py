@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Final
 
 import httpx
+from sqlalchemy import Connection
 
 from hotline.calls.directory import EmailChannelSpec, WebhookChannelSpec
 from hotline.calls.registry import Registry
@@ -157,25 +158,32 @@ class Notifier(BackgroundTask):
                            permanent=True)
 
     async def _record(self, row: Notification, error: ChannelError | None) -> None:
-        now = self._clock.now_ms()
         if error is None:
-            await self._db.write(lambda conn: notifications.delivered(conn, row.id, now))
+            await self._db.write(lambda conn: notifications.delivered(
+                conn, row.id, self._clock.now_ms()))
             return
         failures = row.attempts + 1
-        retry_at = None if error.permanent else \
-            next_attempt_ms(failures, now, row.retry_until)
         text = str(error)
+
+        def decide(conn: Connection) -> tuple[bool, int, int | None]:
+            # Decided in the writer, against the row's retry_until as stored now and the
+            # clock as it is now: a wall-clock step during the attempt has moved both.
+            now = self._clock.now_ms()
+            until = notifications.retry_until_of(conn, row.id)
+            retry_at = None if error.permanent or until is None else \
+                next_attempt_ms(failures, now, until)
+            return notifications.failed(conn, row.id, now, text, retry_at=retry_at), now, \
+                retry_at
+        marked, now, retry_at = await self._db.write(decide)
         if retry_at is not None:
             log.warning("notification %s via %s failed (attempt %d), next try in %.3g s: %s",
                         row.key, row.channel, failures, (retry_at - now) / 1000, text)
-            await self._db.write(lambda conn: notifications.failed(
-                conn, row.id, now, text, retry_at=retry_at))
             return
-        marked = await self._db.write(lambda conn: notifications.failed(
-            conn, row.id, now, text, retry_at=None))
+        if not marked:
+            return
         log.error("notification %s via %s failed for good after %d attempt(s): %s",
                   row.key, row.channel, failures, text)
-        if marked and self._on_gave_up is not None:
+        if self._on_gave_up is not None:
             try:
                 await self._on_gave_up(replace(row, attempts=failures), text)
             except Exception:

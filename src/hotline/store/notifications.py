@@ -126,6 +126,17 @@ def failed(conn: Connection, row_id: int, now_ms: int, error: str, *, retry_at: 
     return result.rowcount == 1
 
 
+def retry_until_of(conn: Connection, row_id: int) -> int | None:
+    """The row's ``retry_until`` as stored now (None: no such pending row); rows from
+    before migration 0006 have none and keep trying ``KEEP_TRYING_MS`` after creation."""
+    row = conn.execute(select(notifications.c.retry_until, notifications.c.created_at)
+                       .where(notifications.c.id == row_id, _pending())).first()
+    if row is None:
+        return None
+    return int(row.retry_until) if row.retry_until is not None \
+        else int(row.created_at) + KEEP_TRYING_MS
+
+
 def all_rows(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(notifications)
                                                    .order_by(notifications.c.id))]
