@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -35,7 +36,7 @@ from hotline.delivery.backoff import Backoff
 from hotline.delivery.messenger import Messenger
 from hotline.delivery.outbound import Outbound
 from hotline.delivery.sender import PeerHealth, PeerSender
-from hotline.delivery.transport import HttpTransport
+from hotline.delivery.transport import HttpTransport, Transport
 from hotline.effects import Effects
 from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
@@ -45,7 +46,7 @@ from hotline.health.alarms import Alarm, Alarms
 from hotline.health.clockwatch import ClockWatch
 from hotline.health.supervisor import Supervisor, TaskState
 from hotline.inbox import Inbox
-from hotline.log.checkpointer import Checkpointer
+from hotline.log.checkpointer import Checkpointer, Poster
 from hotline.log.verify import Report, verify_database
 from hotline.log.witness import Witness
 from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, NodeConfig, load_config
@@ -96,7 +97,12 @@ def _storage_fatal(exc: BaseException) -> None:
 
 class Node:
     def __init__(self, node_dir: Path, config: NodeConfig, keys: PartyKeys,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, transport: Transport | None = None,
+                 checkpoint_post: Poster | None = None,
+                 notify_client: httpx.AsyncClient | None = None) -> None:
+        """``transport``, ``checkpoint_post`` and ``notify_client`` replace the node's
+        network edges (HTTP to peers, HTTP to webhooks); the simulation harness
+        (``tests/sim``) passes in-memory ones. By default the node makes its own."""
         self.dir = node_dir
         self.config = config
         self.keys = keys
@@ -106,7 +112,7 @@ class Node:
         delivery = config.delivery
         self.db = Database(create_engine(config.db), _storage_fatal, hooks=[log_store.HOOKS])
         self.peers = PeerDirectory(self.db, self.clock)
-        self.transport = HttpTransport(delivery.request_timeout_seconds)
+        self.transport = transport or HttpTransport(delivery.request_timeout_seconds)
         self.inbox = Inbox(self.db)
         self.senders: dict[str, PeerSender] = {}
         self.messenger = Messenger(me=config.party, keys=keys, peers=self.peers,
@@ -126,14 +132,16 @@ class Node:
                              ring=self.calls.ring_alarm)
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
                                   apply=self.apply)
-        self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry)
+        self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry,
+                                 client=notify_client)
         self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
                                clock=self.clock, alarms=self.alarms)
         self.checkpointer = Checkpointer(
             me=config.party, keys=keys, peers=self.peers, db=self.db, clock=self.clock,
             every_seconds=config.log.checkpoint_seconds,
             every_entries=config.log.checkpoint_entries,
-            timeout=delivery.request_timeout_seconds, alarms=self.alarms)
+            timeout=delivery.request_timeout_seconds, alarms=self.alarms,
+            post=checkpoint_post)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,

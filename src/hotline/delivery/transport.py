@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -28,6 +28,27 @@ def encode_batch(envelopes: list[bytes]) -> bytes:
     return b"\n".join(envelopes)
 
 
+def parse_answer(endpoint: str, status: int, content: bytes, count: int) -> BatchAnswer:
+    """The receiver's answer to a batch of ``count`` envelopes, or why it is unusable."""
+    try:
+        body = json.loads(content)
+        results = body["results"]
+        if not isinstance(results, list) or len(results) != count:
+            raise ValueError("result count does not match the batch")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"{endpoint}: HTTP {status} without a usable "
+                             f"answer ({exc})") from None
+    return BatchAnswer(status, results)
+
+
+class Transport(Protocol):
+    """Moves a batch to one endpoint of a peer: HTTP in a node, in memory in the
+    simulation harness (``tests/sim``)."""
+
+    async def post_batch(self, endpoint: str, envelopes: list[bytes]) -> BatchAnswer: ...
+    async def close(self) -> None: ...
+
+
 class HttpTransport:
     def __init__(self, timeout: float) -> None:
         self._client = httpx.AsyncClient(timeout=timeout, headers={"content-type": NDJSON})
@@ -38,15 +59,7 @@ class HttpTransport:
                                                 content=encode_batch(envelopes))
         except httpx.HTTPError as exc:
             raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-        try:
-            body = json.loads(response.content)
-            results = body["results"]
-            if not isinstance(results, list) or len(results) != len(envelopes):
-                raise ValueError("result count does not match the batch")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TransportError(f"{endpoint}: HTTP {response.status_code} without a usable "
-                                 f"answer ({exc})") from None
-        return BatchAnswer(response.status_code, results)
+        return parse_answer(endpoint, response.status_code, response.content, len(envelopes))
 
     async def close(self) -> None:
         await self._client.aclose()

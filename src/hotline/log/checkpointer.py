@@ -12,7 +12,9 @@ and the node's own verification names the first entry that broke.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,10 @@ TICK_SECONDS = 1.0
 #: A witness's verdicts that this node's log does not extend what it cosigned.
 REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint"})
 
+#: POSTs a JSON body to a URL and returns the answer's body; raises ``httpx.HTTPError``
+#: when no answer came. HTTP by default; the simulation harness passes one in memory.
+Poster = Callable[[str, bytes], Awaitable[bytes]]
+
 
 @dataclass(frozen=True)
 class Cosigned:
@@ -67,7 +73,7 @@ class Checkpointer(BackgroundTask):
 
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
-                 alarms: Alarms) -> None:
+                 alarms: Alarms, post: Poster | None = None) -> None:
         super().__init__()
         self._me = me
         self._keys = keys
@@ -77,6 +83,7 @@ class Checkpointer(BackgroundTask):
         self._every_ms = int(every_seconds * 1000)
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
+        self._post_body = post or self._http_post
         self._alarms = alarms
         self.alarms: dict[str, str] = {}
         # When each peer last cosigned, on the monotonic clock: the interval between
@@ -142,14 +149,17 @@ class Checkpointer(BackgroundTask):
         last_error: Exception | None = None
         for endpoint in link.endpoints:
             try:
-                response = await self._client.post(
-                    endpoint + CHECKPOINT_PATH, content=canonical.encode(body),
-                    headers={"content-type": "application/json"})
-                answer: dict[str, Any] = response.json()
+                answer: dict[str, Any] = json.loads(
+                    await self._post_body(endpoint + CHECKPOINT_PATH, canonical.encode(body)))
                 return answer
             except (httpx.HTTPError, ValueError) as exc:
                 last_error = exc
         raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
+
+    async def _http_post(self, url: str, body: bytes) -> bytes:
+        response = await self._client.post(url, content=body,
+                                           headers={"content-type": "application/json"})
+        return response.content
 
     def _proof(self, conn: Connection, base: int, size: int, root: bytes) -> list[bytes]:
         """From the stored subtree roots, checked against the tree's root before it is

@@ -39,21 +39,24 @@ class Notifier(BackgroundTask):
     task_name = "notifier"
 
     def __init__(self, *, db: Database, clock: Clock, registry: Registry,
-                 max_wait_s: float = 1.0) -> None:
+                 max_wait_s: float = 1.0, client: httpx.AsyncClient | None = None) -> None:
         super().__init__()
         self._db = db
         self._clock = clock
         self._registry = registry
         self._max_wait = max_wait_s
         self._wake = asyncio.Event()
-        self._client = httpx.AsyncClient()
+        # A client passed in (the simulation harness's, in memory) belongs to the caller.
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
         await super().stop()
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     async def _run(self) -> None:
         while True:
