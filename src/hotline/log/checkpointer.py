@@ -73,7 +73,8 @@ class Checkpointer(BackgroundTask):
 
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
-                 alarms: Alarms, post: Poster | None = None) -> None:
+                 alarms: Alarms, post: Poster | None = None,
+                 tick_s: float = TICK_SECONDS) -> None:
         super().__init__()
         self._me = me
         self._keys = keys
@@ -84,6 +85,7 @@ class Checkpointer(BackgroundTask):
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
         self._post_body = post or self._http_post
+        self._tick_s = tick_s
         self._alarms = alarms
         self.alarms: dict[str, str] = {}
         # When each peer last cosigned, on the monotonic clock: the interval between
@@ -105,7 +107,7 @@ class Checkpointer(BackgroundTask):
                     # one peer's trouble must not stop the others; anything unexpected
                     # goes up to the supervisor (logged, alarmed, restarted)
                     log.warning("checkpoint with %s failed: %s", link.party, exc)
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(self._tick_s)
 
     async def maybe_checkpoint(self, link: Link, force: bool = False) -> bool:
         """Exchange a checkpoint with ``link`` if one is due; True if one was cosigned."""
