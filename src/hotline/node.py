@@ -153,7 +153,8 @@ class Node:
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
                                   apply=self.apply, max_wait_s=polls.timers_s)
         self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry,
-                                 client=notify_client, max_wait_s=polls.notifier_s)
+                                 client=notify_client, max_wait_s=polls.notifier_s,
+                                 alarms=self.alarms)
         self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
                                clock=self.clock, alarms=self.alarms)
         self.checkpointer = Checkpointer(

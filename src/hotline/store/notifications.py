@@ -8,7 +8,7 @@ crash never loses a ring; the notifier task delivers and retries them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,16 @@ def next_at(conn: Connection) -> int | None:
                        .where(notifications.c.delivered_at.is_(None),
                               notifications.c.failed_at.is_(None))
                        .order_by(notifications.c.next_at).limit(1)).first()
+    return None if row is None else int(row.next_at)
+
+
+def next_at_except(conn: Connection, busy: Collection[int]) -> int | None:
+    """:func:`next_at` of the rows not in ``busy`` (those with an attempt under way)."""
+    query = select(notifications.c.next_at).where(notifications.c.delivered_at.is_(None),
+                                                  notifications.c.failed_at.is_(None))
+    if busy:
+        query = query.where(notifications.c.id.not_in(busy))
+    row = conn.execute(query.order_by(notifications.c.next_at).limit(1)).first()
     return None if row is None else int(row.next_at)
 
 
