@@ -88,45 +88,52 @@ SIM_POLLS = Polls(timers_s=300.0, notifier_s=300.0, links_s=300.0, desks_s=300.0
 
 
 class SimClock:
-    """One machine's clocks on the loop's virtual time."""
+    """One machine's clocks on the loop's virtual (true) time.
+
+    A **step** moves the wall clock only, as ``date -s`` or an NTP step does. A **slew**
+    makes the machine's clock run at rate ``1 + r``: on Linux NTP slews
+    ``CLOCK_MONOTONIC`` together with the wall clock, so both readings of this clock move
+    by the slew, and the machine's wall time drifts away from its peer's (that is what
+    the skew window is about) while the node itself sees no jump. The node's asyncio
+    waits stay on the loop's time, an error of ``r`` times the wait (30 ms for a minute
+    at NTP's limit of 500 ppm)."""
 
     def __init__(self, loop: VirtualTimeLoop, epoch_ms: int) -> None:
         self._loop = loop
         self._epoch_ms = epoch_ms
-        self._offset_ms = 0.0
+        self._stepped_ms = 0.0
+        self._slewed_ms = 0.0  # by slews that have ended
         self._slew: tuple[float, float, float] | None = None  # (from, until, ms per s)
 
     def monotonic(self) -> float:
-        return self._loop.time()
+        return self._loop.time() + self.slewed_ms() / 1000
 
     def now_ms(self) -> int:
         return self._epoch_ms + int((self._loop.time() - START_S) * 1000 + self.offset_ms())
 
     def offset_ms(self) -> float:
         """How far this machine's wall clock is from true (virtual) time."""
+        return self._stepped_ms + self.slewed_ms()
+
+    def slewed_ms(self) -> float:
         if self._slew is None:
-            return self._offset_ms
+            return self._slewed_ms
         start, until, rate = self._slew
-        now = min(self._loop.time(), until)
-        return self._offset_ms + (now - start) * rate
+        return self._slewed_ms + (min(self._loop.time(), until) - start) * rate
 
     def step(self, delta_ms: float) -> None:
-        self._fold()
-        self._offset_ms += delta_ms
+        self._stepped_ms += delta_ms
 
-    def slew(self, total_ms: float, over_s: float) -> None:
-        """Move the wall clock by ``total_ms`` evenly over ``over_s`` seconds."""
-        self._fold()
+    def slew(self, ppm: float, over_s: float) -> None:
+        """Run this machine's clocks ``ppm`` millionths fast (negative: slow) for
+        ``over_s`` seconds of true time."""
+        self._slewed_ms = self.slewed_ms()
         now = self._loop.time()
-        self._slew = (now, now + over_s, total_ms / over_s)
+        self._slew = (now, now + over_s, ppm / 1000)
 
     @property
     def slewing(self) -> bool:
         return self._slew is not None and self._loop.time() < self._slew[1]
-
-    def _fold(self) -> None:
-        self._offset_ms = self.offset_ms()
-        self._slew = None
 
 
 # -- the node directories, made once per process -------------------------------------
@@ -203,7 +210,8 @@ class Sent:
 
 @dataclass
 class CallSeen:
-    """An incoming call on its callee's node."""
+    """An incoming call on its callee's node; times on the callee's monotonic clock
+    (the clock its deadlines are judged by), except ``first_at``: true time."""
 
     call_id: str
     callee: str
@@ -240,7 +248,7 @@ class SimNode:
         self.endpoint = endpoint_of(party)
         self.node: Node | None = None
         self.serving = False
-        #: [stopped at, up again at (None while down)]
+        #: [stopped at, up again at (None while down)], on this machine's monotonic clock
         self.downs: list[list[float | None]] = []
         self._observers: list[asyncio.Task[None]] = []
         self._journal: Subscription[Entry] | None = None
@@ -279,14 +287,14 @@ class SimNode:
         self.starts += 1
         self.up_since = world.loop.time()
         if self.downs:
-            self.downs[-1][1] = world.loop.time()
+            self.downs[-1][1] = self.clock.monotonic()
         world.refresh_lines()
 
     async def stop(self) -> None:
         assert self.node is not None
         self.serving = False
         self.world.refresh_lines()
-        self.downs.append([self.world.loop.time(), None])
+        self.downs.append([self.clock.monotonic(), None])
         await self.node.stop()
         for _ in range(3):
             await asyncio.sleep(0)  # let the observers take what the last commits published
@@ -369,11 +377,12 @@ class World:
         self.placed: dict[str, tuple[str, float]] = {}
         #: (party, task) -> ((party, task, restarts) when first seen down, since when)
         self.down_since: dict[tuple[str, str], tuple[tuple[str, str, int], float]] = {}
-        self.started_at = loop.time()
         self.unexpected: list[Violation] = []
         self.trace: list[str] = []
         #: per line (unordered pair of parties): [usable from, until (None: still)]
         self.lines: dict[frozenset[str], list[list[float | None]]] = {}
+        #: per line: [broken from, until (None: still)]
+        self.broken: dict[frozenset[str], list[list[float | None]]] = {}
         self._texts = 0
         self._monitor: asyncio.Task[None] | None = None
         base = template()
@@ -389,6 +398,7 @@ class World:
             self.nodes[party] = node
             self.network.nodes[party] = node
         self.lines[frozenset(PARTIES)] = []
+        self.broken[frozenset(PARTIES)] = [[loop.time(), None]]
 
     # -- running ---------------------------------------------------------------------
     def run(self, coro: Awaitable[T]) -> T:
@@ -404,7 +414,6 @@ class World:
     async def start(self) -> None:
         for node in self.nodes.values():
             await node.start()
-        self.started_at = self.now
         self.note("started")
 
     async def close(self) -> None:
@@ -419,6 +428,30 @@ class World:
         """Let ``seconds`` of virtual time pass."""
         await asyncio.sleep(seconds)
 
+    async def run_for(self, seconds: float, *, answer_after: float, every: float = 300.0
+                      ) -> None:
+        """Let ``seconds`` pass while operators answer, every ``every`` seconds, each call
+        that has rung for ``answer_after`` seconds on a node that is up (a call that rings
+        for days would only queue statements for the caller)."""
+        end = self.now + seconds
+        while self.now < end:
+            await asyncio.sleep(min(every, end - self.now))
+            for seen in self.ringing():
+                clock = self.nodes[seen.callee].clock
+                assert seen.delivered_at is not None
+                if clock.monotonic() - seen.delivered_at >= answer_after:
+                    await self.answer(seen.callee, seen.call_id)
+
+    def open_calls(self) -> set[str]:
+        """Calls placed here or seen at a callee that have not ended at the callee."""
+        ended = {c.call_id for c in self.calls.values() if c.ended_at is not None}
+        return (set(self.placed) | set(self.calls)) - ended
+
+    def ringing(self) -> list[CallSeen]:
+        """Calls delivered, not ended, on a callee that is up."""
+        return [c for c in self.calls.values() if c.delivered_at is not None
+                and c.ended_at is None and self.nodes[c.callee].serving]
+
     async def _watch_lines(self) -> None:
         while any(n.clock.slewing for n in self.nodes.values()):
             self.refresh_lines()
@@ -426,17 +459,24 @@ class World:
         self.refresh_lines()
 
     def refresh_lines(self) -> None:
-        now = self.now
-        for pair, spans in self.lines.items():
+        """Note whether each line is usable (both nodes up, the link whole, their clocks
+        well inside the skew window) and whether it is broken (a node down, the link
+        cut, or the clocks well outside the window); near the edge of the window it is
+        neither."""
+        for pair in self.lines:
             a, b = (self.nodes[p] for p in sorted(pair))
-            good = a.serving and b.serving and pair not in self.network.cut \
-                and abs(a.up.clock.now_ms() - b.up.clock.now_ms()) \
-                <= a.config.delivery.skew_seconds * 1000 - SKEW_MARGIN_MS
-            open_ = bool(spans) and spans[-1][1] is None
-            if good and not open_:
-                spans.append([now, None])
-            elif not good and open_:
-                spans[-1][1] = now
+            connected = a.serving and b.serving and pair not in self.network.cut
+            apart = abs(a.up.clock.now_ms() - b.up.clock.now_ms()) if connected else 0
+            window = a.config.delivery.skew_seconds * 1000
+            self._span(self.lines[pair], connected and apart <= window - SKEW_MARGIN_MS)
+            self._span(self.broken[pair], not connected or apart > window + SKEW_MARGIN_MS)
+
+    def _span(self, spans: list[list[float | None]], now_true: bool) -> None:
+        open_ = bool(spans) and spans[-1][1] is None
+        if now_true and not open_:
+            spans.append([self.now, None])
+        elif not now_true and open_:
+            spans[-1][1] = self.now
 
     # -- the operators -----------------------------------------------------------------
     async def send(self, sender: str, count: int = 1) -> list[Sent]:
@@ -521,11 +561,12 @@ class World:
         await asyncio.sleep(self.polls.clock_s + 0.5)
         self.refresh_lines()
 
-    def slew(self, party: str, total_ms: float, over_s: float) -> None:
-        self.nodes[party].clock.slew(total_ms, over_s)
-        self.note(f"{party} wall clock slews {total_ms:+.0f} ms over {over_s:.0f} s")
+    def slew(self, party: str, ppm: float, over_s: float) -> None:
+        self.nodes[party].clock.slew(ppm, over_s)
+        self.note(f"{party} clock runs {ppm:+.0f} ppm for {over_s:.0f} s "
+                  f"({ppm * over_s / 1000:+.0f} ms)")
         if self._monitor is None or self._monitor.done():
-            self._monitor = asyncio.create_task(self._watch_lines())
+            self._monitor = self.loop.create_task(self._watch_lines())
 
     def hook(self, party: str, name: str, mode: str) -> None:
         self.webhooks.hooks[f"{party.lower()}/{name}"].mode = mode
@@ -558,14 +599,15 @@ class World:
                             timing_of(node.registry.current.chain_for(role)))
             self.calls[call["id"]] = seen
         state = event["state"]
+        mono = self.nodes[party].clock.monotonic()
         if seen.first_at is None:
             seen.first_at = self.now
         if state == "delivered":
-            seen.delivered_at = self.now
+            seen.delivered_at = mono
         elif state == "ringing":
-            seen.rings.append((self.now, int(event["step"])))
+            seen.rings.append((mono, int(event["step"])))
         elif state in ENDS and seen.ended_at is None:
-            seen.ended_at, seen.end_state = self.now, state
+            seen.ended_at, seen.end_state = mono, state
 
     # -- reading the nodes -------------------------------------------------------------
     async def status(self, party: str) -> tuple[list[PeerStatus], Any, Any]:

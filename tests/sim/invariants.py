@@ -6,7 +6,8 @@
   not cut, their wall clocks inside the skew window — once it stays usable that long.
   The same for a call's ``call.place``: the callee's node sees the call by then.
 * **Escalation** (:func:`rings`): on the callee's node, ring ``k`` of a call's chain is
-  due at the monotonic time the call was delivered plus ``Timing.offset(k)``. Each ring
+  due at the monotonic time the call was delivered plus ``Timing.offset(k)`` (the
+  callee machine's monotonic clock, which a slew of that machine runs fast or slow). Each ring
   happens once, in order, with the chain's step, within :data:`RING_TOLERANCE_S` of
   that due time. A ring that fell due while the node was stopped happens within the same
   tolerance of its restart instead; repeats of the last step that fell due during one
@@ -25,7 +26,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from hotline.health.supervisor import RESTART_MAX_S
 from tests.sim.harness import HOOKS, PARTIES, CallSeen, SimNode, Violation, World
@@ -89,82 +89,79 @@ def deliveries(world: World, now: float) -> list[Violation]:
     return out
 
 
-@dataclass(frozen=True)
-class Expected:
-    ring: int
-    step: int
-    due: float
-    lo: float
-    hi: float
-    optional: bool
-    excused: bool  # due while the node was down: judged from its restart
-
-
-def expected_rings(seen: CallSeen, node: SimNode, now: float) -> list[Expected]:
-    assert seen.delivered_at is not None
-    timing, start = seen.timing, seen.delivered_at
-    end = seen.ended_at
-    horizon = now if end is None else min(now, end)
-    out: list[Expected] = []
-    ring = 0
-    while timing.has_ring(ring):
-        due = start + timing.offset(ring) / 1000
-        if due > horizon + RING_TOLERANCE_S or (end is not None and due > end):
-            break
-        down = node.down_at(due)
-        if down is None:
-            lo, hi, excused = due - RING_TOLERANCE_S, due + RING_TOLERANCE_S, False
-            last = ring
-        else:
-            back = down[1]
+def ring_deadline(node: SimNode, due: float) -> float | None:
+    """By when a ring due at ``due`` (the machine's monotonic time) must have happened:
+    within the tolerance, or within it of the restart if the node was stopped before
+    that; None while the node is still down."""
+    by = due + RING_TOLERANCE_S
+    for start, back in node.downs:
+        assert start is not None
+        if start < by and (back is None or back > due):
             if back is None:
-                break  # still down: it rings when the node is back
-            last = ring
-            if ring >= timing.steps:  # repeats due during one stop ring once
-                while start + timing.offset(last + 1) / 1000 < back:
-                    last += 1
-            lo, hi, excused = back, back + RING_TOLERANCE_S, True
-        optional = hi > horizon or (end is not None and due > end - RING_TOLERANCE_S)
-        out.append(Expected(last, timing.step_of(last), due, lo, hi, optional, excused))
-        ring = last + 1
-    return out
+                return None
+            by = max(by, back + RING_TOLERANCE_S)
+    return by
+
+
+def _restart_before(node: SimNode, due: float, at: float) -> bool:
+    """Whether a ring at ``at``, later than its tolerance after ``due``, came within the
+    tolerance after a restart of a node stopped before the ring was overdue."""
+    return any(start is not None and back is not None and start < due + RING_TOLERANCE_S
+               and back - EPS <= at <= back + RING_TOLERANCE_S + EPS
+               for start, back in node.downs)
 
 
 def rings(world: World, now: float, lateness: list[float] | None = None) -> list[Violation]:
-    """Check every call's rings; append the lateness of each on-time ring (its time minus
-    its monotonic due time) to ``lateness``."""
+    """Check every call's rings; append the lateness of each ring not excused by a
+    restart (its time minus its monotonic due time) to ``lateness``."""
     out: list[Violation] = []
     for seen in world.calls.values():
+        what = f"call {seen.call_id[:8]} on {seen.callee}"
         if seen.delivered_at is None:
             if seen.rings:
-                out.append(Violation(now, f"call {seen.call_id[:8]} rang without being "
-                                          "delivered"))
+                out.append(Violation(now, f"{what} rang without being delivered"))
             continue
-        node = world.nodes[seen.callee]
-        expected = expected_rings(seen, node, now)
-        what = f"call {seen.call_id[:8]} on {seen.callee}"
-        observed = seen.rings
-        for index, exp in enumerate(expected):
-            if index >= len(observed):
-                if not exp.optional:
-                    out.append(Violation(now, f"{what}: ring {exp.ring} (step {exp.step}) due "
-                                              f"at {exp.due:.3f} never rang"))
-                break
-            at, step = observed[index]
-            if step != exp.step or not exp.lo - EPS <= at <= exp.hi + EPS:
-                out.append(Violation(now, f"{what}: ring {exp.ring} (step {exp.step}, due "
-                                          f"{exp.due:.3f}, allowed {exp.lo:.3f}..{exp.hi:.3f})"
-                                          f" rang as step {step} at {at:.3f}; all rings: "
-                                          f"{_rings(seen)}"))
-                break
-            if lateness is not None and not exp.excused:
-                lateness.append(at - exp.due)
-        else:
-            if len(observed) > len(expected):
-                out.append(Violation(now, f"{what}: {len(observed) - len(expected)} ring(s) "
-                                          f"more than due (ended {seen.ended_at}); all rings: "
-                                          f"{_rings(seen)}"))
+        problem = _judge(seen, world.nodes[seen.callee], lateness)
+        if problem is not None:
+            out.append(Violation(now, f"{what}: {problem}; all rings: {_rings(seen)}"))
     return out
+
+
+def _judge(seen: CallSeen, node: SimNode, lateness: list[float] | None) -> str | None:
+    """Walk the rings seen against the chain's schedule (see the module's docstring)."""
+    assert seen.delivered_at is not None
+    timing, start, end = seen.timing, seen.delivered_at, seen.ended_at
+    ring = 0
+    for at, step in seen.rings:
+        if not timing.has_ring(ring):
+            return f"a ring at {at:.3f} after the chain's last"
+        due = start + timing.offset(ring) / 1000
+        if end is not None and at > end + EPS:
+            return f"ring {ring} at {at:.3f} after the call ended at {end:.3f}"
+        if at < due - RING_TOLERANCE_S - EPS:
+            return f"ring {ring} (due {due:.3f}) rang early at {at:.3f}"
+        if at <= due + RING_TOLERANCE_S + EPS:
+            late = at - due
+        elif _restart_before(node, due, at):
+            late = None
+            if ring >= timing.steps:  # repeats that fell due while stopped ring once
+                while start + timing.offset(ring + 1) / 1000 <= at + EPS:
+                    ring += 1
+        else:
+            return f"ring {ring} (due {due:.3f}) rang late at {at:.3f}"
+        if step != timing.step_of(ring):
+            return f"ring {ring} rang step {step}, not step {timing.step_of(ring)}"
+        if lateness is not None and late is not None:
+            lateness.append(late)
+        ring += 1
+    if not timing.has_ring(ring):
+        return None
+    due = start + timing.offset(ring) / 1000
+    by = ring_deadline(node, due)
+    now = node.clock.monotonic()
+    if by is not None and by + EPS < now and (end is None or by < end):
+        return f"ring {ring} (step {timing.step_of(ring)}) due at {due:.3f} never rang"
+    return None
 
 
 def _rings(seen: CallSeen) -> str:
@@ -207,8 +204,8 @@ async def tasks(world: World, now: float) -> list[Violation]:
 
 async def visible(world: World, now: float) -> list[Violation]:
     out: list[Violation] = []
-    spans = world.lines[frozenset(PARTIES)]
-    bad_since = _bad_since(spans, world.started_at, now)
+    broken = world.broken[frozenset(PARTIES)]
+    bad_since = broken[-1][0] if broken and broken[-1][1] is None else None
     for party, sim in world.nodes.items():
         if not sim.serving:
             continue
@@ -227,17 +224,6 @@ async def visible(world: World, now: float) -> list[Violation]:
                 out.append(Violation(now, f"{party}: webhook hook-{hook} has failed since "
                                           f"{failed:.3f} and no alarm says so"))
     return out
-
-
-def _bad_since(spans: Sequence[Span], started: float, now: float) -> float | None:
-    """Since when the line has been unusable (None: it is usable now)."""
-    if spans and spans[-1][1] is None:
-        return None
-    if not spans:
-        return started
-    end = spans[-1][1]
-    assert end is not None
-    return end
 
 
 async def all_of(world: World, lateness: list[float] | None = None) -> list[Violation]:
