@@ -384,6 +384,8 @@ class World:
         #: per line: [broken from, until (None: still)]
         self.broken: dict[frozenset[str], list[list[float | None]]] = {}
         self._texts = 0
+        #: when each machine's wall clock was last stepped (true time)
+        self.stepped: dict[str, float] = {}
         self._monitor: asyncio.Task[None] | None = None
         base = template()
         self.epoch_ms = base.made_at_ms + 60_000
@@ -434,7 +436,7 @@ class World:
         that has rung for ``answer_after`` seconds on a node that is up (a call that rings
         for days would only queue statements for the caller)."""
         end = self.now + seconds
-        while self.now < end:
+        while end - self.now > 1e-6:  # virtual time is a float: stop short of rounding
             await asyncio.sleep(min(every, end - self.now))
             for seen in self.ringing():
                 clock = self.nodes[seen.callee].clock
@@ -557,6 +559,7 @@ class World:
         see the step before anything else happens (a step the node never saw while
         running cannot be told from time passing: see docs/time.md)."""
         self.nodes[party].clock.step(delta_ms)
+        self.stepped[party] = self.now
         self.note(f"{party} wall clock stepped {delta_ms:+d} ms")
         await asyncio.sleep(self.polls.clock_s + 0.5)
         self.refresh_lines()

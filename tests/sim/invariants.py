@@ -20,7 +20,8 @@
 * **Visible failures** (:func:`visible`): a line that has been unusable long enough for
   the sender to have tried, with envelopes queued, shows as ``unreachable`` or
   ``failing`` in ``status``; a notification channel that failed (error or time-out) and
-  has not delivered since has its ``notification-failed`` alarm standing.
+  has not delivered since has its ``notification-failed`` alarm standing; a wall clock
+  that stepped has its ``clock-step`` alarm standing.
 """
 
 from __future__ import annotations
@@ -217,6 +218,11 @@ async def visible(world: World, now: float) -> list[Violation]:
             out.append(Violation(now, f"{party}: the line to {line.party} has been unusable "
                                       f"since {bad_since:.3f} with {line.queued} queued, "
                                       f"but status says {line.state!r}"))
+        stepped = world.stepped.get(party)
+        if stepped is not None and now - stepped > world.polls.clock_s + ALARM_AFTER_S \
+                and "clock-step:" not in standing:
+            out.append(Violation(now, f"{party}: its wall clock stepped at {stepped:.3f} "
+                                      "and no alarm says so"))
         for hook in HOOKS:
             failed = world.webhooks.failing_since(party, hook)
             if failed is not None and now - failed > ALARM_AFTER_S \

@@ -112,6 +112,14 @@ class SimTransport:
 
 
 @dataclass
+class Attempt:
+    at: float
+    key: str
+    mode: str
+    ended: float | None = None  # a hanging one ends when the sender gives up on it
+
+
+@dataclass
 class Hook:
     """One webhook receiver: ``ok``, ``fail`` (HTTP 503) or ``hang`` (never answers)."""
 
@@ -119,8 +127,7 @@ class Hook:
     mode: str = "ok"
     #: (virtual time, alert key) of every alert it accepted
     accepted: list[tuple[float, str]] = field(default_factory=list)
-    #: (virtual time, alert key, mode) of every attempt
-    attempts: list[tuple[float, str, str]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 class Webhooks:
@@ -131,21 +138,19 @@ class Webhooks:
         self._timeout_s = timeout_s
 
     def failing_since(self, party: str, name: str) -> float | None:
-        """Since when ``party``'s hook ``name`` has failed every attempt (a hanging one
-        fails when the channel's time-out ends it); None if its last attempt succeeded or
-        none has failed yet."""
+        """Since when every attempt of ``party``'s node on its hook ``name`` has failed
+        as the node saw it (an error, or a hang its time-out ended — not one cut short
+        by the node stopping); None if the last such attempt succeeded."""
         hook = self.hooks[f"{party.lower()}/{name}"]
-        if not hook.attempts:
-            return None
         first = None
-        for at, _key, mode in reversed(hook.attempts):
-            if mode == "ok":
+        for attempt in reversed(hook.attempts):
+            if attempt.ended is None:
+                continue  # under way
+            if attempt.mode == "ok":
                 break
-            first = at + (self._timeout_s if mode == "hang" else 0.0)
-        if first is None:
-            return None
-        now = asyncio.get_running_loop().time()
-        return first if first <= now else None
+            if attempt.mode == "fail" or attempt.ended - attempt.at >= self._timeout_s - 1e-6:
+                first = attempt.ended
+        return first
 
     def add(self, name: str) -> Hook:
         hook = Hook(f"https://hooks.sim.invalid/{name}")
@@ -159,13 +164,15 @@ class Webhooks:
         hook = next((h for h in self.hooks.values() if h.url == str(request.url)), None)
         if hook is None:
             return httpx.Response(404)
-        now = asyncio.get_running_loop().time()
-        key = json.loads(request.content)["key"]
-        mode = hook.mode
-        hook.attempts.append((now, key, mode))
-        if mode == "hang":
-            await asyncio.Event().wait()  # until the channel's own timeout gives up
-        if mode == "fail":
-            return httpx.Response(503, text="down for maintenance")
-        hook.accepted.append((now, key))
-        return httpx.Response(200)
+        loop = asyncio.get_running_loop()
+        attempt = Attempt(loop.time(), json.loads(request.content)["key"], hook.mode)
+        hook.attempts.append(attempt)
+        try:
+            if attempt.mode == "hang":
+                await asyncio.Event().wait()  # until the channel's own time-out gives up
+            if attempt.mode == "fail":
+                return httpx.Response(503, text="down for maintenance")
+            hook.accepted.append((attempt.at, attempt.key))
+            return httpx.Response(200)
+        finally:
+            attempt.ended = loop.time()

@@ -192,7 +192,7 @@ if os.environ.get("HOTLINE_SIM_SEED"):
     SimMachine = seed(int(os.environ["HOTLINE_SIM_SEED"]))(SimMachine)  # type: ignore[misc]
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("HOTLINE_SIM_EXAMPLES", "6")),
+    max_examples=int(os.environ.get("HOTLINE_SIM_EXAMPLES", "12")),
     stateful_step_count=25,
     deadline=None,
     print_blob=True,

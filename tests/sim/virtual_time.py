@@ -32,6 +32,7 @@ unchanged (uvloop is chosen only in ``serve``).
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -103,7 +104,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     def advance(self, seconds: float) -> None:
-        self._now += seconds
+        later = self._now + seconds
+        # far from zero a tiny step can round to nothing: time must still move
+        self._now = later if later > self._now else math.nextafter(self._now, math.inf)
 
     def watch(self, in_flight: Callable[[], int]) -> None:
         """Count ``in_flight()`` as work on threads (e.g. ``lambda: db.in_flight``)."""
