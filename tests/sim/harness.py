@@ -25,17 +25,18 @@ inbox, every call's delivery, rings and end on the callee's node (from the node'
 event journal), webhook attempts, when each node was down and when each line was usable.
 :mod:`tests.sim.invariants` judges those records.
 
-Randomness: the world's own choices come from ``seed`` (printed with every failure, and
-``HOTLINE_SIM_SEED`` replays it); Hypothesis replays its own runs. Backoff jitter inside
-the node draws from the OS, so a replay repeats the same actions at the same virtual
-times, not every retry at the same instant.
+Randomness: the world makes no random choice itself. The scenarios of
+``test_harness.py`` are fixed, Hypothesis draws (and replays) the stateful runs, and
+``bench/soak.py`` draws its schedule from ``--seed``. Backoff jitter inside the node draws
+from the OS, so a replay repeats the same actions at the same virtual times, not every
+retry at the same instant. Why this design rather than ``looptime``: see
+:mod:`tests.sim.virtual_time`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
 import shutil
 import tempfile
@@ -43,6 +44,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
 
 from hotline.admin import accept_link, apply_directory, init_node, make_link_offer, read_offer
 from hotline.calls.service import timing_of
@@ -255,10 +258,9 @@ class SimNode:
         self._journal_cm: contextlib.AbstractAsyncContextManager[Subscription[Entry]] | None \
             = None
         self._cursor = 0
-        self._client: Any = None
+        self._client: httpx.AsyncClient | None = None
         self._in_flight: Callable[[], int] | None = None
         self._journal_id = 0
-        self.starts = 0
         self.up_since = 0.0
 
     @property
@@ -284,7 +286,6 @@ class SimNode:
         await node.start()
         self._observers.append(asyncio.create_task(self._follow_inbox(node)))
         self.serving = True
-        self.starts += 1
         self.up_since = world.loop.time()
         if self.downs:
             self.downs[-1][1] = self.clock.monotonic()
@@ -296,8 +297,6 @@ class SimNode:
         self.world.refresh_lines()
         self.downs.append([self.clock.monotonic(), None])
         await self.node.stop()
-        for _ in range(3):
-            await asyncio.sleep(0)  # let the observers take what the last commits published
         if self._journal is not None:
             while not self._journal.queue.empty():
                 self._on_entry(self._journal.queue.get_nowait())
@@ -307,6 +306,7 @@ class SimNode:
         self._catch_up()
         if self._journal_cm is not None:
             await self._journal_cm.__aexit__(None, None, None)
+        assert self._client is not None
         await self._client.aclose()
         assert self._in_flight is not None
         self.world.loop.unwatch(self._in_flight)
@@ -346,25 +346,14 @@ class SimNode:
         for row in released:
             self._on_message(InboxMessage.from_released(row))
 
-    def down_at(self, t: float) -> tuple[float, float | None] | None:
-        """The down period containing virtual time ``t``: (stopped, up again)."""
-        for start, end in self.downs:
-            assert start is not None
-            if start <= t and (end is None or t < end):
-                return start, end
-        return None
-
 
 class World:
     """Two simulated nodes, their network and webhooks, and what they were seen doing."""
 
-    def __init__(self, root: Path, loop: VirtualTimeLoop, seed: int = 0,
-                 polls: Polls = SIM_POLLS) -> None:
+    def __init__(self, root: Path, loop: VirtualTimeLoop, polls: Polls = SIM_POLLS) -> None:
         self.root = root
         self.polls = polls
         self.loop = loop
-        self.seed = seed
-        self.rng = random.Random(seed)
         self.network = Network()
         self.webhooks = Webhooks(timeout_s=5.0)  # WebhookChannel's time-out per attempt
         for party in PARTIES:
@@ -403,9 +392,6 @@ class World:
         self.broken[frozenset(PARTIES)] = [[loop.time(), None]]
 
     # -- running ---------------------------------------------------------------------
-    def run(self, coro: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(coro)
-
     @property
     def now(self) -> float:
         return self.loop.time()
@@ -620,16 +606,16 @@ class World:
 
     def dump(self) -> str:
         """What happened, for a failure report."""
-        lines = [f"seed {self.seed} (replay: HOTLINE_SIM_SEED={self.seed})", *self.trace[-60:]]
-        return "\n".join(lines)
+        return "\n".join(["the world's last actions (true time since start):",
+                          *self.trace[-60:]])
 
 
-def simulate(root: Path, scenario: Callable[[World], Awaitable[T]], seed: int = 0,
+def simulate(root: Path, scenario: Callable[[World], Awaitable[T]],
              polls: Polls = SIM_POLLS) -> T:
     """Run ``scenario`` in a fresh world of two started nodes on a virtual-time loop,
-    and stop everything after. A failure carries the world's seed and last actions."""
+    and stop everything after. A failure carries the world's last actions."""
     loop = VirtualTimeLoop()
-    world = World(root, loop, seed, polls)
+    world = World(root, loop, polls)
     try:
         loop.run_until_complete(world.start())
         try:

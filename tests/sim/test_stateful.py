@@ -30,6 +30,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -200,5 +201,8 @@ SETTINGS = settings(
 )
 
 
+# A passing run takes about a minute; a failing one may then shrink for up to five
+# minutes more before it prints the steps that fail, which the default time-out would cut.
+@pytest.mark.timeout(900)
 def test_two_nodes_keep_every_promise_through_faults_and_days() -> None:
     run_state_machine_as_test(SimMachine, settings=SETTINGS)
