@@ -198,3 +198,27 @@ def test_a_webhook_hanging_for_hours_delays_neither_the_other_channel_nor_the_ch
     delays = simulate(sim_root, scenario)
     assert len(delays) == 3 * 60 - 1  # a ring a minute after the first five minutes
     assert max(delays) < 1.0
+
+
+def test_a_failing_webhook_is_alarmed_and_the_alarm_clears_when_it_delivers_again(
+        sim_root: Path) -> None:
+    async def causes(world: World) -> set[str]:
+        _peers, _tasks, alarms = await world.status("RU-GS")
+        return {a.cause for a in alarms}
+
+    async def scenario(world: World) -> None:
+        world.hook("RU-GS", "ops", "fail")
+        call = await world.place("US-JS", "failing webhook")
+        await until_delivered(world, call)
+        await world.advance(10)
+        assert "notification-failed:hook-ops" in await causes(world)
+        assert "notification-failed:hook-duty" not in await causes(world)
+        await world.stop("RU-GS")          # the alarm outlives a restart...
+        await world.start_node("RU-GS")
+        assert "notification-failed:hook-ops" in await causes(world)
+        world.hook("RU-GS", "ops", "ok")   # ...and clears at the channel's next delivery
+        await world.advance(HOUR)
+        assert "notification-failed:hook-ops" not in await causes(world)
+        await no_violations(world)
+
+    simulate(sim_root, scenario)
