@@ -13,9 +13,11 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -35,17 +37,17 @@ from hotline.delivery.backoff import Backoff
 from hotline.delivery.messenger import Messenger
 from hotline.delivery.outbound import Outbound
 from hotline.delivery.sender import PeerHealth, PeerSender
-from hotline.delivery.transport import HttpTransport
+from hotline.delivery.transport import HttpTransport, Transport
 from hotline.effects import Effects
 from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
 from hotline.events import Broadcaster
 from hotline.federation.receiver import Receiver
 from hotline.health.alarms import Alarm, Alarms
-from hotline.health.clockwatch import ClockWatch
+from hotline.health.clockwatch import CHECK_INTERVAL_S, ClockWatch
 from hotline.health.supervisor import Supervisor, TaskState
 from hotline.inbox import Inbox
-from hotline.log.checkpointer import Checkpointer
+from hotline.log.checkpointer import TICK_SECONDS, Checkpointer, Poster
 from hotline.log.verify import Report, verify_database
 from hotline.log.witness import Witness
 from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, NodeConfig, load_config
@@ -91,6 +93,23 @@ def _return_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+@dataclass(frozen=True)
+class Polls:
+    """How often idle background tasks look for what nothing woke them for: rows written
+    by another process (a second node on the same PostgreSQL, the offline CLI), presence
+    that expires, the wall clock. Whatever this process changes wakes its task at once;
+    these bound only how late the rest is seen. The simulation harness (``tests/sim``)
+    lengthens them, since nothing writes beside its nodes: an idle virtual day then costs
+    little, and a missing wake-up shows as lateness instead of hiding behind a poll."""
+
+    timers_s: float = 1.0
+    notifier_s: float = 1.0
+    links_s: float = LINK_POLL_SECONDS
+    desks_s: float = DESK_REPORT_SECONDS
+    checkpoints_s: float = TICK_SECONDS
+    clock_s: float = CHECK_INTERVAL_S
+
+
 def _storage_fatal(exc: BaseException) -> None:
     """A failed commit leaves the database state unknown: stop now, recover on restart."""
     log.critical("storage failure, stopping the node: %s", exc)
@@ -100,7 +119,14 @@ def _storage_fatal(exc: BaseException) -> None:
 
 class Node:
     def __init__(self, node_dir: Path, config: NodeConfig, keys: PartyKeys,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, transport: Transport | None = None,
+                 checkpoint_post: Poster | None = None,
+                 notify_client: httpx.AsyncClient | None = None,
+                 polls: Polls | None = None) -> None:
+        """``transport``, ``checkpoint_post`` and ``notify_client`` replace the node's
+        network edges (HTTP to peers, HTTP to webhooks); the simulation harness
+        (``tests/sim``) passes in-memory ones. By default the node makes its own."""
+        self.polls = polls = polls or Polls()
         self.dir = node_dir
         self.config = config
         self.keys = keys
@@ -110,7 +136,7 @@ class Node:
         delivery = config.delivery
         self.db = Database(create_engine(config.db), _storage_fatal, hooks=[log_store.HOOKS])
         self.peers = PeerDirectory(self.db, self.clock)
-        self.transport = HttpTransport(delivery.request_timeout_seconds)
+        self.transport = transport or HttpTransport(delivery.request_timeout_seconds)
         self.inbox = Inbox(self.db)
         self.senders: dict[str, PeerSender] = {}
         self.messenger = Messenger(me=config.party, keys=keys, peers=self.peers,
@@ -129,16 +155,20 @@ class Node:
         self.alarms = Alarms(db=self.db, clock=self.clock, apply=self.apply,
                              ring=self.calls.ring_alarm)
         self.timers = TimerRunner(db=self.db, clock=self.clock, fire=self.calls.on_timer,
-                                  apply=self.apply)
+                                  apply=self.apply, max_wait_s=polls.timers_s)
         self.notifier = Notifier(db=self.db, clock=self.clock, registry=self.registry,
-                                 on_gave_up=self._notification_failed)
+                                 client=notify_client, max_wait_s=polls.notifier_s,
+                                 on_gave_up=self._notification_failed,
+                                 on_failing=self._notification_failing,
+                                 on_channel_ok=self._channel_ok)
         self.witness = Witness(me=config.party, keys=keys, peers=self.peers, db=self.db,
                                clock=self.clock, alarms=self.alarms)
         self.checkpointer = Checkpointer(
             me=config.party, keys=keys, peers=self.peers, db=self.db, clock=self.clock,
             every_seconds=config.log.checkpoint_seconds,
             every_entries=config.log.checkpoint_entries,
-            timeout=delivery.request_timeout_seconds, alarms=self.alarms)
+            timeout=delivery.request_timeout_seconds, alarms=self.alarms,
+            post=checkpoint_post, tick_s=polls.checkpoints_s)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
@@ -153,7 +183,8 @@ class Node:
                                        registry=self.registry)
         self.supervisor = Supervisor(clock=self.clock, on_failure=self._task_failed,
                                      on_recovered=self._task_recovered)
-        self.clock_watch = ClockWatch(clock=self.clock, db=self.db, alarms=self.alarms)
+        self.clock_watch = ClockWatch(clock=self.clock, db=self.db, alarms=self.alarms,
+                                      interval_s=polls.clock_s)
         self.peers.on_change(self._sync_senders)
         self._started = False
 
@@ -194,7 +225,7 @@ class Node:
 
     async def _poll_links(self) -> None:
         while True:
-            await asyncio.sleep(LINK_POLL_SECONDS)
+            await asyncio.sleep(self.polls.links_s)
             await self.peers.reload()
 
     # -- supervision -------------------------------------------------------------------
@@ -204,17 +235,26 @@ class Node:
                                  f"{type(error).__name__}: {error}"[:1000],
             {"task": name, "error": f"{type(error).__name__}: {error}"[:500]}))
 
-    async def _notification_failed(self, row: Notification, error: str) -> None:
+    async def _notification_failing(self, row: Notification, error: str) -> None:
+        await self._notification_failed(row, error, final=False)
+
+    async def _notification_failed(self, row: Notification, error: str,
+                                   final: bool = True) -> None:
         """A notification could not be delivered by its retry deadline (or was refused
-        for good): the people it was for were not reached through that channel."""
+        for good), or keeps failing while it is retried: the people it is for are not
+        being reached through that channel. One alarm per channel (coalesced)."""
         alert = row.alert
+        still = "" if final else "; still retrying"
         await self.alarms.raise_(Alarm(
             "notification-failed", row.channel,
             f"an alert ({alert.get('kind')} for {alert.get('callee')}) could not be "
-            f"delivered through channel {row.channel} after {row.attempts} attempt(s): "
-            f"{error}"[:1000],
+            f"delivered through channel {row.channel} after {row.attempts} attempt(s)"
+            f"{still}: {error}"[:1000],
             {"channel": row.channel, "key": row.key, "attempts": row.attempts,
              "error": error[:500], "call": alert.get("call_id")}))
+
+    async def _channel_ok(self, channel: str) -> None:
+        await self.alarms.clear(f"notification-failed:{channel}")
 
     async def _task_recovered(self, name: str) -> None:
         await self.alarms.clear(f"task-failed:{name}")
@@ -286,7 +326,7 @@ class Node:
         """Keep peers told which of our desks they may call are staffed."""
         while True:
             self.apply(await self.desks.publish())
-            await asyncio.sleep(DESK_REPORT_SECONDS)
+            await asyncio.sleep(self.polls.desks_s)
 
     async def status(self) -> list[PeerStatus]:
         health = {party: s.health for party, s in self.senders.items()}

@@ -8,11 +8,13 @@ past the limit either), before any parsing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, HotlineError, rejected
-from hotline.federation.receiver import Receiver
+from hotline.federation.receiver import Outcome, Receiver
 from hotline.log.witness import Witness
 from hotline.protocol import canonical
 
@@ -41,6 +43,14 @@ def split_batch(body: bytes) -> list[bytes]:
     return lines
 
 
+def batch_answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body that answer a batch: 200 if every envelope got a
+    receipt, else the status of the first rejection; one result per envelope."""
+    first_error = next((o.error for o in outcomes if o.error is not None), None)
+    status = 200 if first_error is None else first_error.status
+    return status, {"results": [o.as_dict() for o in outcomes]}
+
+
 def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: ignore[no-untyped-def]
     async def receive_envelopes(request: Request) -> JSONResponse:
         source = request.client.host if request.client else "unknown"
@@ -49,10 +59,8 @@ def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: igno
         except EnvelopeRejected as exc:
             receiver.log_rejected_request(exc, source)
             return JSONResponse(exc.to_dict(), status_code=exc.status)
-        outcomes = await receiver.accept(raws, source)
-        first_error = next((o.error for o in outcomes if o.error is not None), None)
-        status = 200 if first_error is None else first_error.status
-        return JSONResponse({"results": [o.as_dict() for o in outcomes]}, status_code=status)
+        status, body = batch_answer(await receiver.accept(raws, source))
+        return JSONResponse(body, status_code=status)
 
     return receive_envelopes
 
@@ -60,17 +68,27 @@ def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: igno
 MAX_CHECKPOINT_BODY = 64 * 1024
 
 
+async def cosign_answer(witness: Witness, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """Have ``witness`` judge a checkpoint request's body; the HTTP status and JSON body
+    of the answer (an alarm it raised is carried out before the answer goes)."""
+    try:
+        outcome = await witness.cosign(canonical.decode(raw))
+    except HotlineError as exc:
+        return exc.status, exc.to_dict()
+    status = 200 if outcome.error is None else outcome.error.status
+    if outcome.effects is not None:
+        witness.alarms.apply(outcome.effects)
+    return status, outcome.as_dict()
+
+
 def make_checkpoint_endpoint(witness: Witness):  # type: ignore[no-untyped-def]
     """``POST /federation/v1/checkpoints``: a peer asks this node to cosign its log."""
     async def cosign(request: Request) -> JSONResponse:
         try:
-            body = canonical.decode(await read_limited(request, MAX_CHECKPOINT_BODY))
-            outcome = await witness.cosign(body)
+            raw = await read_limited(request, MAX_CHECKPOINT_BODY)
         except HotlineError as exc:
             return JSONResponse(exc.to_dict(), status_code=exc.status)
-        status = 200 if outcome.error is None else outcome.error.status
-        if outcome.effects is not None:
-            witness.alarms.apply(outcome.effects)
-        return JSONResponse(outcome.as_dict(), status_code=status)
+        status, body = await cosign_answer(witness, raw)
+        return JSONResponse(body, status_code=status)
 
     return cosign

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
-from hotline.delivery.transport import HttpTransport, TransportError
+from hotline.delivery.transport import Transport, TransportError
 from hotline.errors import HotlineError
 from hotline.health.supervisor import Supervisor
 from hotline.protocol.receipt import message_digest, verify_receipt
@@ -60,7 +60,7 @@ EARLY_RETRY_FLOOR_S = 1.0
 
 class PeerSender:
     def __init__(self, *, me: str, link: Link, db: Database,
-                 transport: HttpTransport, clock: Clock, backoff: Backoff, batch_size: int,
+                 transport: Transport, clock: Clock, backoff: Backoff, batch_size: int,
                  batch_bytes: int, reseal: Reseal, reseal_after_ms: int) -> None:
         self.me = me
         self.link = link

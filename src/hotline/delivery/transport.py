@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,6 +35,27 @@ def encode_batch(envelopes: list[bytes]) -> bytes:
 TOTAL_TIMEOUTS = 3
 
 
+def parse_answer(endpoint: str, status: int, content: bytes, count: int) -> BatchAnswer:
+    """The receiver's answer to a batch of ``count`` envelopes, or why it is unusable."""
+    try:
+        body = json.loads(content)
+        results = body["results"]
+        if not isinstance(results, list) or len(results) != count:
+            raise ValueError("result count does not match the batch")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"{endpoint}: HTTP {status} without a usable "
+                             f"answer ({exc})") from None
+    return BatchAnswer(status, results)
+
+
+class Transport(Protocol):
+    """Moves a batch to one endpoint of a peer: HTTP in a node, in memory in the
+    simulation harness (``tests/sim``)."""
+
+    async def post_batch(self, endpoint: str, envelopes: list[bytes]) -> BatchAnswer: ...
+    async def close(self) -> None: ...
+
+
 class HttpTransport:
     def __init__(self, timeout: float) -> None:
         self._client = httpx.AsyncClient(timeout=timeout, headers={"content-type": NDJSON})
@@ -50,15 +71,7 @@ class HttpTransport:
         except TimeoutError:
             raise TransportError(f"{endpoint}: no complete answer within "
                                  f"{self._total:g} s") from None
-        try:
-            body = json.loads(response.content)
-            results = body["results"]
-            if not isinstance(results, list) or len(results) != len(envelopes):
-                raise ValueError("result count does not match the batch")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TransportError(f"{endpoint}: HTTP {response.status_code} without a usable "
-                                 f"answer ({exc})") from None
-        return BatchAnswer(response.status_code, results)
+        return parse_answer(endpoint, response.status_code, response.content, len(envelopes))
 
     async def close(self) -> None:
         await self._client.aclose()

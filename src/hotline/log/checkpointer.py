@@ -12,7 +12,9 @@ and the node's own verification names the first entry that broke.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +48,10 @@ TICK_SECONDS = 1.0
 #: A witness's verdicts that this node's log does not extend what it cosigned.
 REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint"})
 
+#: POSTs a JSON body to a URL and returns the answer's body; raises ``httpx.HTTPError``
+#: when no answer came. HTTP by default; the simulation harness passes one in memory.
+Poster = Callable[[str, bytes], Awaitable[bytes]]
+
 
 @dataclass(frozen=True)
 class Cosigned:
@@ -68,7 +74,8 @@ class Checkpointer(BackgroundTask):
 
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
-                 alarms: Alarms) -> None:
+                 alarms: Alarms, post: Poster | None = None,
+                 tick_s: float = TICK_SECONDS) -> None:
         super().__init__()
         self._me = me
         self._keys = keys
@@ -79,6 +86,8 @@ class Checkpointer(BackgroundTask):
         self._every_entries = every_entries
         self._client = httpx.AsyncClient(timeout=timeout)
         self._total = timeout * TOTAL_TIMEOUTS
+        self._post_body = post or self._http_post
+        self._tick_s = tick_s
         self._alarms = alarms
         #: per peer: the refusal last seen and the alarm's message for it
         self.alarms: dict[str, tuple[str, str]] = {}
@@ -104,7 +113,7 @@ class Checkpointer(BackgroundTask):
                 for task in loops.values():
                     if task.done():
                         task.result()  # raises what ended it
-                await asyncio.sleep(TICK_SECONDS)
+                await asyncio.sleep(self._tick_s)
         finally:
             for task in loops.values():
                 task.cancel()
@@ -115,7 +124,7 @@ class Checkpointer(BackgroundTask):
             link = self._peers.get(party)
             if link is not None:
                 await self._tick(link)
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(self._tick_s)
 
     async def _tick(self, link: Link) -> None:
         try:
@@ -168,18 +177,22 @@ class Checkpointer(BackgroundTask):
         for endpoint in link.endpoints:
             try:
                 # bounded as a whole: a peer answering a byte at a time must not hold
-                # up the checkpoints of every other peer (they are gathered together)
+                # its line's checkpoints for ever
                 async with asyncio.timeout(self._total):
-                    response = await self._client.post(
-                        endpoint + CHECKPOINT_PATH, content=canonical.encode(body),
-                        headers={"content-type": "application/json"})
-                answer = response.json()
+                    raw = await self._post_body(endpoint + CHECKPOINT_PATH,
+                                                canonical.encode(body))
+                answer = json.loads(raw)
                 if not isinstance(answer, dict):
                     raise ValueError("the answer is not a JSON object")
                 return answer
             except (httpx.HTTPError, ValueError, TimeoutError) as exc:
                 last_error = exc
         raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
+
+    async def _http_post(self, url: str, body: bytes) -> bytes:
+        response = await self._client.post(url, content=body,
+                                           headers={"content-type": "application/json"})
+        return response.content
 
     def _proof(self, conn: Connection, base: int, size: int, root: bytes) -> list[bytes]:
         """From the stored subtree roots, checked against the tree's root before it is

@@ -49,6 +49,10 @@ from hotline.store.notifications import Notification
 
 log = logging.getLogger("hotline.notify")
 
+#: consecutive failed attempts of a row after which its channel is reported failing while
+#: the row is still retried (about 7 s on the schedule)
+ALARM_AFTER_FAILURES = 3
+
 #: Called once when a row is marked failed for good (after that commit), with the row
 #: (its ``attempts`` counting the last one) and the last error. It runs in the row's
 #: lane, so it should be short; an exception from it is logged.
@@ -65,7 +69,16 @@ class Notifier(BackgroundTask):
     def __init__(self, *, db: Database, clock: Clock, registry: Registry,
                  max_wait_s: float = 1.0, per_channel: int = 4,
                  webhook_timeout_s: float = 5.0, email_timeout_s: float = 10.0,
-                 on_gave_up: GaveUp | None = None) -> None:
+                 on_gave_up: GaveUp | None = None,
+                 on_failing: GaveUp | None = None,
+                 on_channel_ok: Callable[[str], Awaitable[None]] | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        """``on_gave_up`` is called once for a row that failed for good; ``on_failing``
+        once for a channel whose row has failed ``ALARM_AFTER_FAILURES`` attempts in a
+        row while it is still retried; ``on_channel_ok`` when such a channel delivers
+        again. ``client``: one HTTP client
+        for every webhook lane, owned by the caller (the simulation harness's in-memory
+        webhooks); by default each lane has its own."""
         super().__init__()
         if per_channel < 1:
             raise ValueError("per_channel must be at least 1")
@@ -77,6 +90,11 @@ class Notifier(BackgroundTask):
         self._webhook_timeout = webhook_timeout_s
         self._email_timeout = email_timeout_s
         self._on_gave_up = on_gave_up
+        self._on_channel_ok = on_channel_ok
+        self._on_failing = on_failing
+        self._failed_channels: set[str] = set()
+        self._ok_channels: set[str] = set()
+        self._client = client
         self._wake = asyncio.Event()
         self._lanes: dict[str, _Lane] = {}
 
@@ -108,7 +126,8 @@ class Notifier(BackgroundTask):
         lane = self._lanes.get(channel)
         if lane is None:
             lane = _Lane(channel, self._attempt, db=self._db, clock=self._clock,
-                         limit=self._per_channel, max_wait_s=self._max_wait)
+                         limit=self._per_channel, max_wait_s=self._max_wait,
+                         client=self._client)
             self._lanes[channel] = lane
             lane.start(self._supervisor)
         return lane
@@ -161,6 +180,16 @@ class Notifier(BackgroundTask):
         if error is None:
             await self._db.write(lambda conn: notifications.delivered(
                 conn, row.id, self._clock.now_ms()))
+            # the first delivery of a channel since start too: an alarm raised before a
+            # restart is cleared by it
+            if (row.channel in self._failed_channels or row.channel not in self._ok_channels) \
+                    and self._on_channel_ok is not None:
+                self._failed_channels.discard(row.channel)
+                self._ok_channels.add(row.channel)
+                try:
+                    await self._on_channel_ok(row.channel)
+                except Exception:
+                    log.exception("the channel-ok hook failed for %s", row.channel)
             return
         failures = row.attempts + 1
         text = str(error)
@@ -178,11 +207,23 @@ class Notifier(BackgroundTask):
         if retry_at is not None:
             log.warning("notification %s via %s failed (attempt %d), next try in %.3g s: %s",
                         row.key, row.channel, failures, (retry_at - now) / 1000, text)
+            if failures >= ALARM_AFTER_FAILURES and row.channel not in self._failed_channels \
+                    and self._on_failing is not None:
+                # still retrying, but the people it is for are not being reached: say so
+                # now, not an hour from now when the row gives up
+                self._failed_channels.add(row.channel)
+                self._ok_channels.discard(row.channel)
+                try:
+                    await self._on_failing(replace(row, attempts=failures), text)
+                except Exception:
+                    log.exception("the failing hook failed for notification %s", row.key)
             return
         if not marked:
             return
         log.error("notification %s via %s failed for good after %d attempt(s): %s",
                   row.key, row.channel, failures, text)
+        self._failed_channels.add(row.channel)
+        self._ok_channels.discard(row.channel)
         if self._on_gave_up is not None:
             try:
                 await self._on_gave_up(replace(row, attempts=failures), text)
@@ -211,7 +252,8 @@ class _Lane:
     HTTP client and thread pool. Only ever waits for its own channel."""
 
     def __init__(self, channel: str, attempt: Attempt, *, db: Database, clock: Clock,
-                 limit: int, max_wait_s: float) -> None:
+                 limit: int, max_wait_s: float,
+                 client: httpx.AsyncClient | None = None) -> None:
         self.channel = channel
         self._attempt = attempt
         self._db = db
@@ -223,7 +265,8 @@ class _Lane:
         self._supervisor: Supervisor | None = None
         self._failure: BaseException | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = client
+        self._own_client = client is None
         self._threads: ThreadPoolExecutor | None = None
 
     @property
@@ -262,7 +305,7 @@ class _Lane:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._client is not None:
+        if self._client is not None and self._own_client:
             await self._client.aclose()
         if self._threads is not None:
             # a thread stuck on a mail server ends at its own deadline; nobody waits for it

@@ -9,6 +9,12 @@ and its pieces are re-run one by one, so a bad request never takes good ones dow
 A failed COMMIT (or ROLLBACK) is different: the database may be in an unknown state, so
 the writer reports it as fatal and the node stops (crash and recover), never
 retry-and-continue.
+
+:attr:`Database.in_flight` counts the pieces of work handed to the threads whose answer
+the event loop has not had yet. Nothing in the node reads it; a virtual-time event loop
+does (``tests/sim/harness.py``, ``docs/time.md``): while it is above zero the loop waits
+for real instead of jumping ahead, so database work costs time the way it does in
+production rather than none.
 """
 
 from __future__ import annotations
@@ -84,6 +90,11 @@ class Database:
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
         self._stopped = False
         self._in_progress: list[_Item] = []
+        #: work handed to a database thread and not yet answered (event loop thread only)
+        self.in_flight = 0
+
+    def _settled(self, _future: asyncio.Future[Any]) -> None:
+        self.in_flight -= 1
 
     # -- reads ------------------------------------------------------------------------
     async def read(self, work: Callable[[Connection], T]) -> T:
@@ -94,7 +105,10 @@ class Database:
 
         if self._stopped:
             raise WriterStopped("the store is stopped")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        future = asyncio.get_running_loop().run_in_executor(self._readers, run)
+        self.in_flight += 1
+        future.add_done_callback(self._settled)
+        return await future
 
     # -- writes -----------------------------------------------------------------------
     async def write(self, work: Callable[[Connection], T]) -> T:
@@ -103,6 +117,8 @@ class Database:
             raise WriterStopped("the store is not accepting writes")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self.in_flight += 1
+        future.add_done_callback(self._settled)
         self._queue.put(_Item(work, future, loop))
         if self._stopped:  # raced with a stop or a failure that may have drained already
             self._answer_leftovers([], WriterStopped("the store is not accepting writes"))
