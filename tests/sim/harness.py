@@ -26,17 +26,19 @@ event journal), webhook attempts, when each node was down and when each line was
 :mod:`tests.sim.invariants` judges those records.
 
 Randomness: the world makes no random choice itself. The scenarios of
-``test_harness.py`` are fixed, Hypothesis draws (and replays) the stateful runs, and
-``bench/soak.py`` draws its schedule from ``--seed``. Backoff jitter inside the node draws
-from the OS, so a replay repeats the same actions at the same virtual times, not every
-retry at the same instant. Why this design rather than ``looptime``: see
-:mod:`tests.sim.virtual_time`.
+``test_harness.py`` are fixed, Hypothesis draws (and replays) the stateful runs and their
+``seed``, and ``bench/soak.py`` draws its schedule from ``--seed``. Each node's senders
+draw their backoff jitter from a generator seeded with ``seed``, the party and how often
+it was started, so a replay retries at the same virtual instants too. (Envelope ids and
+the supervisor's restart jitter still come from the OS.) Why this design rather than
+``looptime``: see :mod:`tests.sim.virtual_time`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import shutil
 import tempfile
@@ -209,6 +211,8 @@ class Sent:
     text: str
     at: float
     released: list[float] = field(default_factory=list)
+    #: the receiver's release number (inbox cursor) of each release
+    cursors: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -262,6 +266,7 @@ class SimNode:
         self._in_flight: Callable[[], int] | None = None
         self._journal_id = 0
         self.up_since = 0.0
+        self.starts = 0
 
     @property
     def up(self) -> Node:
@@ -275,7 +280,9 @@ class SimNode:
         node = Node(self.dir, self.config, self.keys, clock=self.clock,
                     transport=world.network.transport(self.party),
                     checkpoint_post=world.network.poster(self.party),
-                    notify_client=self._client, polls=world.polls)
+                    notify_client=self._client, polls=world.polls,
+                    rng=random.Random(f"{world.seed}/{self.party}/{self.starts}"))
+        self.starts += 1
         db = node.db
         self._in_flight = lambda: db.in_flight
         world.loop.watch(self._in_flight)
@@ -350,9 +357,11 @@ class SimNode:
 class World:
     """Two simulated nodes, their network and webhooks, and what they were seen doing."""
 
-    def __init__(self, root: Path, loop: VirtualTimeLoop, polls: Polls = SIM_POLLS) -> None:
+    def __init__(self, root: Path, loop: VirtualTimeLoop, polls: Polls = SIM_POLLS,
+                 seed: int = 0) -> None:
         self.root = root
         self.polls = polls
+        self.seed = seed
         self.loop = loop
         self.network = Network()
         self.webhooks = Webhooks(timeout_s=5.0)  # WebhookChannel's time-out per attempt
@@ -571,6 +580,7 @@ class World:
                                                         f"sent: {message.envelope_id}"))
             return
         sent.released.append(self.now)
+        sent.cursors.append(message.cursor)
 
     def on_entry(self, party: str, entry: Entry) -> None:
         if entry.kind != "call":
@@ -606,8 +616,8 @@ class World:
 
     def dump(self) -> str:
         """What happened, for a failure report."""
-        return "\n".join(["the world's last actions (true time since start):",
-                          *self.trace[-60:]])
+        return "\n".join([f"seed {self.seed}; the world's last actions (true time since "
+                          "start):", *self.trace[-60:]])
 
 
 def simulate(root: Path, scenario: Callable[[World], Awaitable[T]],
