@@ -45,7 +45,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -61,7 +61,7 @@ from hotline.nodedir.config import DB_NAME, KEYSTORE_NAME, NodeConfig, load_conf
 from hotline.nodedir.keystore import unlock
 from hotline.protocol.keys import PartyKeys
 from hotline.scenario import directory_toml
-from hotline.status import PeerStatus
+from hotline.status import AlarmStatus, PeerStatus, TaskStatus
 from hotline.store import inbound, journal
 from hotline.store.engine import create_engine, sqlite_url
 from hotline.store.journal import Entry
@@ -609,7 +609,8 @@ class World:
             seen.ended_at, seen.end_state = mono, state
 
     # -- reading the nodes -------------------------------------------------------------
-    async def status(self, party: str) -> tuple[list[PeerStatus], Any, Any]:
+    async def status(self, party: str
+                     ) -> tuple[list[PeerStatus], list[TaskStatus], list[AlarmStatus]]:
         node = self.nodes[party].up
         tasks, alarms = await node.node_health()
         return await node.status(), tasks, alarms
