@@ -250,7 +250,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hotline-soak-",
                                      dir=shm if shm.is_dir() else None) as tmp:
         loop = VirtualTimeLoop()
-        world = World(Path(tmp), loop)
+        world = World(Path(tmp), loop, seed=args.seed)
         soak = Soak(world, random.Random(args.seed), args)
         soak.schedule(args.days)
         lateness: list[float] = []

@@ -12,6 +12,7 @@ import ctypes
 import json
 import logging
 import os
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +123,12 @@ class Node:
                  clock: Clock | None = None, *, transport: Transport | None = None,
                  checkpoint_post: Poster | None = None,
                  notify_client: httpx.AsyncClient | None = None,
-                 polls: Polls | None = None) -> None:
+                 polls: Polls | None = None, rng: random.Random | None = None) -> None:
         """``transport``, ``checkpoint_post`` and ``notify_client`` replace the node's
         network edges (HTTP to peers, HTTP to webhooks); the simulation harness
-        (``tests/sim``) passes in-memory ones. By default the node makes its own."""
+        (``tests/sim``) passes in-memory ones, and a seeded ``rng`` for the senders'
+        backoff jitter so that a run replays. By default the node makes its own."""
+        self._rng = rng
         self.polls = polls = polls or Polls()
         self.dir = node_dir
         self.config = config
@@ -215,7 +218,8 @@ class Node:
                 continue
             sender = PeerSender(me=self.config.party, link=link, db=self.db,
                                 transport=self.transport, clock=self.clock,
-                                backoff=Backoff(d.backoff_initial_seconds, d.backoff_max_seconds),
+                                backoff=Backoff(d.backoff_initial_seconds, d.backoff_max_seconds,
+                                                rng=self._rng or random.Random()),
                                 batch_size=d.batch_size, batch_bytes=SEND_BATCH_BYTES,
                                 reseal=self.messenger.reseal,
                                 reseal_after_ms=int(d.reseal_after_seconds * 1000))

@@ -26,24 +26,26 @@ event journal), webhook attempts, when each node was down and when each line was
 :mod:`tests.sim.invariants` judges those records.
 
 Randomness: the world makes no random choice itself. The scenarios of
-``test_harness.py`` are fixed, Hypothesis draws (and replays) the stateful runs, and
-``bench/soak.py`` draws its schedule from ``--seed``. Backoff jitter inside the node draws
-from the OS, so a replay repeats the same actions at the same virtual times, not every
-retry at the same instant. Why this design rather than ``looptime``: see
-:mod:`tests.sim.virtual_time`.
+``test_harness.py`` are fixed, Hypothesis draws (and replays) the stateful runs and their
+``seed``, and ``bench/soak.py`` draws its schedule from ``--seed``. Each node's senders
+draw their backoff jitter from a generator seeded with ``seed``, the party and how often
+it was started, so a replay retries at the same virtual instants too. (Envelope ids and
+the supervisor's restart jitter still come from the OS.) Why this design rather than
+``looptime``: see :mod:`tests.sim.virtual_time`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -59,7 +61,7 @@ from hotline.nodedir.config import DB_NAME, KEYSTORE_NAME, NodeConfig, load_conf
 from hotline.nodedir.keystore import unlock
 from hotline.protocol.keys import PartyKeys
 from hotline.scenario import directory_toml
-from hotline.status import PeerStatus
+from hotline.status import AlarmStatus, PeerStatus, TaskStatus
 from hotline.store import inbound, journal
 from hotline.store.engine import create_engine, sqlite_url
 from hotline.store.journal import Entry
@@ -209,6 +211,8 @@ class Sent:
     text: str
     at: float
     released: list[float] = field(default_factory=list)
+    #: the receiver's release number (inbox cursor) of each release
+    cursors: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -262,6 +266,7 @@ class SimNode:
         self._in_flight: Callable[[], int] | None = None
         self._journal_id = 0
         self.up_since = 0.0
+        self.starts = 0
 
     @property
     def up(self) -> Node:
@@ -275,7 +280,9 @@ class SimNode:
         node = Node(self.dir, self.config, self.keys, clock=self.clock,
                     transport=world.network.transport(self.party),
                     checkpoint_post=world.network.poster(self.party),
-                    notify_client=self._client, polls=world.polls)
+                    notify_client=self._client, polls=world.polls,
+                    rng=random.Random(f"{world.seed}/{self.party}/{self.starts}"))
+        self.starts += 1
         db = node.db
         self._in_flight = lambda: db.in_flight
         world.loop.watch(self._in_flight)
@@ -350,9 +357,11 @@ class SimNode:
 class World:
     """Two simulated nodes, their network and webhooks, and what they were seen doing."""
 
-    def __init__(self, root: Path, loop: VirtualTimeLoop, polls: Polls = SIM_POLLS) -> None:
+    def __init__(self, root: Path, loop: VirtualTimeLoop, polls: Polls = SIM_POLLS,
+                 seed: int = 0) -> None:
         self.root = root
         self.polls = polls
+        self.seed = seed
         self.loop = loop
         self.network = Network()
         self.webhooks = Webhooks(timeout_s=5.0)  # WebhookChannel's time-out per attempt
@@ -571,6 +580,7 @@ class World:
                                                         f"sent: {message.envelope_id}"))
             return
         sent.released.append(self.now)
+        sent.cursors.append(message.cursor)
 
     def on_entry(self, party: str, entry: Entry) -> None:
         if entry.kind != "call":
@@ -599,15 +609,16 @@ class World:
             seen.ended_at, seen.end_state = mono, state
 
     # -- reading the nodes -------------------------------------------------------------
-    async def status(self, party: str) -> tuple[list[PeerStatus], Any, Any]:
+    async def status(self, party: str
+                     ) -> tuple[list[PeerStatus], list[TaskStatus], list[AlarmStatus]]:
         node = self.nodes[party].up
         tasks, alarms = await node.node_health()
         return await node.status(), tasks, alarms
 
     def dump(self) -> str:
         """What happened, for a failure report."""
-        return "\n".join(["the world's last actions (true time since start):",
-                          *self.trace[-60:]])
+        return "\n".join([f"seed {self.seed}; the world's last actions (true time since "
+                          "start):", *self.trace[-60:]])
 
 
 def simulate(root: Path, scenario: Callable[[World], Awaitable[T]],

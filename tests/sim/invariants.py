@@ -72,8 +72,8 @@ def deliveries(world: World, now: float) -> list[Violation]:
                                       f"by {due:.3f}; " + (f"released at {got:.3f}" if got
                                                            else "not released yet")))
     for sender in PARTIES:
-        released = sorted((s.released[0], s.seq, s.text) for s in world.sent.values()
-                          if s.sender == sender and s.released)
+        released = sorted((s.cursors[0], s.seq, s.text) for s in world.sent.values()
+                          if s.sender == sender and s.cursors)
         seqs = [seq for _, seq, _ in released]
         if seqs != sorted(seqs):
             out.append(Violation(now, f"messages from {sender} released out of order: "
