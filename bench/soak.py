@@ -220,20 +220,7 @@ class Soak:
         await self.heal_everything()
 
     async def heal_everything(self) -> None:
-        world = self.world
-        world.heal()
-        for party in PARTIES:
-            for hook in HOOKS:
-                world.hook(party, hook, "ok")
-            if not world.nodes[party].serving:
-                await world.start_node(party)
-        for party in PARTIES:
-            clock = world.nodes[party].clock
-            clock.slew(0, 1.0)
-            if abs(clock.offset_ms()) >= 1_000:
-                await world.step(party, -int(clock.offset_ms()))
-        world.refresh_lines()
-        await world.run_for(600.0, answer_after=0.0, every=30.0)
+        await self.world.heal_everything(600.0)
 
 
 def main() -> int:

@@ -541,6 +541,24 @@ class World:
         self.refresh_lines()
         self.note("link healed")
 
+    async def heal_everything(self, settle_s: float) -> None:
+        """End every fault: the link whole, every webhook answering, every node up, every
+        clock back on true time and no longer slewing; then let ``settle_s`` pass (calls
+        answered at once) so that whatever waited can arrive."""
+        self.heal()
+        for party in PARTIES:
+            for hook in HOOKS:
+                self.hook(party, hook, "ok")
+            if not self.nodes[party].serving:
+                await self.start_node(party)
+        for party in PARTIES:
+            clock = self.nodes[party].clock
+            clock.slew(0, 1.0)
+            if abs(clock.offset_ms()) >= 1_000:
+                await self.step(party, -int(clock.offset_ms()))
+        self.refresh_lines()
+        await self.run_for(settle_s, answer_after=0.0, every=30.0)
+
     async def stop(self, party: str) -> None:
         await self.nodes[party].stop()
         self.note(f"{party} stopped")
