@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hotline.health.supervisor import RESTART_MAX_S
+from hotline.notify import runner
 from tests.sim.harness import HOOKS, PARTIES, CallSeen, SimNode, Violation, World
 
 DELIVERY_BUDGET_S = 30.0
@@ -38,6 +39,7 @@ EPS = 1e-6
 VISIBLE_AFTER_S = 35.0
 #: How long a failed notification may go unalarmed (the alarm's own write).
 ALARM_AFTER_S = 1.0
+ALARM_AFTER_FAILURES = runner.ALARM_AFTER_FAILURES
 
 Span = list[float | None]
 
@@ -224,7 +226,10 @@ async def visible(world: World, now: float) -> list[Violation]:
             out.append(Violation(now, f"{party}: its wall clock stepped at {stepped:.3f} "
                                       "and no alarm says so"))
         for hook in HOOKS:
-            failed = world.webhooks.failing_since(party, hook)
+            # the node reports a channel failing at its third failed attempt in a row
+            # since it started (notify/runner.py ALARM_AFTER_FAILURES)
+            failed = world.webhooks.failing_since(party, hook, nth=ALARM_AFTER_FAILURES,
+                                                  after=sim.up_since)
             if failed is not None and now - failed > ALARM_AFTER_S \
                     and f"notification-failed:hook-{hook}" not in standing:
                 out.append(Violation(now, f"{party}: webhook hook-{hook} has failed since "

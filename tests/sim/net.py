@@ -137,20 +137,23 @@ class Webhooks:
         self.hooks: dict[str, Hook] = {}
         self._timeout_s = timeout_s
 
-    def failing_since(self, party: str, name: str) -> float | None:
-        """Since when every attempt of ``party``'s node on its hook ``name`` has failed
-        as the node saw it (an error, or a hang its time-out ended — not one cut short
-        by the node stopping); None if the last such attempt succeeded."""
+    def failing_since(self, party: str, name: str, nth: int = 1,
+                      after: float = float("-inf")) -> float | None:
+        """When the ``nth`` of the attempts (started after ``after``) that ``party``'s
+        node has made on its hook ``name`` since its last success failed, as the node saw
+        it (an error, or a hang its time-out ended — not one cut short by the node
+        stopping); None if there have not been ``nth`` such failures in a row."""
         hook = self.hooks[f"{party.lower()}/{name}"]
-        first = None
+        failures: list[float] = []
         for attempt in reversed(hook.attempts):
             if attempt.ended is None:
                 continue  # under way
-            if attempt.mode == "ok":
+            if attempt.mode == "ok" or attempt.at < after:
                 break
             if attempt.mode == "fail" or attempt.ended - attempt.at >= self._timeout_s - 1e-6:
-                first = attempt.ended
-        return first
+                failures.append(attempt.ended)
+        failures.reverse()
+        return failures[nth - 1] if len(failures) >= nth else None
 
     def add(self, name: str) -> Hook:
         hook = Hook(f"https://hooks.sim.invalid/{name}")

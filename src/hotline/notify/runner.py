@@ -49,8 +49,8 @@ from hotline.store.notifications import Notification
 
 log = logging.getLogger("hotline.notify")
 
-#: consecutive failed attempts of a row after which its channel is reported failing while
-#: the row is still retried (about 7 s on the schedule)
+#: failed attempts in a row on a channel after which it is reported failing while its rows
+#: are still retried (3 s on the schedule for one row; more where attempts hang)
 ALARM_AFTER_FAILURES = 3
 
 #: Called once when a row is marked failed for good (after that commit), with the row
@@ -74,8 +74,8 @@ class Notifier(BackgroundTask):
                  on_channel_ok: Callable[[str], Awaitable[None]] | None = None,
                  client: httpx.AsyncClient | None = None) -> None:
         """``on_gave_up`` is called once for a row that failed for good; ``on_failing``
-        once for a channel whose row has failed ``ALARM_AFTER_FAILURES`` attempts in a
-        row while it is still retried; ``on_channel_ok`` when such a channel delivers
+        once for a channel whose attempts have failed ``ALARM_AFTER_FAILURES`` times in a
+        row while its rows are still retried; ``on_channel_ok`` when such a channel delivers
         again. ``client``: one HTTP client
         for every webhook lane, owned by the caller (the simulation harness's in-memory
         webhooks); by default each lane has its own."""
@@ -94,6 +94,7 @@ class Notifier(BackgroundTask):
         self._on_failing = on_failing
         self._failed_channels: set[str] = set()
         self._ok_channels: set[str] = set()
+        self._channel_failures: dict[str, int] = {}
         self._client = client
         self._wake = asyncio.Event()
         self._lanes: dict[str, _Lane] = {}
@@ -180,6 +181,7 @@ class Notifier(BackgroundTask):
         if error is None:
             await self._db.write(lambda conn: notifications.delivered(
                 conn, row.id, self._clock.now_ms()))
+            self._channel_failures.pop(row.channel, None)
             # the first delivery of a channel since start too: an alarm raised before a
             # restart is cleared by it
             if (row.channel in self._failed_channels or row.channel not in self._ok_channels) \
@@ -207,7 +209,11 @@ class Notifier(BackgroundTask):
         if retry_at is not None:
             log.warning("notification %s via %s failed (attempt %d), next try in %.3g s: %s",
                         row.key, row.channel, failures, (retry_at - now) / 1000, text)
-            if failures >= ALARM_AFTER_FAILURES and row.channel not in self._failed_channels \
+            # attempts on the channel failed in a row (any rows; a row's own count also
+            # survives a restart)
+            run = max(self._channel_failures.get(row.channel, 0) + 1, failures)
+            self._channel_failures[row.channel] = run
+            if run >= ALARM_AFTER_FAILURES and row.channel not in self._failed_channels \
                     and self._on_failing is not None:
                 # still retrying, but the people it is for are not being reached: say so
                 # now, not an hour from now when the row gives up
