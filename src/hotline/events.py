@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
-if TYPE_CHECKING:
-    from hotline.health.supervisor import Supervisor
+from hotline.health.supervisor import Running, Supervisor
 
 T = TypeVar("T")
 QUEUE_LIMIT = 10_000
@@ -86,22 +85,13 @@ class BackgroundTask:
     task_name = "task"
 
     def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._supervisor: Supervisor | None = None
+        self._running = Running(self.task_name, self._run)
 
     def start(self, supervisor: Supervisor | None = None) -> None:
-        if supervisor is not None:
-            self._supervisor = supervisor
-            supervisor.spawn(self.task_name, self._run)
-        else:
-            self._task = asyncio.create_task(self._run(), name=self.task_name)
+        self._running.start(supervisor)
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            await self._supervisor.cancel(self.task_name)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._running.stop()
 
     async def _run(self) -> None:
         raise NotImplementedError

@@ -180,14 +180,19 @@ steps = [{ ring = ["duty"], channels = ["console", "pager"], wait = "2m" }]
 """
 
 
-async def test_an_alarm_rings_the_alarm_role_through_its_chain(node: Node) -> None:
+async def apply_directory(node: Node, toml: str) -> None:
+    """Through the operator API, as `hotline roles apply` would, then reloaded."""
     transport = httpx.ASGITransport(app=node.app())
     token = (node.dir / "operator.token").read_text().strip()
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-        answer = await client.put("/api/v1/directory", json={"toml": ALARM_DIRECTORY},
+        answer = await client.put("/api/v1/directory", json={"toml": toml},
                                   headers={"authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
     await node.registry.reload()
+
+
+async def test_an_alarm_rings_the_alarm_role_through_its_chain(node: Node) -> None:
+    await apply_directory(node, ALARM_DIRECTORY)
     assert node.registry.current.alarm_role == "duty"
     alarm = Alarm("clock-skew", "BB-TWO", "BB-TWO's clock is 200 s ahead")
     await node.alarms.raise_(alarm)
@@ -220,13 +225,7 @@ async def test_a_notification_that_fails_for_good_raises_one_alarm(node: Node) -
     try:
         directory = ALARM_DIRECTORY.replace("http://127.0.0.1:9/alarm",
                                             f"http://127.0.0.1:{port}/alarm")
-        transport = httpx.ASGITransport(app=node.app())
-        token = (node.dir / "operator.token").read_text().strip()
-        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-            answer = await client.put("/api/v1/directory", json={"toml": directory},
-                                      headers={"authorization": f"Bearer {token}"})
-        assert answer.status_code == 200, answer.text
-        await node.registry.reload()
+        await apply_directory(node, directory)
         await node.alarms.raise_(Alarm("clock-skew", "BB-TWO", "BB-TWO is 200 s ahead"))
         node.notifier.wake()
 

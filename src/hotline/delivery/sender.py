@@ -22,7 +22,7 @@ from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.transport import Transport, TransportError
 from hotline.errors import HotlineError
-from hotline.health.supervisor import Supervisor
+from hotline.health.supervisor import Running, Supervisor
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
 from hotline.store.database import Database
@@ -74,8 +74,7 @@ class PeerSender:
         self._reseal = reseal
         self._reseal_after_ms = reseal_after_ms
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._supervisor: Supervisor | None = None
+        self._running: Running | None = None
         # Receipts up to this seq are verified; storing them runs while the next batch is
         # already on its way, so the sender does not wait for its own bookkeeping.
         self._acked_upto = 0
@@ -92,18 +91,12 @@ class PeerSender:
 
     def start(self, supervisor: Supervisor | None = None) -> None:
         self._wake.set()  # catch up with whatever the outbox holds from before a restart
-        if supervisor is not None:
-            self._supervisor = supervisor
-            supervisor.spawn(self.task_name, self._run)
-        else:
-            self._task = asyncio.create_task(self._run(), name=self.task_name)
+        self._running = Running(self.task_name, self._run)
+        self._running.start(supervisor)
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            await self._supervisor.cancel(self.task_name)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._running is not None:
+            await self._running.stop()
         await asyncio.gather(*self._marking, return_exceptions=True)
 
     def wake(self) -> None:

@@ -148,3 +148,33 @@ class Supervisor:
             await self.on_recovered(name)
         except Exception:
             log.exception("reporting the recovery of task %s failed", name)
+
+
+class Running:
+    """One long-running coroutine of a component, started under the node's supervisor
+    when there is one (restarted and alarmed if it fails), or as a bare task (tests,
+    tools); :meth:`stop` ends it either way."""
+
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self._run = run
+        self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        return self._supervisor
+
+    def start(self, supervisor: Supervisor | None) -> None:
+        self._supervisor = supervisor
+        if supervisor is not None:
+            supervisor.spawn(self.name, self._run)
+        else:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.name)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

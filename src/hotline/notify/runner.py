@@ -38,7 +38,7 @@ from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.errors import ConfigError
 from hotline.events import BackgroundTask
-from hotline.health.supervisor import Supervisor
+from hotline.health.supervisor import Running, Supervisor
 from hotline.notify.channels import Alert, Channel, ChannelError, one_line
 from hotline.notify.email import EmailChannel
 from hotline.notify.retry import next_attempt_ms
@@ -130,7 +130,7 @@ class Notifier(BackgroundTask):
                          limit=self._per_channel, max_wait_s=self._max_wait,
                          client=self._client)
             self._lanes[channel] = lane
-            lane.start(self._supervisor)
+            lane.start(self._running.supervisor)
         return lane
 
     # -- one attempt -------------------------------------------------------------------
@@ -267,26 +267,17 @@ class _Lane:
         self._limit = limit
         self._max_wait = max_wait_s
         self._poke = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._supervisor: Supervisor | None = None
+        self._running = Running(f"notify:{channel}", self._run)
         self._failure: BaseException | None = None
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = client
         self._own_client = client is None
         self._threads: ThreadPoolExecutor | None = None
 
-    @property
-    def task_name(self) -> str:
-        return f"notify:{self.channel}"
-
     def start(self, supervisor: Supervisor | None = None) -> None:
         """Under the node's supervisor when there is one: a lane that fails is logged,
         alarmed and restarted like every other task."""
-        self._supervisor = supervisor
-        if supervisor is not None:
-            supervisor.spawn(self.task_name, self._run)
-        else:
-            self._task = asyncio.create_task(self._run(), name=self.task_name)
+        self._running.start(supervisor)
 
     def poke(self) -> None:
         self._poke.set()
@@ -305,9 +296,8 @@ class _Lane:
         return self._threads
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            await self._supervisor.cancel(self.task_name)
-        tasks = [t for t in (self._task, *self._in_flight.values()) if t is not None]
+        await self._running.stop()
+        tasks = list(self._in_flight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
