@@ -26,6 +26,8 @@ from hotline.accounts.service import AccountService
 from hotline.api.app import build_app
 from hotline.api.calls import CallServices
 from hotline.api.operator import OperatorServices
+from hotline.authz.guard import Guard
+from hotline.authz.tokens import TokenBook
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.dispatch import Dispatcher
@@ -379,16 +381,18 @@ class Node:
             finally:
                 await self.stop()
 
+        guard = Guard(me=self.config.party, db=self.db, registry=self.registry)
         calls = CallServices(calls=self.calls, conversations=self.conversations,
                              desks=self.desks, feed=Feed(self.db, self.journal),
                              apply=self.apply, directory=self.directory,
                              admin=DirectoryAdmin(self.config.party, self.registry,
-                                                  self.db, self.clock))
+                                                  self.db, self.clock), guard=guard)
         services = OperatorServices(
             party=self.config.party, name=self.config.name, key_id=self.keys.public.key_id,
             listen=self.config.listen, messenger=self.messenger, inbox=self.inbox,
             status=self.status, tokens=TokenChecker(self.dir / TOKEN_NAME), calls=calls,
-            health=self.node_health, alarms=self.alarms)
+            health=self.node_health, alarms=self.alarms,
+            book=TokenBook(self.db, self.clock), guard=guard)
         console = ConsoleServices(
             party=self.config.party, name=self.config.name, accounts=self.accounts,
             calls=calls, registry=self.registry, journal=self.journal, status=self.status,

@@ -1,8 +1,11 @@
 """Operator API for calls, desks, the directory and conversations.
 
-Every route sits behind the operator token (the same dependency as the rest of
-``/api/v1``). The acting role is always given explicitly (``as``), and the node checks
-it against the directory and the call; an operator, when named, must hold that role.
+Every route sits behind a token (the same dependency as the rest of ``/api/v1``) and
+asks the authorization policy (:mod:`hotline.authz`) about the call, conversation or
+message it names: an operator's token sees and acts only through the operator's current
+roles, and only as that operator; the administrator's may act as any. The acting role
+is always given explicitly (``as``), and the node checks it against the directory and
+the call; an operator, when named, must hold that role.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from hotline.api.auth import Authenticated
+from hotline.authz.guard import Guard
+from hotline.authz.policy import Admin
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed
@@ -89,46 +95,56 @@ class CallServices:
     apply: Callable[[Effects], None]
     directory: Callable[[], Awaitable[dict[str, Any]]]
     admin: DirectoryAdmin
+    guard: Guard
 
 
 def calls_router(s: CallServices) -> APIRouter:
     router = APIRouter(tags=["calls"])
 
     @router.post("/calls", status_code=201)
-    async def place_call(body: CallRequest) -> dict[str, Any]:
+    async def place_call(body: CallRequest, actor: Authenticated) -> dict[str, Any]:
         """Call ``role@PARTY`` as one of our roles. Refused at once (nothing sent) without
         a link or when the link policy forbids it."""
-        call, effects = await s.calls.place(body.to, body.as_role, body.reason)
+        s.guard.require_role(actor, body.as_role, "place call")
+        call, effects = await s.calls.place(body.to, body.as_role, body.reason,
+                                            s.guard.acting_operator(actor, None, "place"))
         s.apply(effects)
         return await s.calls.get(call.id)
 
     @router.get("/calls")
-    async def list_calls(active: bool = False,
+    async def list_calls(actor: Authenticated, active: bool = False,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100
                          ) -> dict[str, Any]:
-        """Calls, newest first, each with its verified history."""
-        return {"calls": await s.calls.recent(limit, active)}
+        """Calls, newest first, each with its verified history (those the asker may see)."""
+        return {"calls": s.guard.visible_calls(actor, await s.calls.recent(limit, active))}
 
     @router.get("/calls/{call_id}")
-    async def get_call(call_id: CallId) -> dict[str, Any]:
+    async def get_call(call_id: CallId, actor: Authenticated) -> dict[str, Any]:
+        await s.guard.require(actor, "call", call_id, "read")
         return await s.calls.get(call_id)
 
     @router.post("/calls/{call_id}/answer")
-    async def answer_call(call_id: CallId, body: AnswerRequest) -> dict[str, Any]:
-        call, effects = await s.calls.answer(call_id, body.as_role, body.operator)
+    async def answer_call(call_id: CallId, body: AnswerRequest, actor: Authenticated
+                          ) -> dict[str, Any]:
+        operator = await s.guard.require(actor, "call", call_id, "answer",
+                                         as_role=body.as_role, operator=body.operator)
+        call, effects = await s.calls.answer(call_id, body.as_role, operator)
         s.apply(effects)
         return await s.calls.get(call.id)
 
     @router.post("/calls/{call_id}/decline")
-    async def decline_call(call_id: CallId, body: DeclineRequest) -> dict[str, Any]:
-        call, effects = await s.calls.decline(call_id, body.as_role, body.reason,
-                                              body.operator)
+    async def decline_call(call_id: CallId, body: DeclineRequest, actor: Authenticated
+                           ) -> dict[str, Any]:
+        operator = await s.guard.require(actor, "call", call_id, "decline",
+                                         as_role=body.as_role, operator=body.operator)
+        call, effects = await s.calls.decline(call_id, body.as_role, body.reason, operator)
         s.apply(effects)
         return await s.calls.get(call.id)
 
     @router.post("/calls/{call_id}/cancel")
-    async def cancel_call(call_id: CallId) -> dict[str, Any]:
-        call, effects = await s.calls.cancel(call_id)
+    async def cancel_call(call_id: CallId, actor: Authenticated) -> dict[str, Any]:
+        operator = await s.guard.require(actor, "call", call_id, "cancel")
+        call, effects = await s.calls.cancel(call_id, operator)
         s.apply(effects)
         return await s.calls.get(call.id)
 
@@ -143,64 +159,82 @@ def calls_router(s: CallServices) -> APIRouter:
         return await s.directory()
 
     @router.put("/directory")
-    async def put_directory(body: DirectoryRequest) -> dict[str, Any]:
+    async def put_directory(body: DirectoryRequest, actor: Authenticated) -> dict[str, Any]:
         """Replace the directory with a TOML file's content (checked as strictly as
-        ``hotline roles apply``; the same content again changes nothing)."""
+        ``hotline roles apply``; the same content again changes nothing). The
+        administrator's token only."""
+        s.guard.require_admin(actor, "replace directory")
         version, changed = await s.admin.apply_text(body.toml)
         return {"version": version, "changed": changed}
 
     @router.post("/roster")
-    async def set_duty(body: DutyRequest) -> dict[str, Any]:
+    async def set_duty(body: DutyRequest, actor: Authenticated) -> dict[str, Any]:
         """Add a duty entry (the last entry covering a time wins): put an operator on or
-        off duty in a role, now or for a window."""
+        off duty in a role, now or for a window. The administrator's token only."""
+        s.guard.require_admin(actor, "change roster")
         version, changed = await s.admin.set_duty(body.operator, body.role, body.status,
                                                   body.from_ms, body.until_ms)
         return {"version": version, "changed": changed}
 
     @router.post("/presence", status_code=204)
-    async def presence(body: PresenceRequest) -> None:
-        """An operator is at the desk (counts towards "staffed")."""
-        await s.desks.seen(body.operator)
+    async def presence(body: PresenceRequest, actor: Authenticated) -> None:
+        """An operator is at the desk (counts towards "staffed"); an operator's token
+        reports only its own operator."""
+        await s.desks.seen(s.guard.acting_operator(actor, body.operator, "presence")
+                           or body.operator)
 
     @router.get("/conversations")
-    async def conversations() -> dict[str, Any]:
-        return {"conversations": await s.conversations.recent()}
+    async def conversations(actor: Authenticated) -> dict[str, Any]:
+        return {"conversations": await s.guard.visible_conversations(
+            actor, await s.conversations.recent())}
 
     @router.get("/conversations/{conv_id}")
-    async def conversation(conv_id: CallId) -> dict[str, Any]:
+    async def conversation(conv_id: CallId, actor: Authenticated) -> dict[str, Any]:
+        await s.guard.require(actor, "conversation", conv_id, "read")
         return await s.conversations.get(conv_id)
 
     @router.post("/conversations/{conv_id}/messages", status_code=201)
-    async def say(conv_id: CallId, body: SayRequest) -> dict[str, Any]:
+    async def say(conv_id: CallId, body: SayRequest, actor: Authenticated) -> dict[str, Any]:
+        operator = await s.guard.require(actor, "conversation", conv_id, "say",
+                                         as_role=body.as_role, operator=body.operator)
         message, effects = await s.conversations.say(conv_id, body.text, body.as_role,
-                                                     body.operator)
+                                                     operator)
         s.apply(effects)
         return message
 
     @router.post("/conversations/{conv_id}/members")
-    async def add_member(conv_id: CallId, body: MemberRequest) -> dict[str, Any]:
+    async def add_member(conv_id: CallId, body: MemberRequest, actor: Authenticated
+                         ) -> dict[str, Any]:
+        await s.guard.require(actor, "conversation", conv_id, "add-member")
         conv, effects = await s.conversations.add_member(conv_id, body.party)
         s.apply(effects)
         return conv
 
     @router.post("/messages/{message_id}/receipts", status_code=201)
-    async def receipt(message_id: CallId, body: ReceiptRequest) -> dict[str, Any]:
+    async def receipt(message_id: CallId, body: ReceiptRequest, actor: Authenticated
+                      ) -> dict[str, Any]:
+        operator = await s.guard.require(actor, "message", message_id, "receipt",
+                                         as_role=body.as_role, operator=body.operator)
         result, effects = await s.conversations.receipt(message_id, body.receipt,
-                                                        body.as_role, body.operator)
+                                                        body.as_role, operator)
         s.apply(effects)
         return result
 
     @router.get("/calls-events")
-    async def call_events(after: Annotated[int, Query(ge=0)] = 0,
+    async def call_events(actor: Authenticated, after: Annotated[int, Query(ge=0)] = 0,
                           last_event_id: Annotated[str | None, Header()] = None
                           ) -> EventSourceResponse:
         """Server-sent events of calls and conversations (``call``, ``conversation``):
-        every state, ring and message, catching up from ``after`` / ``Last-Event-ID``."""
+        every state, ring and message, catching up from ``after`` / ``Last-Event-ID``
+        (an operator's token: those of the calls and conversations it may see)."""
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
             async for entry in s.feed.follow(start):
+                if (not isinstance(actor, Admin) and entry.kind in ("call", "conversation")
+                        and not await s.guard.may_read(actor, entry.kind, entry.subject)):
+                    continue
                 yield ServerSentEvent(data=json.dumps(entry.as_dict(), ensure_ascii=False),
                                       event=entry.kind, id=str(entry.id))
 

@@ -1,10 +1,13 @@
 """The operator API: send, inbox, live events, status. Never open: every route needs
-the operator token (``Authorization: Bearer <token>``), which ``hotline init`` creates and
-``hotline token`` rotates."""
+a token (``Authorization: Bearer <token>``): the node's administrator token, which
+``hotline init`` creates and ``hotline token`` rotates, or an operator's own token
+(``hotline token issue --operator OP``), which acts only as that operator, in the roles
+the directory gives them. Every request is logged with who it acted for."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -13,13 +16,20 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from hotline.api.auth import Authenticated
 from hotline.api.calls import CallServices, calls_router
+from hotline.authz.guard import Guard
+from hotline.authz.policy import Actor, Admin
+from hotline.authz.tokens import TokenBook
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.health.alarms import Alarms
 from hotline.inbox import Inbox, iso
 from hotline.nodedir.token import TokenChecker
 from hotline.status import AlarmStatus, PeerStatus, TaskStatus, alarm_status
+
+api_log = logging.getLogger("hotline.api")
+security_log = logging.getLogger("hotline.security")
 
 
 class SendRequest(BaseModel):
@@ -91,17 +101,41 @@ class OperatorServices:
     #: supervised tasks and standing alarms
     health: Callable[[], Awaitable[tuple[list[TaskStatus], list[AlarmStatus]]]] | None = None
     alarms: Alarms | None = None
+    #: per-operator tokens and the authorization policy (None: administrator token only)
+    book: TokenBook | None = None
+    guard: Guard | None = None
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
-    async def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def authenticate(request: Request, authorization: Annotated[
+            str | None, Header()] = None) -> Actor:
+        """Who is asking: the administrator or an operator (with their current roles);
+        anything else is refused 401, with one security-log line."""
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not services.tokens.check(token.strip()):
-            raise HotlineError("unauthorized", "a valid operator token is required "
+        token = token.strip()
+        actor: Actor | None = None
+        if scheme.lower() == "bearer" and token:
+            if services.tokens.check(token):
+                actor = Admin()
+            elif services.book is not None and services.guard is not None:
+                found = await services.book.resolve(token)
+                if found is not None:
+                    actor = await services.guard.operator(found.operator,
+                                                          f"token:{found.id}")
+        if actor is None:
+            security_log.warning("refused unauthenticated request %s %s from %s",
+                                 request.method, request.url.path,
+                                 request.client.host if request.client else "unknown")
+            raise HotlineError("unauthorized", "a valid token is required "
                                "(Authorization: Bearer ...)",
-                               hint="the token is in DIR/operator.token", status=401)
+                               hint="the administrator's token is in DIR/operator.token; "
+                                    "`hotline token issue` makes an operator's",
+                               status=401)
+        api_log.info("api %s %s for %s", request.method, request.url.path, actor.label)
+        request.state.actor = actor
+        return actor
 
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)],
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)],
                        tags=["operator"])
 
     @router.post("/messages", status_code=201, response_model=SendResponse)
@@ -152,7 +186,7 @@ def operator_router(services: OperatorServices) -> APIRouter:
                               peers=peers, tasks=tasks, alarms=alarms)
 
     if services.alarms is not None:
-        router.include_router(alarms_router(services.alarms))
+        router.include_router(alarms_router(services.alarms, services.guard))
     if services.calls is not None:
         router.include_router(calls_router(services.calls))
     return router
@@ -168,7 +202,7 @@ class AlarmsResponse(BaseModel):
     alarms: list[AlarmStatus]
 
 
-def alarms_router(alarms: Alarms) -> APIRouter:
+def alarms_router(alarms: Alarms, guard: Guard | None = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/alarms", response_model=AlarmsResponse)
@@ -178,11 +212,14 @@ def alarms_router(alarms: Alarms) -> APIRouter:
 
     @router.post("/alarms/clear", status_code=204, responses={404: {
         "description": "no standing alarm has this cause"}})
-    async def clear_alarm(body: ClearAlarmRequest) -> Response:
+    async def clear_alarm(body: ClearAlarmRequest, actor: Authenticated) -> Response:
         """Clear a standing alarm once it has been dealt with (an alarm whose cause
         cannot go away by itself, such as a peer's log equivocation). The clearing, and
-        who did it, is an entry of the tamper-evident log."""
-        if not await alarms.clear(body.cause, by=body.operator):
+        who did it, is an entry of the tamper-evident log (an operator's token clears as
+        that operator)."""
+        by = guard.acting_operator(actor, body.operator, "clear alarm") if guard \
+            else body.operator
+        if not await alarms.clear(body.cause, by=by):
             raise HotlineError("no-alarm", f"no standing alarm has the cause {body.cause!r}",
                                hint="`hotline alarms` lists them", status=404)
         return Response(status_code=204)

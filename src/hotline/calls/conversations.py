@@ -5,6 +5,10 @@ with, as its own envelope (exactly once, in order per link). Receipts are signed
 statements: *delivered* by the receiving node as soon as the message is stored, *read*
 and *acknowledged* by a person acting in a role. A conference is a conversation with
 more members; adding one tells every member the new list.
+
+What a peer sends about a conversation is first put to the authorization policy
+(:mod:`hotline.authz`): only a member party acts on a conversation, and a receipt only
+for a message that exists in it; anything refused is logged once and stored nowhere.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from hotline.authz import facts
+from hotline.authz.guard import peer_may
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.messenger import check_text
@@ -205,6 +211,16 @@ class ConversationService:
                                                    [{"statement": stmt.raw}], now, conv_id))
 
     # -- from peers (inside the receiver's transaction) ------------------------------------
+    def _facts(self, conn: Connection, conv: dict[str, Any]) -> facts.ConversationFacts:
+        return facts.conversation_facts(conn, self.me, self._registry.current, conv["id"],
+                                        conv["members"])
+
+    def _may_open(self, conn: Connection, peer: str, conv_id: str) -> bool:
+        """A conversation this node does not hold yet may be opened by a peer, unless its
+        id is a call of ours with another party."""
+        return peer_may(peer, "conversation", conv_id, "open",
+                        facts.load_call(conn, self.me, conv_id))
+
     def on_message(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
                    effects: Effects) -> None:
         p = payload
@@ -220,11 +236,12 @@ class ConversationService:
         members = [m for m in p["members"] if isinstance(m, str) and PARTY_RE.match(m)]
         conv = _conversation(conn, p["conversation"])
         if conv is None:
+            if not self._may_open(conn, peer, p["conversation"]):
+                return
             open_for_call(conn, p["conversation"], p["topic"], members, now, effects)
             conv = self._require(conn, p["conversation"])
-        elif peer not in conv["members"]:
-            security_log.warning("conv.message from %s, not a member of %s; ignored", peer,
-                                 p["conversation"])
+        elif not peer_may(peer, "conversation", p["conversation"], "say",
+                          self._facts(conn, conv)):
             return
         exists = conn.execute(select(conversation_messages.c.id)
                               .where(conversation_messages.c.id == p["message"])).first()
@@ -258,10 +275,10 @@ class ConversationService:
         clean = [m for m in members if isinstance(m, str) and PARTY_RE.match(m)]
         conv = _conversation(conn, conv_id)
         if conv is None:
-            open_for_call(conn, conv_id, topic, clean, now, effects)
+            if self._may_open(conn, peer, conv_id):
+                open_for_call(conn, conv_id, topic, clean, now, effects)
             return
-        if peer not in conv["members"]:
-            security_log.warning("conv.invite from %s, not a member of %s", peer, conv_id)
+        if not peer_may(peer, "conversation", conv_id, "add-member", self._facts(conn, conv)):
             return
         merged = sorted(set(conv["members"]) | set(clean))
         _set_members(conn, conv_id, merged)
@@ -279,6 +296,12 @@ class ConversationService:
             stmt = verify_message_receipt(raw, signer=peer, public=link.keys)
         except BadStatement as exc:
             security_log.warning("conv.receipt from %s refused: %s", peer, exc.message)
+            return
+        message = facts.load_message(conn, self.me, self._registry.current, stmt.message,
+                                     stmt.conversation)
+        if message is not None and message.author != stmt.author:
+            message = None  # the statement is about another party's message
+        if not peer_may(peer, "message", stmt.message, "receipt", message):
             return
         known = conn.execute(select(message_receipts.c.at).where(
             message_receipts.c.message_id == stmt.message, message_receipts.c.party == peer,

@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hotline.authz import facts
+from hotline.authz.guard import peer_may
 from hotline.calls.directory import ROLE_RE, Chain, Directory, Step
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
@@ -450,10 +452,10 @@ class CallService:
 
     def on_cancel(self, conn: Connection, peer: str, call_id: str, now: int,
                   effects: Effects) -> None:
-        call = call_store.get(conn, call_id)
-        if call is None or call.direction != "in" or call.peer != peer:
-            security_log.warning("call.cancel from %s for unknown call %s", peer, call_id)
+        if not peer_may(peer, "call", call_id, "cancel", facts.load_call(conn, self.me, call_id)):
             return
+        call = call_store.get(conn, call_id)
+        assert call is not None
         if call.state in FINAL:
             return
         timers.void_for_call(conn, call.id, now)
@@ -472,9 +474,10 @@ class CallService:
             security_log.warning("call.state from %s refused: %s", peer, exc.message)
             return
         call = call_store.get(conn, stmt.call)
-        if call is None or call.direction != "out" or call.peer != peer:
-            security_log.warning("call.state from %s for unknown call %s", peer, stmt.call)
+        if not peer_may(peer, "call", stmt.call, "state",
+                        None if call is None else facts.load_call(conn, self.me, stmt.call)):
             return
+        assert call is not None
         if not call_store.add_event(conn, call_id=call.id, signer=peer, n=stmt.n,
                                     state=stmt.state, statement=raw, verified=True, at=stmt.at):
             return
@@ -574,7 +577,7 @@ class CallService:
                 self._alert_caller(conn, call, outcome, now, effects, roles=rule.alert)
                 call = self._state(conn, call, "fallback", now, effects, set_state=False,
                                    role=",".join(rule.alert),
-                                   reason=f"alerted our {', '.join(rule.alert)}")
+                                   reason=f"{facts.ALERTED}{', '.join(rule.alert)}")
             for ally in rule.notify:
                 call = self._fall_back_notify(conn, call, ally, outcome, now, effects)
 

@@ -23,6 +23,7 @@ from hotline.cli.common import client as _client
 from hotline.cli.common import print_json as _print_json
 from hotline.cli.log import register as register_log_commands
 from hotline.cli.operator import register as register_operator_commands
+from hotline.cli.tokens import register as register_token_commands
 from hotline.errors import HotlineError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -32,6 +33,7 @@ app.add_typer(link_app, name="link")
 register_call_commands(app)
 register_log_commands(app)
 register_operator_commands(app)
+register_token_commands(app)
 
 @app.command()
 def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],
@@ -257,17 +259,6 @@ def alarms(node_dir: DirOption,
     for a in body["alarms"]:
         table.add_row(a["cause"], a["first_at"] or "-", str(a["count"]), a["message"])
     out.print(table)
-
-
-@app.command()
-def token(node_dir: DirOption) -> None:
-    """Rotate the operator token (a running node accepts only the new one at once)."""
-    from hotline.nodedir.config import TOKEN_NAME, load_config
-    from hotline.nodedir.token import write_token
-
-    load_config(node_dir)
-    write_token(node_dir / TOKEN_NAME)
-    out.print(f"New operator token written to {node_dir / TOKEN_NAME}")
 
 
 @app.command()

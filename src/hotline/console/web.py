@@ -5,6 +5,9 @@ stream says something changed, so there is no front-end build and no client stat
 stale. Each state change is a POST that must carry the session's CSRF token and come from
 this origin, and is done as the logged-in operator in a role they hold — the services
 check the role again, so the console cannot grant more than the operator API would.
+Every page and action that names a call, conversation or message asks the
+authorization policy (:mod:`hotline.authz`) first, with the roles the directory gives
+the operator at the time of the request.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from starlette.staticfiles import StaticFiles
 from hotline.accounts import totp
 from hotline.accounts.service import AccountService, LoginRefused
 from hotline.api.calls import CallServices
+from hotline.authz import policy
+from hotline.authz.guard import Kind
+from hotline.authz.policy import OperatorActor
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.console import i18n, views
@@ -166,6 +172,7 @@ class Console:
         session = await self.s.accounts.session(token)
         if session is None:
             return None
+        await self.s.registry.reload()  # the roles as the directory gives them now
         operator = self.s.registry.current.operators.get(session.operator)
         if operator is None:
             return None
@@ -212,10 +219,15 @@ class Console:
 
     def held_role(self, viewer: views.Viewer, form: Mapping[str, str]) -> str:
         role = _field(form, "as", max_len=32)
-        if role not in viewer.roles:
-            raise HotlineError("role-not-held", f"{viewer.operator} does not hold the role "
-                                                f"{role}", status=403)
+        self.s.calls.guard.require_role(_actor(viewer), role, "console action")
         return role
+
+    async def allow(self, viewer: views.Viewer, kind: Kind, obj_id: str,
+                    action: policy.Action,
+                    as_role: str | None = None) -> None:
+        """Ask the policy; a refusal raises (404 as if absent, or 403), logged once."""
+        await self.s.calls.guard.require(_actor(viewer), kind, obj_id, action,
+                                         as_role=as_role)
 
     def back(self, request: Request, fallback: str) -> Response:
         return RedirectResponse(_safe_next(request.query_params.get("next") or fallback),
@@ -321,10 +333,7 @@ class Console:
     async def cancel(self, request: Request, viewer: views.Viewer,
                      form: dict[str, str]) -> Response:
         call_id = request.path_params["call_id"]
-        call = await self.s.calls.calls.get(call_id)
-        if call["direction"] != "out" or call["caller"].split("@")[0] not in viewer.roles:
-            raise HotlineError("role-not-held", "only an operator holding the calling role "
-                                                "may cancel this call", status=403)
+        await self.allow(viewer, "call", call_id, "cancel")
         _, effects = await self.s.calls.calls.cancel(call_id, operator=viewer.operator)
         self.s.calls.apply(effects)
         if _is_htmx(request):
@@ -345,6 +354,7 @@ class Console:
                      form: dict[str, str]) -> Response:
         role = self.held_role(viewer, form)
         call_id = request.path_params["call_id"]
+        await self.allow(viewer, "call", call_id, "answer", role)
         call, effects = await self.s.calls.calls.answer(call_id, role, viewer.operator)
         self.s.calls.apply(effects)
         target = f"/conversations/{call.id}"
@@ -357,6 +367,7 @@ class Console:
         role = self.held_role(viewer, form)
         reason = _field(form, "reason", required=False)
         call_id = request.path_params["call_id"]
+        await self.allow(viewer, "call", call_id, "decline", role)
         _, effects = await self.s.calls.calls.decline(call_id, role, reason, viewer.operator)
         self.s.calls.apply(effects)
         if _is_htmx(request):
@@ -365,17 +376,20 @@ class Console:
 
     # -- conversations -------------------------------------------------------------------
     async def conversations(self, request: Request, viewer: views.Viewer) -> Response:
-        items = await self.s.calls.conversations.recent()
+        items = await self.s.calls.guard.visible_conversations(
+            _actor(viewer), await self.s.calls.conversations.recent())
         return self.render("conversations.html", viewer.lang, viewer, nav="conversations",
                            conversations=items)
 
     async def conversation(self, request: Request, viewer: views.Viewer) -> Response:
+        await self.allow(viewer, "conversation", request.path_params["conv_id"], "read")
         conv = await self.s.calls.conversations.get(request.path_params["conv_id"])
         linked = [p.party for p in await self.s.status() if p.party not in conv["members"]]
         return self.render("conversation.html", viewer.lang, viewer, nav="conversations",
                            conv=conv, addable=linked)
 
     async def messages_fragment(self, request: Request, viewer: views.Viewer) -> Response:
+        await self.allow(viewer, "conversation", request.path_params["conv_id"], "read")
         return await self._messages(viewer, request.path_params["conv_id"])
 
     async def _messages(self, viewer: views.Viewer, conv_id: str) -> Response:
@@ -387,6 +401,7 @@ class Console:
         role = self.held_role(viewer, form)
         text = _field(form, "text", max_len=MAX_FIELD)
         conv_id = request.path_params["conv_id"]
+        await self.allow(viewer, "conversation", conv_id, "say", role)
         _, effects = await self.s.calls.conversations.say(conv_id, text, role,
                                                           viewer.operator)
         self.s.calls.apply(effects)
@@ -397,8 +412,9 @@ class Console:
     async def add_member(self, request: Request, viewer: views.Viewer,
                          form: dict[str, str]) -> Response:
         """Make the conversation a conference: invite another linked party."""
-        self.held_role(viewer, form)
+        role = self.held_role(viewer, form)
         conv_id = request.path_params["conv_id"]
+        await self.allow(viewer, "conversation", conv_id, "add-member", role)
         _, effects = await self.s.calls.conversations.add_member(
             conv_id, _field(form, "party", max_len=32))
         self.s.calls.apply(effects)
@@ -411,6 +427,8 @@ class Console:
         if kind not in ("read", "acknowledged"):
             raise HotlineError("bad-form", "a receipt is 'read' or 'acknowledged'")
         conv_id = _field(form, "conversation", max_len=32)
+        await self.allow(viewer, "message", request.path_params["message_id"], "receipt",
+                         role)
         _, effects = await self.s.calls.conversations.receipt(
             request.path_params["message_id"], kind, role, viewer.operator)
         self.s.calls.apply(effects)
@@ -513,6 +531,10 @@ class Console:
                             return
                         await self._present(viewer.operator)
                         beat = loop.time() + self._presence_every()
+                    if entry is not None and entry.kind in ("call", "conversation") \
+                            and not await self.s.calls.guard.may_read(
+                                _actor(viewer), entry.kind, entry.subject):
+                        entry = None  # not theirs: not even the id
                     if entry is not None:
                         kind = entry.kind if entry.kind in LIVE_KINDS else "log"
                         yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))
@@ -535,6 +557,11 @@ class Console:
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/board", status_code=303)
+
+
+def _actor(viewer: views.Viewer) -> OperatorActor:
+    return OperatorActor(operator=viewer.operator, roles=frozenset(viewer.roles),
+                         via="console")
 
 
 def _ltr(text: object) -> Markup:

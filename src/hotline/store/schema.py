@@ -304,3 +304,15 @@ alarms = Table(
     Column("count", Integer, nullable=False, server_default="1"),
     Column("cleared_at", BigInteger, nullable=True),    # None while the alarm stands
 )
+
+# -- per-operator API tokens (migration 0007) -------------------------------------------
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(16), primary_key=True),         # public part of the token
+    Column("operator", String(32), nullable=False),     # an operator id of the directory
+    Column("secret_sha256", String(64), nullable=False),  # hex; the secret is never kept
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),    # None while the token is valid
+)

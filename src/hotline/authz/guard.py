@@ -1,0 +1,169 @@
+"""The policy, asked by the operator edges (console and API) and the federation handlers.
+
+:class:`Guard` builds an operator's actor from the directory as it is *now*, reads the
+facts of the object a request names, asks :func:`~hotline.authz.policy.decide`, and turns
+a refusal into the edge's error — after exactly one line on the ``hotline.security``
+logger naming actor, object and action (:func:`refused`). An object the actor may not
+see answers exactly as one that does not exist (same status, id and text).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sqlalchemy import Connection
+
+from hotline.authz import facts
+from hotline.authz.policy import (
+    Action,
+    Actor,
+    Admin,
+    Decision,
+    Object,
+    OperatorActor,
+    PeerActor,
+    decide,
+)
+from hotline.calls.registry import Registry
+from hotline.errors import HotlineError
+from hotline.store.database import Database
+
+security_log = logging.getLogger("hotline.security")
+
+Kind = Literal["call", "conversation", "message"]
+
+#: what a missing object answers, per kind (an invisible one answers the same)
+_MISSING = {"call": ("no-call", "there is no call {}"),
+            "conversation": ("no-conversation", "there is no conversation {}"),
+            "message": ("no-message", "there is no message {}")}
+
+
+def refused(actor: Actor, kind: str, obj_id: str, action: str, decision: Decision) -> None:
+    """The one security-log line of a refusal."""
+    security_log.warning("refused %s: %s %s %s (%d: %s)", actor.label, action, kind,
+                         obj_id[:64], decision.status, decision.reason)
+
+
+def error_for(kind: Kind, obj_id: str, decision: Decision) -> HotlineError:
+    if decision.status == 404:
+        error_id, text = _MISSING[kind]
+        return HotlineError(error_id, text.format(obj_id), status=404)
+    return HotlineError("forbidden", f"not allowed: {decision.reason}", status=403)
+
+
+def load(conn: Connection, me: str, directory: Any, kind: Kind, obj_id: str
+         ) -> Object | None:
+    if kind == "call":
+        return facts.load_call(conn, me, obj_id)
+    if kind == "conversation":
+        return facts.load_conversation(conn, me, directory, obj_id)
+    return facts.load_message(conn, me, directory, obj_id)
+
+
+class Guard:
+    """Authorization for the console and the operator API of one node."""
+
+    def __init__(self, *, me: str, db: Database, registry: Registry) -> None:
+        self.me = me
+        self._db = db
+        self._registry = registry
+
+    async def operator(self, operator: str, via: str) -> OperatorActor | None:
+        """The operator with the roles the current directory gives them; None if the
+        directory no longer names them."""
+        await self._registry.reload()
+        op = self._registry.current.operators.get(operator)
+        if op is None:
+            return None
+        return OperatorActor(operator=op.id, roles=frozenset(op.roles), via=via)
+
+    def acting_operator(self, actor: Actor, named: str | None, what: str) -> str | None:
+        """The operator a request acts for: an operator acts only as themself (naming
+        another is refused, 403); the administrator acts for whoever it names."""
+        if isinstance(actor, OperatorActor):
+            if named is not None and named != actor.operator:
+                decision = Decision(False, 403, f"names operator {named}, not itself")
+                refused(actor, "operator", named, what, decision)
+                raise HotlineError("operator-mismatch", f"this token acts only for "
+                                                        f"{actor.operator}", status=403)
+            return actor.operator
+        return named
+
+    def require_role(self, actor: Actor, as_role: str, what: str) -> None:
+        """An operator acts only in a role the directory gives them now (403)."""
+        if isinstance(actor, OperatorActor) and as_role not in actor.roles:
+            decision = Decision(False, 403, "the operator does not hold the role")
+            refused(actor, "role", as_role, what, decision)
+            raise HotlineError("role-not-held", f"{actor.operator} does not hold the role "
+                                                f"{as_role}", status=403)
+
+    def require_admin(self, actor: Actor, what: str) -> None:
+        """Only the node's administrator changes the directory and the roster (403)."""
+        if not isinstance(actor, Admin):
+            refused(actor, "directory", self.me, what,
+                    Decision(False, 403, "only the administrator"))
+            raise HotlineError("admin-only", "only the node's administrator token may "
+                                             "change the directory or the roster",
+                               hint="run it on the node with its own token", status=403)
+
+    async def require(self, actor: Actor, kind: Kind, obj_id: str, action: Action, *,
+                      as_role: str | None = None, operator: str | None = None
+                      ) -> str | None:
+        """Allow ``action`` on the object or raise (404/403) after one security line.
+        Returns the operator the action is done for (see :meth:`acting_operator`)."""
+        acting = self.acting_operator(actor, operator, f"{action} {kind}")
+        if isinstance(actor, OperatorActor):
+            await self._registry.reload()
+        directory = self._registry.current
+        obj = await self._db.read(lambda conn: load(conn, self.me, directory, kind, obj_id))
+        decision = decide(actor, obj, action, as_role)
+        if not decision.allowed:
+            refused(actor, kind, obj_id, action, decision)
+            raise error_for(kind, obj_id, decision)
+        return acting
+
+    async def may_read(self, actor: Actor, kind: str, obj_id: str) -> bool:
+        """Whether the actor may see the object (no log: for filtering a stream)."""
+        if isinstance(actor, Admin):
+            return True
+        if kind not in ("call", "conversation", "message"):
+            return False
+        directory = self._registry.current
+        obj = await self._db.read(
+            lambda conn: load(conn, self.me, directory, kind, obj_id))  # type: ignore[arg-type]
+        return decide(actor, obj, "read").allowed
+
+    def visible_calls(self, actor: Actor, calls: Sequence[Mapping[str, Any]]
+                      ) -> list[Mapping[str, Any]]:
+        """The calls of a list the actor may see (as :meth:`CallService.describe` gives)."""
+        if isinstance(actor, Admin):
+            return list(calls)
+        return [c for c in calls
+                if decide(actor, facts.described_call_facts(self.me, c), "read").allowed]
+
+    async def visible_conversations(self, actor: Actor,
+                                    conversations: Sequence[Mapping[str, Any]]
+                                    ) -> list[Mapping[str, Any]]:
+        if isinstance(actor, Admin):
+            return list(conversations)
+        directory = self._registry.current
+
+        def read(conn: Connection) -> list[Mapping[str, Any]]:
+            return [c for c in conversations
+                    if decide(actor, facts.conversation_facts(conn, self.me, directory,
+                                                              str(c["id"]), c["members"]),
+                              "read").allowed]
+        return await self._db.read(read)
+
+
+def peer_may(party: str, kind: str, obj_id: str, action: Action, obj: Object | None) -> bool:
+    """For the federation handlers (inside the receiver's transaction): may the verified
+    sender ``party`` do ``action`` to ``obj``? A refusal is logged once, and the caller
+    stores nothing of the envelope's effect."""
+    actor = PeerActor(party)
+    decision = decide(actor, obj, action)
+    if not decision.allowed:
+        refused(actor, kind, obj_id, action, decision)
+    return decision.allowed
