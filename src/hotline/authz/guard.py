@@ -114,6 +114,8 @@ class Guard:
         """Allow ``action`` on the object or raise (404/403) after one security line.
         Returns the operator the action is done for (see :meth:`acting_operator`)."""
         acting = self.acting_operator(actor, operator, f"{action} {kind}")
+        if as_role is not None:
+            self.require_role(actor, as_role, f"{action} {kind} {obj_id[:64]}")
         if isinstance(actor, OperatorActor):
             await self._registry.reload()
         directory = self._registry.current

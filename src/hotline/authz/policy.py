@@ -169,6 +169,10 @@ def decide(actor: Actor, obj: Object | None, action: Action, as_role: str | None
         return _peer(actor, obj, action)
     if action not in OPERATOR_ACTIONS:
         return _forbidden(f"{action} is not an operator action")
+    if isinstance(actor, OperatorActor) and as_role is not None \
+            and as_role not in actor.roles:
+        # decided before the object is looked at: the answer is the same whether it exists
+        return _forbidden(f"the operator does not hold the role {as_role}")
     if obj is None:
         return _not_found("no such object")
     if isinstance(actor, Admin):
@@ -184,8 +188,6 @@ def _operator(actor: OperatorActor, obj: Object, action: Action, as_role: str | 
                           "or was alerted about it")
     if action == "read":
         return ALLOW
-    if as_role is not None and as_role not in actor.roles:
-        return _forbidden(f"the operator does not hold the role {as_role}")
     if action in ("answer", "decline"):
         if not isinstance(obj, CallFacts) or obj.direction != "in":
             return _forbidden(f"only an incoming call can be {action}ed")
