@@ -26,7 +26,6 @@ import pytest
 from hotline.accounts.offline import add_operator
 from hotline.accounts.totp import code_at
 from hotline.authz.tokens import issue_token
-from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, new_envelope_id, seal
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.statement import sign_message_receipt
