@@ -105,14 +105,17 @@ def test_a_peer_acts_on_a_conversation_only_as_a_member_on_messages_that_exist(
         return
     assert obj is not None
     if action in ("cancel", "state"):
-        assert isinstance(obj, CallFacts) and obj.peer == party
+        assert isinstance(obj, CallFacts)
+        assert obj.peer == party
         assert obj.direction == ("in" if action == "cancel" else "out")
         return
     assert action in ("say", "add-member", "receipt")
     conv = obj.conversation if isinstance(obj, MessageFacts) else obj
-    assert isinstance(conv, ConversationFacts) and party in conv.members
+    assert isinstance(conv, ConversationFacts)
+    assert party in conv.members
     if action == "receipt":
-        assert isinstance(obj, MessageFacts) and obj.author != party
+        assert isinstance(obj, MessageFacts)
+        assert obj.author != party
 
 
 def test_peers_never_read_and_operators_never_take_peer_actions() -> None:

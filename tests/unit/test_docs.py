@@ -9,6 +9,7 @@ from hotline.cli.calls import conversation_app, roles_app
 from hotline.cli.log import export_app, log_app
 from hotline.cli.main import app, link_app
 from hotline.cli.operator import operator_app
+from hotline.cli.tokens import token_app
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -39,6 +40,7 @@ def test_every_cli_command_is_in_the_readme_table() -> None:
     names += [f"log {c.name}" for c in log_app.registered_commands]
     names += [f"export {c.name}" for c in export_app.registered_commands]
     names += [f"operator {c.name}" for c in operator_app.registered_commands]
+    names += ["token"] + [f"token {c.name}" for c in token_app.registered_commands]
     for name in names:
         assert f"`hotline {name}`" in README, f"hotline {name} is not documented"
 
