@@ -226,7 +226,8 @@ def test_arabic_console_is_right_to_left_and_works(browser: Browser,
 def test_refusals_change_nothing_and_say_why(browser: Browser, pair: dict[str, Any]) -> None:
     """Another US operator (cjcs-1, who holds only cjcs): a wrong second factor, a POST
     without the CSRF token, one from another site and one in a role not held are each
-    refused with a clear message, and nothing is placed; a script in a message is text."""
+    refused with a clear message, and nothing is placed; another role's conversation is
+    not found. A script in a message (nmcc-1's, in its own conversation) is text."""
     us_node, ru_node = pair["us"], pair["ru"]
     us = Operator(browser, us_node, "cjcs-1", pair["secrets"]["cjcs-1"], "en")
     try:
@@ -261,9 +262,21 @@ def test_refusals_change_nothing_and_say_why(browser: Browser, pair: dict[str, A
 
         assert len(_calls(us_node)) == calls_before
         assert not [c for c in _calls(ru_node) if c["reason"] == "refused"]
-        _script_is_text(page, us_node)
+        # T17: nmcc-do's conversation is not cjcs-1's to read or write in
+        conv = us_node.api("GET", "/api/v1/conversations").json()["conversations"][0]
+        r = page.request.get(f"{us_node.url}/conversations/{conv['id']}")
+        assert r.status == 404
+        r = page.request.post(f"{us_node.url}/conversations/{conv['id']}/say",
+                              form={"as": "cjcs", "text": "not mine", "csrf": csrf},
+                              headers={"Origin": us_node.url}, max_redirects=0)
+        assert r.status == 404
     finally:
         us.close()
+    nmcc = Operator(browser, us_node, "nmcc-1", pair["secrets"]["nmcc-1"], "en")
+    try:
+        _script_is_text(nmcc.login(), us_node)
+    finally:
+        nmcc.close()
 
 
 _NO_TOKEN = ("This form did not carry this console's security token (it may have expired). "
