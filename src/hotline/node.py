@@ -43,6 +43,7 @@ from hotline.effects import Effects
 from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
 from hotline.events import Broadcaster
+from hotline.federation.admission import Admission
 from hotline.federation.receiver import Receiver
 from hotline.health.alarms import Alarm, Alarms
 from hotline.health.clockwatch import CHECK_INTERVAL_S, ClockWatch
@@ -172,6 +173,7 @@ class Node:
             every_entries=config.log.checkpoint_entries,
             timeout=delivery.request_timeout_seconds, alarms=self.alarms,
             post=checkpoint_post, tick_s=polls.checkpoints_s)
+        self.admission = Admission(config.admission, self.clock)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
@@ -181,7 +183,7 @@ class Node:
                                  dispatch=Dispatcher(calls=self.calls,
                                                      conversations=self.conversations,
                                                      desks=self.desks),
-                                 on_effects=self.apply)
+                                 on_effects=self.apply, admission=self.admission)
         self.accounts = AccountService(me=config.party, db=self.db, clock=self.clock,
                                        registry=self.registry)
         self.supervisor = Supervisor(clock=self.clock, on_failure=self._task_failed,
@@ -396,7 +398,8 @@ class Node:
             health=self.node_health, clock=self.clock)
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
-                         witness=self.witness, console=console)
+                         witness=self.witness, console=console,
+                         admission=self.admission)
 
     async def recent_log(self, limit: int) -> list[dict[str, Any]]:
         """The newest log entries with a one-line summary of each body (audit page)."""
