@@ -21,10 +21,12 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from hotline.accounts.service import AccountService
 from hotline.api.app import build_app
 from hotline.api.calls import CallServices
+from hotline.api.connections import ConnectionGuard
 from hotline.api.operator import OperatorServices
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
@@ -439,6 +441,20 @@ def open_node(node_dir: Path, passphrase: str) -> Node:
     return Node(node_dir, config, keys)
 
 
+def server_config(node: Node, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for ``node``: the application and the parser it would pick,
+    both wrapped in the connection guard (caps per address and in total, idle, header
+    and body timeouts: ``api/connections.py`` says why uvicorn's own are not enough);
+    uvicorn's keep-alive timeout and h11's header limit set to the same values."""
+    a = node.config.admission
+    guard = ConnectionGuard(a, node.clock, node.admission.log)
+    return uvicorn.Config(
+        guard.app(node.app()), host=node.config.host, port=node.config.port,
+        log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+        http=guard.protocol(AutoHTTPProtocol), timeout_keep_alive=int(a.idle_timeout_seconds),
+        h11_max_incomplete_event_size=a.max_header_bytes)
+
+
 def serve(node_dir: Path, passphrase: str, log_level: str = "info",
           accept_broken_log: bool = False) -> None:
     """Run the node until SIGINT/SIGTERM; all state is in the database, so a restart
@@ -453,9 +469,7 @@ def serve(node_dir: Path, passphrase: str, log_level: str = "info",
                                hint="see `hotline log verify --dir DIR`; to serve anyway, "
                                     "start with --accept-broken-log")
         log.critical("serving with a log that does not verify: %s", where.message)
-    server = uvicorn.Server(uvicorn.Config(
-        node.app(), host=node.config.host, port=node.config.port, log_level=log_level,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(node, log_level))
     server.run()
     if not server.started:
         raise SystemExit(1)
