@@ -164,8 +164,8 @@ def test_precheck_spends_nothing_and_reads_only_known_senders() -> None:
     # however often a forger names AA-ONE, AA-ONE's budget does not move
     fresh = admission.batch()
     tokens = admission.budget("AA-ONE", "control").envelopes.tokens
-    for _ in range(100):
-        assert fresh.precheck("AA-ONE", "call.state", 100) is None
+    for _ in range(100):  # each a request of its own
+        assert admission.batch().precheck("AA-ONE", "call.state", 100) is None
     assert admission.budget("AA-ONE", "control").envelopes.tokens == tokens
     # an empty lane is refused before verification, and the lane stays blocked
     assert fresh.precheck("AA-ONE", "message", 100) == 1
@@ -206,3 +206,18 @@ def test_throttled_log_says_how_many_it_suppressed(caplog: pytest.LogCaptureFixt
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["refused 0", "refused 1", "refused 2",
                      "refused 10 (7 similar line(s) suppressed before this one)"]
+
+
+def test_precheck_lets_through_to_verification_only_what_could_pass() -> None:
+    """A batch far over a known sender's budget costs only as many signature checks as
+    envelopes could be admitted: the rest are refused before verification."""
+    clock = VirtualClock()
+    admission = Admission(_config(), clock)
+    first = admission.batch()
+    assert first.admit("AA-ONE", "message", 100) is None  # AA-ONE is known: 4 tokens left
+    batch = admission.batch()
+    verdicts = [batch.precheck("AA-ONE", "message", 100) for _ in range(100)]
+    assert verdicts.count(None) == 4
+    assert verdicts[:4] == [None] * 4
+    assert set(verdicts[4:]) == {1}
+    assert admission.budget("AA-ONE", "bulk").envelopes.tokens == 4  # nothing charged

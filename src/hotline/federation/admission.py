@@ -232,6 +232,7 @@ class BatchAdmission:
         self._admission = admission
         self._now = now
         self._blocked: dict[tuple[str, str], int] = {}
+        self._prechecked: dict[tuple[str, str], int] = {}
         self._refused: dict[str, list[tuple[str, int]]] = {}
 
     def precheck(self, sender: str, type_: str, size: int) -> int | None:
@@ -244,8 +245,12 @@ class BatchAdmission:
         if key not in self._blocked:
             if not self._admission.known(sender):
                 return None
-            wait = self._admission.budget(*key).envelopes.wait(1, self._now)
+            # counting the envelopes of this lane already let through to verification,
+            # so a batch far over the budget costs only as many checks as could pass
+            ahead = self._prechecked.get(key, 0) + 1
+            wait = self._admission.budget(*key).envelopes.wait(ahead, self._now)
             if wait == 0:
+                self._prechecked[key] = ahead
                 return None
             self._blocked[key] = retry_after_seconds(wait)
         self._refuse(key, size)
