@@ -196,6 +196,11 @@ async def measure(p: Node, stream: Stream, phase: str, rate: float, seconds: flo
                            (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))}}
 
 
+def loadavg() -> float:
+    """The machine's 1-minute load average: other work competing for the cores."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def stored_from(v: Node, party: str) -> int:
     from sqlalchemy import text
 
@@ -229,7 +234,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         progress("warm-up")
         await measure(p, stream, "warmup", args.rate, 2)
         progress(f"unloaded: {args.rate} msgs/s for {args.duration} s")
+        cpu_u0 = proc_cpu_seconds(v.pid)
         unloaded = await measure(p, stream, "unloaded", args.rate, args.duration)
+        unloaded["victim_cpu_s"] = round(proc_cpu_seconds(v.pid) - cpu_u0, 2)
+        unloaded["loadavg_1m"] = loadavg()
         progress("flood")
         manager = multiprocessing.Manager()
         out = manager.dict({"lanes": args.flood_connections})
@@ -241,6 +249,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded = await measure(p, stream, "flood", args.rate, args.duration)
         await asyncio.to_thread(flooder.join)
         cpu_v = proc_cpu_seconds(v.pid) - cpu_v0
+        loaded["loadavg_1m"] = loadavg()
         stats = dict(out["stats"])
         reader.cancel()
         stats["envelopes_per_second"] = round(stats["envelopes"] / stats["wall_s"])

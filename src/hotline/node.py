@@ -447,7 +447,7 @@ def server_config(node: Node, log_level: str = "info") -> uvicorn.Config:
     and body timeouts: ``api/connections.py`` says why uvicorn's own are not enough);
     uvicorn's keep-alive timeout and h11's header limit set to the same values."""
     a = node.config.admission
-    guard = ConnectionGuard(a, node.clock, node.admission.log)
+    guard = ConnectionGuard(a, node.clock, node.admission.log, node.admission)
     return uvicorn.Config(
         guard.app(node.app()), host=node.config.host, port=node.config.port,
         log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from hotline.clock import Clock
-from hotline.federation.admission import ThrottledLog
+from hotline.federation.admission import Admission, ThrottledLog
 from hotline.nodedir.config import AdmissionConfig
 
 Scope = MutableMapping[str, Any]
@@ -46,6 +46,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+FEDERATION_BATCH = "/federation/v1/envelopes"
 
 
 def raw_answer(status: int, reason: str, error: str, message: str,
@@ -191,8 +192,10 @@ class GuardedConnection(asyncio.Protocol):
 class ConnectionGuard:
     """The caps and timeouts of ``[admission]`` for one server; event loop only."""
 
-    def __init__(self, config: AdmissionConfig, clock: Clock, log: ThrottledLog) -> None:
+    def __init__(self, config: AdmissionConfig, clock: Clock, log: ThrottledLog,
+                 admission: Admission | None = None) -> None:
         self.config = config
+        self.admission = admission
         self.clock = clock
         self.log = log
         self.per_address: dict[str, int] = {}
@@ -253,11 +256,31 @@ class ConnectionGuard:
                 return
             conn.request_started()
             try:
+                wait = guard.admission.address_exhausted(conn.key[0]) \
+                    if scope.get("path") == FEDERATION_BATCH and guard.admission else None
+                if wait is not None:  # refused on the headers: no routing, no body read
+                    await _refuse_batch(guard, conn.key[0], wait, send)
+                    return
                 await _BodyDeadline(guard, conn, receive, send).run(app, scope)
             finally:
                 conn.request_ended()
 
         return guarded
+
+
+async def _refuse_batch(guard: ConnectionGuard, address: str, wait: int, send: Send) -> None:
+    """429 for an envelope batch from an address whose budget is empty, before the
+    application is called (the cheapest refusal above the socket), with its log line."""
+    guard.log.warning("rate-limited request from %s: address over its budget, retry "
+                      "after %d s; refused on its headers, nothing read or verified",
+                      address, wait)
+    body = json.dumps({"error": "rate-limited", "message": f"{address} is over its budget "
+                       "before authentication; nothing was stored",
+                       "retry_after": wait}).encode()
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"retry-after", str(wait).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _BodyDeadline:

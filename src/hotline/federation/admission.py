@@ -192,6 +192,15 @@ class Admission:
         while len(self._addresses) >= MAX_ADDRESSES:
             self._addresses.popitem(last=False)  # least recently seen
 
+    def address_exhausted(self, address: str) -> int | None:
+        """``Retry-After`` if ``address`` cannot have even one envelope now (its request
+        is refused on its headers alone), else None. Charges nothing."""
+        budget = self._addresses.get(address)
+        if budget is None:
+            return None
+        wait = budget.envelopes.wait(1, self._clock.monotonic())
+        return None if wait == 0 else retry_after_seconds(wait)
+
     def admit_address(self, address: str, *, envelopes: int, nbytes: int) -> int | None:
         """Charge a client address; None if admitted, else ``Retry-After`` seconds."""
         wait = self._address(address).try_take(envelopes, nbytes, self._clock.monotonic())
