@@ -221,3 +221,14 @@ def test_precheck_lets_through_to_verification_only_what_could_pass() -> None:
     assert verdicts[:4] == [None] * 4
     assert set(verdicts[4:]) == {1}
     assert admission.budget("AA-ONE", "bulk").envelopes.tokens == 4  # nothing charged
+    # the four let through verify and are admitted: the refusals after them do not
+    # reach back into the prefix
+    assert [batch.admit("AA-ONE", "message", 100) for _ in range(4)] == [None] * 4
+    [refusal] = batch.refusals()
+    assert refusal.envelopes == 96
+    # a batch beyond the whole burst is told a finite wait, not the maximum
+    clock.mono += 0.1   # one token back
+    again = admission.batch()
+    waits = [again.precheck("AA-ONE", "message", 100) for _ in range(50)]
+    assert waits[0] is None
+    assert waits[1] == 1

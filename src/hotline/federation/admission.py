@@ -242,6 +242,7 @@ class BatchAdmission:
         self._now = now
         self._blocked: dict[tuple[str, str], int] = {}
         self._prechecked: dict[tuple[str, str], int] = {}
+        self._pre_blocked: dict[tuple[str, str], int] = {}  # before verification
         self._refused: dict[str, list[tuple[str, int]]] = {}
 
     def precheck(self, sender: str, type_: str, size: int) -> int | None:
@@ -251,19 +252,21 @@ class BatchAdmission:
         Charges nothing, so a forger naming a peer cannot spend that peer's budget; and
         it only reads budgets that verified envelopes created."""
         key = (sender, lane_of(type_))
-        if key not in self._blocked:
+        if key not in self._pre_blocked:
             if not self._admission.known(sender):
                 return None
             # counting the envelopes of this lane already let through to verification,
             # so a batch far over the budget costs only as many checks as could pass
             ahead = self._prechecked.get(key, 0) + 1
-            wait = self._admission.budget(*key).envelopes.wait(ahead, self._now)
-            if wait == 0:
+            bucket = self._admission.budget(*key).envelopes
+            if bucket.wait(ahead, self._now) == 0:
                 self._prechecked[key] = ahead
                 return None
-            self._blocked[key] = retry_after_seconds(wait)
+            # when the ones let through are paid for and one more token is there
+            self._pre_blocked[key] = retry_after_seconds(
+                (ahead - bucket.tokens) / bucket.rate)
         self._refuse(key, size)
-        return self._blocked[key]
+        return self._pre_blocked[key]
 
     def admit(self, sender: str, type_: str, size: int) -> int | None:
         """Charge a verified envelope: None if admitted, else its ``Retry-After``."""
@@ -283,7 +286,9 @@ class BatchAdmission:
         """One summary per sender that had anything refused, for the security log."""
         return [Refusal(sender, tuple(sorted({lane for lane, _ in items})), len(items),
                         sum(size for _, size in items),
-                        max(self._blocked[(sender, lane)] for lane, _ in items))
+                        max(max(self._blocked.get((sender, lane), 0),
+                                self._pre_blocked.get((sender, lane), 0))
+                            for lane, _ in items))
                 for sender, items in sorted(self._refused.items())]
 
 
