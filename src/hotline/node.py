@@ -21,10 +21,12 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from hotline.accounts.service import AccountService
 from hotline.api.app import build_app
 from hotline.api.calls import CallServices
+from hotline.api.connections import ConnectionGuard
 from hotline.api.operator import OperatorServices
 from hotline.authz.guard import Guard
 from hotline.authz.tokens import TokenBook
@@ -45,6 +47,7 @@ from hotline.effects import Effects
 from hotline.errors import HotlineError
 from hotline.escalation.timers import TimerRunner
 from hotline.events import Broadcaster
+from hotline.federation.admission import Admission
 from hotline.federation.receiver import Receiver
 from hotline.health.alarms import Alarm, Alarms
 from hotline.health.clockwatch import CHECK_INTERVAL_S, ClockWatch
@@ -174,6 +177,7 @@ class Node:
             every_entries=config.log.checkpoint_entries,
             timeout=delivery.request_timeout_seconds, alarms=self.alarms,
             post=checkpoint_post, tick_s=polls.checkpoints_s)
+        self.admission = Admission(config.admission, self.clock)
         self.receiver = Receiver(me=config.party, keys=keys, peers=self.peers,
                                  db=self.db, clock=self.clock,
                                  skew_ms=delivery.skew_seconds * 1000,
@@ -183,7 +187,7 @@ class Node:
                                  dispatch=Dispatcher(calls=self.calls,
                                                      conversations=self.conversations,
                                                      desks=self.desks),
-                                 on_effects=self.apply)
+                                 on_effects=self.apply, admission=self.admission)
         self.accounts = AccountService(me=config.party, db=self.db, clock=self.clock,
                                        registry=self.registry)
         self.supervisor = Supervisor(clock=self.clock, on_failure=self._task_failed,
@@ -400,7 +404,8 @@ class Node:
             health=self.node_health, clock=self.clock)
         return build_app(operator=services, receiver=self.receiver,
                          batch_limit=RECEIVE_BATCH_LIMIT, lifespan=lifespan,
-                         witness=self.witness, console=console)
+                         witness=self.witness, console=console,
+                         admission=self.admission)
 
     async def recent_log(self, limit: int) -> list[dict[str, Any]]:
         """The newest log entries with a one-line summary of each body (audit page)."""
@@ -440,6 +445,20 @@ def open_node(node_dir: Path, passphrase: str) -> Node:
     return Node(node_dir, config, keys)
 
 
+def server_config(node: Node, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for ``node``: the application and the parser it would pick,
+    both wrapped in the connection guard (caps per address and in total, idle, header
+    and body timeouts: ``api/connections.py`` says why uvicorn's own are not enough);
+    uvicorn's keep-alive timeout and h11's header limit set to the same values."""
+    a = node.config.admission
+    guard = ConnectionGuard(a, node.clock, node.admission.log, node.admission)
+    return uvicorn.Config(
+        guard.app(node.app()), host=node.config.host, port=node.config.port,
+        log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+        http=guard.protocol(AutoHTTPProtocol), timeout_keep_alive=int(a.idle_timeout_seconds),
+        h11_max_incomplete_event_size=a.max_header_bytes)
+
+
 def serve(node_dir: Path, passphrase: str, log_level: str = "info",
           accept_broken_log: bool = False) -> None:
     """Run the node until SIGINT/SIGTERM; all state is in the database, so a restart
@@ -454,9 +473,7 @@ def serve(node_dir: Path, passphrase: str, log_level: str = "info",
                                hint="see `hotline log verify --dir DIR`; to serve anyway, "
                                     "start with --accept-broken-log")
         log.critical("serving with a log that does not verify: %s", where.message)
-    server = uvicorn.Server(uvicorn.Config(
-        node.app(), host=node.config.host, port=node.config.port, log_level=log_level,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(node, log_level))
     server.run()
     if not server.started:
         raise SystemExit(1)

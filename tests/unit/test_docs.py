@@ -61,6 +61,15 @@ def test_every_delivery_and_log_setting_is_documented() -> None:
         assert f"`{name}`" in protocol, f"setting {name} missing from docs/protocol.md"
 
 
+def test_every_admission_setting_is_documented() -> None:
+    from hotline.nodedir.config import AdmissionConfig, PeerLimits
+
+    protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for name in [*AdmissionConfig.model_fields, *PeerLimits.model_fields]:
+        assert f"`{name}`" in protocol or f"`default.{name}`" in protocol \
+            or f"/ `{name}`" in protocol, f"setting {name} missing from docs/protocol.md"
+
+
 def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:
     import inspect
 

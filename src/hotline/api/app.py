@@ -16,6 +16,7 @@ from hotline.api.federation import make_checkpoint_endpoint, make_envelopes_endp
 from hotline.api.operator import OperatorServices, operator_router
 from hotline.console.security import add_security_headers
 from hotline.console.web import ConsoleServices, console_router, static_files
+from hotline.federation.admission import Admission
 from hotline.federation.receiver import Receiver
 from hotline.log.witness import Witness
 
@@ -23,7 +24,8 @@ from hotline.log.witness import Witness
 def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: int,
               lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
               witness: Witness | None = None,
-              console: ConsoleServices | None = None) -> FastAPI:
+              console: ConsoleServices | None = None,
+              admission: Admission | None = None) -> FastAPI:
     app = FastAPI(title="Hotline node", version=__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
                   description="Operator API of a Hotline node. Every route needs the "
@@ -31,7 +33,7 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
     install_error_handlers(app)
     app.include_router(operator_router(operator))
     app.add_api_route("/federation/v1/envelopes",
-                      make_envelopes_endpoint(receiver, batch_limit), methods=["POST"],
+                      make_envelopes_endpoint(receiver, batch_limit, admission), methods=["POST"],
                       include_in_schema=False)
     if witness is not None:
         app.add_api_route("/federation/v1/checkpoints", make_checkpoint_endpoint(witness),

@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, HotlineError, rejected
+from hotline.federation.admission import Admission, RateLimited
 from hotline.federation.receiver import Outcome, Receiver
 from hotline.log.witness import Witness
 from hotline.protocol import canonical
@@ -51,18 +52,49 @@ def batch_answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
     return status, {"results": [o.as_dict() for o in outcomes]}
 
 
-def make_envelopes_endpoint(receiver: Receiver, batch_limit: int):  # type: ignore[no-untyped-def]
+def make_envelopes_endpoint(receiver: Receiver, batch_limit: int,  # type: ignore[no-untyped-def]
+                            admission: Admission | None = None):
+    """``POST /federation/v1/envelopes``; with ``admission``, a client address over its
+    budget is refused 429 before its body is read (declared length) or any signature
+    is checked (line count), and envelopes over their verified sender's budget get
+    ``rate-limited`` (see :mod:`hotline.federation.admission`)."""
     async def receive_envelopes(request: Request) -> JSONResponse:
         source = request.client.host if request.client else "unknown"
         try:
-            raws = split_batch(await read_limited(request, batch_limit))
+            if admission is not None:
+                declared = request.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) <= batch_limit:
+                    admit_address(admission, source, 0, int(declared))
+            body = await read_limited(request, batch_limit)
+            raws = split_batch(body)
+            if admission is not None:
+                admit_address(admission, source, len(raws),
+                              0 if request.headers.get("content-length") else len(body))
+        except RateLimited as exc:
+            return JSONResponse(exc.as_result(), status_code=429,
+                                headers={"retry-after": str(exc.retry_after_s)})
         except EnvelopeRejected as exc:
             receiver.log_rejected_request(exc, source)
             return JSONResponse(exc.to_dict(), status_code=exc.status)
-        status, body = batch_answer(await receiver.accept(raws, source))
-        return JSONResponse(body, status_code=status)
+        outcomes = await receiver.accept(raws, source)
+        status, answer = batch_answer(outcomes)
+        waits = [o.error.retry_after_s for o in outcomes if isinstance(o.error, RateLimited)]
+        headers = {"retry-after": str(max(waits))} if waits else None
+        return JSONResponse(answer, status_code=status, headers=headers)
 
     return receive_envelopes
+
+
+def admit_address(admission: Admission, source: str, envelopes: int, nbytes: int) -> None:
+    """Charge the client address; raises :class:`RateLimited` (after its one
+    security-log line, subject to the log's own rate limit) if it is over budget."""
+    wait = admission.admit_address(source, envelopes=envelopes, nbytes=nbytes)
+    if wait is not None:
+        admission.log.warning("rate-limited request from %s: address over its budget "
+                              "(%d envelope(s), %d bytes), retry after %d s; nothing "
+                              "verified or stored", source, envelopes, nbytes, wait)
+        raise RateLimited(f"{source} is over its budget before authentication; nothing "
+                          "was stored", wait)
 
 
 MAX_CHECKPOINT_BODY = 64 * 1024

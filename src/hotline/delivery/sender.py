@@ -15,12 +15,13 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
-from hotline.delivery.transport import Transport, TransportError
+from hotline.delivery.transport import BatchAnswer, Transport, TransportError
 from hotline.errors import HotlineError
 from hotline.health.supervisor import Running, Supervisor
 from hotline.protocol.receipt import message_digest, verify_receipt
@@ -52,11 +53,30 @@ class PeerHealth:
     #: signed receipt time against the midpoint of our request (error ± rtt/2).
     clock_offset_ms: int | None = None
     clock_offset_error_ms: int | None = None
+    #: attempts the peer answered with 429 (slow down) since this process started
+    throttled: int = 0
 
 
 Reseal = Callable[[Link, Pending], Pending]
 FRESH_LIMIT = 10_000
 EARLY_RETRY_FLOOR_S = 1.0
+#: the longest pause a peer's Retry-After can impose; past it the sender asks again (a
+#: peer that keeps refusing for ``line_down_alarm_seconds`` raises ``line-down``)
+MAX_PAUSE_S = 300.0
+
+
+def _rate_limited(answer: BatchAnswer, index: int) -> float | Literal[False] | None:
+    """If the result at ``index`` (the first not delivered) is ``rate-limited``: the wait
+    it asks for in seconds (its ``retry_after``, else the answer's ``Retry-After``, else
+    None); False if it is another error."""
+    result = answer.results[index] if index < len(answer.results) else None
+    if not isinstance(result, dict) or result.get("error") != "rate-limited":
+        return False
+    wait = result.get("retry_after")
+    if isinstance(wait, int) and not isinstance(wait, bool) and 0 <= wait <= 86_400:
+        return float(wait)
+    return answer.retry_after_s
+
 
 class PeerSender:
     def __init__(self, *, me: str, link: Link, db: Database,
@@ -84,6 +104,8 @@ class PeerSender:
         # buffer does not continue exactly where the receipts end (start-up, overflow,
         # a failure), the sender catches up from the database.
         self._fresh: deque[Pending] = deque()
+        #: set when the peer asked us to slow down: how long to pause, in seconds
+        self._pause_s: float | None = None
 
     @property
     def task_name(self) -> str:
@@ -143,7 +165,13 @@ class PeerSender:
                     # alarmed, and this task restarted after a backoff.
                     self._failed(f"internal error: {type(exc).__name__}: {exc}", reachable=True)
                     raise
-                if not ok:
+                if not ok and self._pause_s is not None:
+                    # back-pressure: the peer's Retry-After, in full, and no failure counted
+                    delay, self._pause_s = self._pause_s, None
+                    self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
+                    await asyncio.sleep(delay)
+                    self.health.next_attempt_at = None
+                elif not ok:
                     delay = self._backoff.next_delay()
                     self.health.failed_attempts = self._backoff.failures
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
@@ -239,6 +267,8 @@ class PeerSender:
             if answer is None:
                 return False
             self.health.unreachable_since = None
+            if answer.status == 429 and not answer.results:
+                return self._throttled(answer.retry_after_s, progressed=False)
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
                 fresh = [peer_at for *_, peer_at in delivered if peer_at is not None]
@@ -248,6 +278,9 @@ class PeerSender:
                 self._store_receipts(delivered)
                 self.health.last_success_at = self._clock.now_ms()
             if error is not None:
+                wait = _rate_limited(answer, len(delivered))
+                if wait is not False:
+                    return self._throttled(wait, progressed=bool(delivered))
                 self._failed(error, reachable=True)
                 return False
             self._backoff.reset()
@@ -257,6 +290,26 @@ class PeerSender:
             return True
         finally:
             self.health.in_flight = 0
+
+    def _throttled(self, wait_s: float | None, *, progressed: bool) -> bool:
+        """The peer answered 429 (or ``rate-limited`` for the rest of the batch): slow
+        down, do not fail. The next attempt waits the peer's ``Retry-After`` (at least
+        the backoff's first step, at most ``MAX_PAUSE_S``; the backoff's next step if it
+        named none), the backoff does not grow, and the line counts as failing (towards
+        ``line-down``) only while nothing at all gets through."""
+        if wait_s is None:
+            wait_s = self._backoff.ceiling()
+        self._pause_s = min(MAX_PAUSE_S, max(wait_s, self._backoff.initial))
+        message = f"{self.link.party} asks us to slow down: retry after {self._pause_s:g} s"
+        if self.health.last_error != message:
+            log.info("delivery to %s: %s", self.link.party, message)
+        self.health.last_error, self.health.last_error_at = message, self._clock.now_ms()
+        self.health.throttled += 1
+        if progressed:
+            self.health.failing_since_mono = None
+        elif self.health.failing_since_mono is None:
+            self.health.failing_since_mono = self._clock.monotonic()
+        return False
 
     def _measure_offset(self, peer_at: int, sent_at: int, rtt_ms: float) -> None:
         """The peer signed its receipt somewhere inside our round trip: its clock minus

@@ -20,8 +20,20 @@ class TransportError(Exception):
 
 @dataclass(frozen=True)
 class BatchAnswer:
+    """``results``: one per envelope, except for a whole request refused 429 (empty).
+    ``retry_after_s``: the peer's ``Retry-After`` in seconds, if it sent a valid one."""
+
     status: int
     results: list[Any]
+    retry_after_s: float | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as delay-seconds (RFC 9110 §10.2.3), or None if absent or not
+    that form (an HTTP date is not used between nodes)."""
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return float(int(value.strip()))
 
 
 def encode_batch(envelopes: list[bytes]) -> bytes:
@@ -35,8 +47,19 @@ def encode_batch(envelopes: list[bytes]) -> bytes:
 TOTAL_TIMEOUTS = 3
 
 
-def parse_answer(endpoint: str, status: int, content: bytes, count: int) -> BatchAnswer:
-    """The receiver's answer to a batch of ``count`` envelopes, or why it is unusable."""
+def parse_answer(endpoint: str, status: int, content: bytes, count: int,
+                 retry_after: str | None = None) -> BatchAnswer:
+    """The receiver's answer to a batch of ``count`` envelopes, or why it is unusable.
+    A 429 is usable without results: the whole request was refused for now."""
+    wait = parse_retry_after(retry_after)
+    if status == 429:
+        try:
+            results = json.loads(content).get("results")
+        except (ValueError, AttributeError):
+            results = None
+        if not isinstance(results, list) or len(results) != count:
+            results = []
+        return BatchAnswer(status, results, wait)
     try:
         body = json.loads(content)
         results = body["results"]
@@ -45,7 +68,7 @@ def parse_answer(endpoint: str, status: int, content: bytes, count: int) -> Batc
     except (ValueError, KeyError, TypeError) as exc:
         raise TransportError(f"{endpoint}: HTTP {status} without a usable "
                              f"answer ({exc})") from None
-    return BatchAnswer(status, results)
+    return BatchAnswer(status, results, wait)
 
 
 class Transport(Protocol):
@@ -71,7 +94,8 @@ class HttpTransport:
         except TimeoutError:
             raise TransportError(f"{endpoint}: no complete answer within "
                                  f"{self._total:g} s") from None
-        return parse_answer(endpoint, response.status_code, response.content, len(envelopes))
+        return parse_answer(endpoint, response.status_code, response.content, len(envelopes),
+                            response.headers.get("retry-after"))
 
     async def close(self) -> None:
         await self._client.aclose()

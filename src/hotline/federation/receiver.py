@@ -32,6 +32,12 @@ from hotline.errors import (
     EnvelopeRejected,
     rejected,
 )
+from hotline.federation.admission import (
+    Admission,
+    BatchAdmission,
+    RateLimited,
+    claimed,
+)
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Envelope, Header, open_envelope
@@ -74,6 +80,11 @@ def _subject(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def _over_budget(retry_after_s: int) -> RateLimited:
+    return RateLimited("over this sender's budget; nothing of it was stored",
+                       retry_after_s)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Per envelope: a receipt (new or duplicate) or a rejection."""
@@ -83,6 +94,8 @@ class Outcome:
     error: EnvelopeRejected | None = None
 
     def as_dict(self) -> dict[str, object]:
+        if isinstance(self.error, RateLimited):
+            return self.error.as_result()
         if self.error is not None:
             return {**self.error.to_dict()}
         assert self.receipt is not None
@@ -101,7 +114,8 @@ class Receiver:
                  clock: Clock, skew_ms: int, max_envelope_bytes: int, reorder_window: int,
                  on_released: Callable[[list[Released]], None],
                  dispatch: Callable[[Connection, list[Released], int], Effects] | None = None,
-                 on_effects: Callable[[Effects], None] | None = None) -> None:
+                 on_effects: Callable[[Effects], None] | None = None,
+                 admission: Admission | None = None) -> None:
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -113,15 +127,24 @@ class Receiver:
         self._on_released = on_released
         self._dispatch = dispatch
         self._on_effects = on_effects
+        self._admission = admission
 
     async def accept(self, raws: list[bytes], source: str) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(raws)
         opened: list[tuple[int, Envelope]] = []
+        batch = self._admission.batch() if self._admission is not None else None
         for index, raw in enumerate(raws):
+            claim = claimed(raw) if batch is not None else None
+            if batch is not None and claim is not None and \
+                    (wait := batch.precheck(*claim, len(raw))) is not None:
+                outcomes[index] = Outcome(error=_over_budget(wait))
+                continue
             try:
                 opened.append((index, await self._open(raw)))
             except EnvelopeRejected as exc:
                 outcomes[index] = self._reject(exc, raw, source)
+        if batch is not None:
+            opened = self._admit(batch, opened, outcomes, source)
         if opened:
             stored, released, effects = await self._db.write(
                 lambda conn: self._persist(conn, opened))
@@ -137,6 +160,27 @@ class Receiver:
                 self._on_effects(effects)
         return [o if o is not None else Outcome(error=rejected("internal", "not processed"))
                 for o in outcomes]
+
+    def _admit(self, batch: BatchAdmission, opened: list[tuple[int, Envelope]],
+               outcomes: list[Outcome | None], source: str) -> list[tuple[int, Envelope]]:
+        """The verified envelopes that fit their sender's budget; the others get
+        ``rate-limited`` in ``outcomes`` and, together, one security-log line."""
+        admitted: list[tuple[int, Envelope]] = []
+        for index, env in opened:
+            wait = batch.admit(env.header.sender, env.header.type, len(env.raw))
+            if wait is None:
+                admitted.append((index, env))
+            else:
+                outcomes[index] = Outcome(error=_over_budget(wait))
+        refusals = batch.refusals()
+        if refusals:
+            assert self._admission is not None
+            self._admission.log.warning(
+                "rate-limited request from %s: %s", source,
+                "; ".join(f"{r.envelopes} envelope(s), {r.nbytes} bytes of {r.sender} "
+                          f"({'+'.join(r.lanes)}) refused, retry after {r.retry_after_s} s"
+                          for r in refusals))
+        return admitted
 
     async def _open(self, raw: bytes) -> Envelope:
         def open_now() -> Envelope:

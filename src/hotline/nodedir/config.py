@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hotline.errors import ConfigError, LinkError
 from hotline.protocol.envelope import PARTY_RE
@@ -50,6 +57,65 @@ class LogConfig(BaseModel):
     checkpoint_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
 
 
+MIB = 1024 * 1024
+Rate = Annotated[float, Field(gt=0, le=1e9)]
+
+
+class PeerLimits(BaseModel):
+    """What one verified peer may make this node store per second, per lane (token
+    buckets: a sustained rate and a burst). ``control`` is call signals and states,
+    receipts and desk reports; ``bulk`` is everything else. A burst in bytes must hold
+    the largest envelope (``delivery.max_envelope_bytes``), or such an envelope could
+    never pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    envelopes_per_second: Rate = 100.0
+    envelopes_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    bytes_per_second: Rate = 2.0 * MIB
+    bytes_burst: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 16 * MIB
+    control_envelopes_per_second: Rate = 50.0
+    control_envelopes_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    control_bytes_per_second: Rate = 2.0 * MIB
+    control_bytes_burst: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 4 * MIB
+
+
+class AdmissionConfig(BaseModel):
+    """``[admission]``: budgets per client address (before any signature is checked) and
+    per verified peer (``default``, overridden per link in ``[admission.peers.PARTY]``),
+    and the connection caps and timeouts of the HTTP server (``docs/protocol.md`` §12)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: per client address, before authentication (a request's body counts in full, so
+    #: the burst holds at least one largest request: 8 MiB, 4096 lines)
+    address_envelopes_per_second: Rate = 1000.0
+    address_envelopes_burst: Annotated[int, Field(ge=4096, le=10_000_000)] = 8192
+    address_bytes_per_second: Rate = 32.0 * MIB
+    address_bytes_burst: Annotated[int, Field(ge=8 * MIB, le=4096 * MIB)] = 32 * MIB
+    default: PeerLimits = PeerLimits()
+    peers: dict[str, PeerLimits] = {}
+    #: connections open at once, in total and from one client address
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 2048
+    max_connections_per_address: Annotated[int, Field(ge=1, le=1_000_000)] = 128
+    #: a request's headers must be complete this long after its first byte
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    #: a request's body must be complete this long after its headers
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    #: a connection with no request under way is closed after this long
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    #: bytes a client may send before its request's headers are complete
+    max_header_bytes: Annotated[int, Field(ge=1024, le=16 * MIB)] = 64 * 1024
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: dict[str, PeerLimits]) -> dict[str, PeerLimits]:
+        for party in value:
+            if not PARTY_RE.fullmatch(party):
+                raise ValueError(f"{party!r} is not a party id (e.g. US-JS)")
+        return value
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +126,19 @@ class NodeConfig(BaseModel):
     db: str
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
+    admission: AdmissionConfig = AdmissionConfig()
+
+    @model_validator(mode="after")
+    def _bursts_hold_an_envelope(self) -> NodeConfig:
+        largest = self.delivery.max_envelope_bytes
+        a = self.admission
+        for name, limits in [("default", a.default)] + [(f"peers.{p}", v)
+                                                        for p, v in a.peers.items()]:
+            for lane in ("bytes_burst", "control_bytes_burst"):
+                if getattr(limits, lane) < largest:
+                    raise ValueError(f"admission.{name}.{lane} must be at least "
+                                     f"delivery.max_envelope_bytes ({largest})")
+        return self
 
     @field_validator("party")
     @classmethod

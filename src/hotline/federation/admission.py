@@ -1,0 +1,325 @@
+"""Admission control for the federation API: how much a client address, and then a
+verified peer, may make this node verify and store per second.
+
+Two stages, each a pair of token buckets (envelopes/s and bytes/s) on the node's
+monotonic clock:
+
+* **per client address, before authentication** — charged with the declared body length
+  before the body is read, and with the number of envelope lines before any signature is
+  checked, so a flood costs the node little more than reading a header;
+* **per verified sender, after verification** — charged only for envelopes whose
+  signature verified, so an envelope that merely *names* a peer cannot spend that peer's
+  budget. Each peer has two lanes: ``control`` (call signals and states, receipts, desk
+  reports: what makes a call ring and be answered) and ``bulk`` (messages and the rest),
+  so a peer that exhausts its bulk budget still gets its call signals through.
+
+A refusal changes nothing: the refused envelopes are not stored and get the error
+``rate-limited`` with ``retry_after`` (whole seconds); the HTTP answer carries
+``Retry-After``. Within a batch, a lane admits a prefix of its envelopes: once one is
+refused, every later one of that lane is refused too, so a sender never sees gaps that
+it did not cause.
+
+Memory is bounded: at most ``MAX_ADDRESSES`` address buckets are kept (full ones are
+forgotten first, since a full bucket is what a new one would be), one pair per lane per
+linked peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from hotline.clock import Clock
+from hotline.errors import EnvelopeRejected
+from hotline.nodedir.config import AdmissionConfig, PeerLimits
+
+RATE_LIMITED = "rate-limited"
+#: envelope types that keep a call moving: admitted from their own budget
+CONTROL_TYPES = frozenset({"call.place", "call.state", "call.cancel", "conv.receipt", "desks"})
+MAX_ADDRESSES = 65_536
+#: the longest ``Retry-After`` this node asks for (it is re-asked if still over)
+MAX_RETRY_AFTER_S = 60
+
+
+_FROM = re.compile(rb'"from":"([A-Z0-9-]{1,32})"')
+_TYPE = re.compile(rb'"type":"([a-z][a-z0-9.-]{0,63})"')
+
+
+def claimed(raw: bytes) -> tuple[str, str] | None:
+    """The sender and type an envelope *claims*, read without parsing or verifying it:
+    only a hint for :meth:`BatchAdmission.precheck` (a wrong hint can refuse only the
+    envelope that carries it). None if not found."""
+    sender, type_ = _FROM.search(raw), _TYPE.search(raw)
+    if sender is None or type_ is None:
+        return None
+    return sender.group(1).decode(), type_.group(1).decode()
+
+
+def lane_of(envelope_type: str) -> str:
+    """``"control"`` or ``"bulk"``."""
+    return "control" if envelope_type in CONTROL_TYPES else "bulk"
+
+
+class RateLimited(EnvelopeRejected):
+    """Refused for now: over a budget. ``retry_after_s`` is when it would fit (>= 1)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(RATE_LIMITED, message, status=429)
+        self.retry_after_s = retry_after_s
+
+    def as_result(self) -> dict[str, object]:
+        """The per-envelope result: the error with ``retry_after`` (whole seconds)."""
+        return {**self.to_dict(), "retry_after": self.retry_after_s}
+
+
+def retry_after_seconds(wait_s: float) -> int:
+    """A wait as a ``Retry-After`` value: whole seconds, rounded up, 1 .. MAX_RETRY_AFTER_S."""
+    if not math.isfinite(wait_s):
+        return MAX_RETRY_AFTER_S
+    return max(1, min(MAX_RETRY_AFTER_S, math.ceil(wait_s)))
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; starts full. Times are monotonic
+    seconds. Over any interval of length ``t`` it hands out at most ``burst + rate * t``.
+
+    Raises ``ValueError`` for a non-positive or non-finite rate or burst."""
+
+    rate: float
+    burst: float
+    tokens: float = field(default=-1.0)
+    updated: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("rate", self.rate), ("burst", self.burst)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"token bucket {name} must be a positive number")
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def _refill(self, now: float) -> None:
+        if self.updated is not None and now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        if self.updated is None or now > self.updated:
+            self.updated = now  # a clock read that went backwards adds nothing
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` tokens are there (0 if now; inf if above ``burst``)."""
+        self._refill(now)
+        if amount <= self.tokens:
+            return 0.0
+        if amount > self.burst:
+            return math.inf
+        return (amount - self.tokens) / self.rate
+
+    def take(self, amount: float) -> None:
+        """Spend ``amount`` tokens; only after :meth:`wait` said 0 for it."""
+        self.tokens -= amount
+
+
+@dataclass
+class Budget:
+    """An envelopes bucket and a bytes bucket, charged together or not at all."""
+
+    envelopes: TokenBucket
+    bytes: TokenBucket
+
+    @classmethod
+    def of(cls, envelopes_per_s: float, envelopes_burst: float, bytes_per_s: float,
+           bytes_burst: float) -> Budget:
+        return cls(TokenBucket(envelopes_per_s, envelopes_burst),
+                   TokenBucket(bytes_per_s, bytes_burst))
+
+    def try_take(self, envelopes: int, nbytes: int, now: float) -> float:
+        """Charge both buckets and return 0, or charge nothing and return the seconds
+        until both would have enough."""
+        wait = max(self.envelopes.wait(envelopes, now), self.bytes.wait(nbytes, now))
+        if wait == 0:
+            self.envelopes.take(envelopes)
+            self.bytes.take(nbytes)
+        return wait
+
+    def is_full(self, now: float) -> bool:
+        """Whether both buckets are full at ``now`` (then it is as good as a new one)."""
+        return self.envelopes.wait(self.envelopes.burst, now) == 0 \
+            and self.bytes.wait(self.bytes.burst, now) == 0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What one sender had refused in one batch, for the single security-log line."""
+
+    sender: str
+    lanes: tuple[str, ...]
+    envelopes: int
+    nbytes: int
+    retry_after_s: int
+
+
+class Admission:
+    """The node's budgets. Not thread-safe: used from the event loop only."""
+
+    def __init__(self, config: AdmissionConfig, clock: Clock) -> None:
+        self._config = config
+        self._clock = clock
+        self._addresses: OrderedDict[str, Budget] = OrderedDict()
+        self._senders: dict[tuple[str, str], Budget] = {}
+        #: every refusal's line goes through here: a flood cannot flood the log
+        self.log = ThrottledLog(logging.getLogger("hotline.security"), clock)
+
+    # -- before authentication ----------------------------------------------------------
+    def _address(self, address: str) -> Budget:
+        budget = self._addresses.get(address)
+        if budget is None:
+            if len(self._addresses) >= MAX_ADDRESSES:
+                self._forget_addresses()
+            c = self._config
+            budget = Budget.of(c.address_envelopes_per_second, c.address_envelopes_burst,
+                               c.address_bytes_per_second, c.address_bytes_burst)
+            self._addresses[address] = budget
+        else:
+            self._addresses.move_to_end(address)
+        return budget
+
+    def _forget_addresses(self) -> None:
+        now = self._clock.monotonic()
+        for address in [a for a, b in self._addresses.items() if b.is_full(now)]:
+            del self._addresses[address]
+        while len(self._addresses) >= MAX_ADDRESSES:
+            self._addresses.popitem(last=False)  # least recently seen
+
+    def address_exhausted(self, address: str) -> int | None:
+        """``Retry-After`` if ``address`` cannot have even one envelope now (its request
+        is refused on its headers alone), else None. Charges nothing."""
+        budget = self._addresses.get(address)
+        if budget is None:
+            return None
+        wait = budget.envelopes.wait(1, self._clock.monotonic())
+        return None if wait == 0 else retry_after_seconds(wait)
+
+    def admit_address(self, address: str, *, envelopes: int, nbytes: int) -> int | None:
+        """Charge a client address; None if admitted, else ``Retry-After`` seconds."""
+        wait = self._address(address).try_take(envelopes, nbytes, self._clock.monotonic())
+        return None if wait == 0 else retry_after_seconds(wait)
+
+    # -- after verification -------------------------------------------------------------
+    def _limits(self, sender: str) -> PeerLimits:
+        return self._config.peers.get(sender, self._config.default)
+
+    def budget(self, sender: str, lane: str) -> Budget:
+        """The budget of a verified sender's lane (made from its limits when first used)."""
+        budget = self._senders.get((sender, lane))
+        if budget is None:
+            lim = self._limits(sender)
+            if lane == "control":
+                budget = Budget.of(lim.control_envelopes_per_second, lim.control_envelopes_burst,
+                                   lim.control_bytes_per_second, lim.control_bytes_burst)
+            else:
+                budget = Budget.of(lim.envelopes_per_second, lim.envelopes_burst,
+                                   lim.bytes_per_second, lim.bytes_burst)
+            self._senders[(sender, lane)] = budget
+        return budget
+
+    def batch(self) -> BatchAdmission:
+        """The admission of one request's envelopes, in batch order."""
+        return BatchAdmission(self, self._clock.monotonic())
+
+    def known(self, sender: str) -> bool:
+        """Whether ``sender`` already has budgets (unverified names never create any)."""
+        return (sender, "bulk") in self._senders or (sender, "control") in self._senders
+
+
+class BatchAdmission:
+    """Admits one request's envelopes lane by lane, each lane a prefix: once an envelope
+    of a (sender, lane) is refused, every later one of it in this batch is refused too."""
+
+    def __init__(self, admission: Admission, now: float) -> None:
+        self._admission = admission
+        self._now = now
+        self._blocked: dict[tuple[str, str], int] = {}
+        self._prechecked: dict[tuple[str, str], int] = {}
+        self._pre_blocked: dict[tuple[str, str], int] = {}  # before verification
+        self._refused: dict[str, list[tuple[str, int]]] = {}
+
+    def precheck(self, sender: str, type_: str, size: int) -> int | None:
+        """Before verification, on the envelope's *claimed* sender: ``Retry-After`` if
+        that sender's lane is already empty (the envelope could not be admitted however
+        it verifies, so the node does not spend a signature check on it), else None.
+        Charges nothing, so a forger naming a peer cannot spend that peer's budget; and
+        it only reads budgets that verified envelopes created."""
+        key = (sender, lane_of(type_))
+        if key not in self._pre_blocked:
+            if not self._admission.known(sender):
+                return None
+            # counting the envelopes of this lane already let through to verification,
+            # so a batch far over the budget costs only as many checks as could pass
+            ahead = self._prechecked.get(key, 0) + 1
+            bucket = self._admission.budget(*key).envelopes
+            if bucket.wait(ahead, self._now) == 0:
+                self._prechecked[key] = ahead
+                return None
+            # when the ones let through are paid for and one more token is there
+            self._pre_blocked[key] = retry_after_seconds(
+                (ahead - bucket.tokens) / bucket.rate)
+        self._refuse(key, size)
+        return self._pre_blocked[key]
+
+    def admit(self, sender: str, type_: str, size: int) -> int | None:
+        """Charge a verified envelope: None if admitted, else its ``Retry-After``."""
+        key = (sender, lane_of(type_))
+        if key not in self._blocked:
+            wait = self._admission.budget(*key).try_take(1, size, self._now)
+            if wait == 0:
+                return None
+            self._blocked[key] = retry_after_seconds(wait)
+        self._refuse(key, size)
+        return self._blocked[key]
+
+    def _refuse(self, key: tuple[str, str], size: int) -> None:
+        self._refused.setdefault(key[0], []).append((key[1], size))
+
+    def refusals(self) -> list[Refusal]:
+        """One summary per sender that had anything refused, for the security log."""
+        return [Refusal(sender, tuple(sorted({lane for lane, _ in items})), len(items),
+                        sum(size for _, size in items),
+                        max(max(self._blocked.get((sender, lane), 0),
+                                self._pre_blocked.get((sender, lane), 0))
+                            for lane, _ in items))
+                for sender, items in sorted(self._refused.items())]
+
+
+class ThrottledLog:
+    """One logger line per event, at most ``per_window`` lines per ``window_s`` seconds
+    (monotonic); beyond that lines are counted, and the next line written says how many
+    were suppressed. So a flood of refusals cannot flood the security log, and the log
+    still says how big the flood was."""
+
+    def __init__(self, logger: logging.Logger, clock: Clock, *, per_window: int = 20,
+                 window_s: float = 10.0) -> None:
+        self._logger = logger
+        self._clock = clock
+        self._per_window = per_window
+        self._window_s = window_s
+        self._window_start = -math.inf
+        self._written = 0
+        self.suppressed = 0
+
+    def warning(self, message: str, *args: object) -> bool:
+        """Log ``message % args`` unless over the limit; True if it was written."""
+        now = self._clock.monotonic()
+        if now - self._window_start >= self._window_s:
+            self._window_start, self._written = now, 0
+        if self._written >= self._per_window:
+            self.suppressed += 1
+            return False
+        self._written += 1
+        if self.suppressed:
+            message += " (%d similar line(s) suppressed before this one)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        self._logger.warning(message, *args)
+        return True
