@@ -169,8 +169,11 @@ class Witness:
             raise HotlineError(BAD_CHECKPOINT, f"proof must be a list of at most {bound} "
                                                f"base64url hashes for a tree of "
                                                f"{checkpoint.size}")
-        return Request(checkpoint, from_size,
-                       [b64d(h, expect_len=HASH_SIZE, what="proof hash") for h in proof])
+        try:
+            hashes = [b64d(h, expect_len=HASH_SIZE, what="proof hash") for h in proof]
+        except HotlineError as exc:
+            raise HotlineError(BAD_CHECKPOINT, f"proof: {exc.message}") from None
+        return Request(checkpoint, from_size, hashes)
 
     def _impersonation(self, cp: object, error: HotlineError) -> None:
         """If a linked party other than the named origin validly signed ``cp`` (a
@@ -191,7 +194,11 @@ class Witness:
         """Judge one request body (canonical JSON bytes) from ``source`` (an address):
         a cosignature, or a refusal logged once (with evidence and maybe an alarm)."""
         try:
-            request = self.parse(canonical.decode(raw))
+            try:
+                body = canonical.decode(raw)
+            except HotlineError as exc:
+                raise HotlineError(BAD_CHECKPOINT, f"request body: {exc.message}") from None
+            request = self.parse(body)
         except _Accused as accused:
             accusation = accused.accusation
             return await self._db.write(lambda conn: self._accuse(
