@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -88,7 +89,9 @@ def test_equivocation_a_smaller_tree_and_a_rewritten_history_are_refused_and_kep
     answer = post_checkpoint(ru, {"checkpoint": forged, "from_size": size, "proof": []})
     assert answer.status_code == 409
     assert answer.json()["error"] == "equivocation"
-    smaller = make_checkpoint("US-JS", size - 1, root, 1, keys)
+    # signed now, after the larger tree: the origin says its log shrank (an old smaller
+    # checkpoint replayed is only "stale-checkpoint", see test_witness_rules.py)
+    smaller = make_checkpoint("US-JS", size - 1, root, time.time_ns() // 1_000_000, keys)
     answer = post_checkpoint(ru, {"checkpoint": smaller, "from_size": size - 1, "proof": []})
     assert answer.json()["error"] == "checkpoint-shrinks"
     bigger = make_checkpoint("US-JS", size + 5, leaf_hash(b"rewritten"), 1, keys)
