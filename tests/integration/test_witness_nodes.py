@@ -7,6 +7,9 @@ checked is unblocked by the upgrade."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,6 +93,18 @@ def test_a_resent_equivocating_envelope_is_one_evidence_row_counted(make_node: M
                what="one security-log line per refusal")
     send(envelope("a third text"))  # a distinct pair is a second row
     assert [int(r.count) for r in evidence_rows(ru)] == [5, 1]
+    shown = subprocess.run([sys.executable, "-m", "hotline", "log", "evidence", "--dir",
+                            str(ru.dir), "--json"], capture_output=True, check=True)
+    listed = json.loads(shown.stdout)["evidence"]
+    assert [(e["kind"], e["count"]) for e in listed] == [("equivocation", 1),
+                                                         ("equivocation", 5)]
+    assert listed[1]["first_at"] == int(rows[0].at)
+    assert listed[1]["last_at"] == int(rows[0].last_at)
+    table = subprocess.run([sys.executable, "-m", "hotline", "log", "evidence", "--dir",
+                            str(ru.dir)], capture_output=True, check=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "times" in table
+    assert "seq 1 signed twice" in table
 
 
 def test_a_resent_equivocating_checkpoint_is_one_row_and_one_alarm(make_node: Make) -> None:

@@ -81,8 +81,8 @@ def _unblock(conn: sa.Connection) -> None:
         security_log.warning(
             "upgrade 0007: removed the cosigned checkpoint of %s at size %d cosigned by %s "
             "(an impossible tree; kept as evidence 'log-invalid-head'); if an alarm "
-            "'log-inconsistent:%s' stands, clear it: hotline alarms --clear "
-            "log-inconsistent:%s", r.origin, size, r.witness, r.origin, r.origin)
+            "'log-inconsistent:%s' stands, clear it: hotline alarms --dir DIR --clear "
+            "log-inconsistent:%s --operator OP", r.origin, size, r.witness, r.origin, r.origin)
 
 
 def upgrade() -> None:
