@@ -434,17 +434,20 @@ def test_second_message_for_a_used_seq_is_refused_and_kept_as_evidence(
             assert await h.inbound_rows() == rows_before
             assert len(h.callbacks) == calls_before
             kept = await h.evidence_rows()
-            assert len(kept) == case["repeats"]
-            for row in kept:
-                assert (row.peer, row.kind) == (sender.party, "equivocation")
-                assert bytes(row.envelope) == liar
-                assert bytes(row.other_envelope) == original
+            # one row for the pair, however often it was sent (no amplification)
+            assert len(kept) == 1
+            row = kept[0]
+            assert (row.peer, row.kind) == (sender.party, "equivocation")
+            assert int(row.count) == case["repeats"]
+            assert int(row.at) <= int(row.last_at)
+            assert bytes(row.envelope) == liar
+            assert bytes(row.other_envelope) == original
 
             # The same id re-used for another text is a replay: refused, not evidence.
             replay = sender.seal(target, text="yet another text under the original id")
             [outcome] = await h.accept([replay])
             expect_error(outcome, REPLAYED_ID)
-            assert len(await h.evidence_rows()) == case["repeats"]
+            assert len(await h.evidence_rows()) == 1
 
             # The line goes on: the rest arrives, the original keeps its receipt, the
             # equivocating text is never released.

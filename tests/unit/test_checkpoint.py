@@ -24,6 +24,7 @@ from hotline.protocol.checkpoint import (
 )
 from hotline.protocol.keys import PartyKeys, b64d, b64e
 from hotline.protocol.signing import sign_object
+from hotline.protocol.tree import EMPTY_ROOT, MAX_TREE_SIZE
 
 ORIGIN = "US-JS"
 WITNESS = "RU-GS"
@@ -77,9 +78,10 @@ def test_checkpoint_round_trip() -> None:
     assert got.raw == canonical.encode(obj)
 
 
-@pytest.mark.parametrize(("size", "at"), [(0, 0), (MAX, MAX), (1, -MAX)])
+@pytest.mark.parametrize(("size", "at"), [(0, 0), (MAX_TREE_SIZE, MAX), (1, -MAX)])
 def test_checkpoint_extreme_values_round_trip(size: int, at: int) -> None:
-    obj = good_checkpoint(size=size, at_ms=at)
+    root = EMPTY_ROOT if size == 0 else ROOT  # the empty tree has one root only
+    obj = good_checkpoint(size=size, at_ms=at, root=root)
     got = verify_checkpoint(obj, OWNER_KEYS.public, ORIGIN)
     assert (got.size, got.at) == (size, at)
 

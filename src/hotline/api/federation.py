@@ -17,7 +17,6 @@ from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, HotlineError, 
 from hotline.federation.admission import Admission, RateLimited
 from hotline.federation.receiver import Outcome, Receiver
 from hotline.log.witness import Witness
-from hotline.protocol import canonical
 
 MAX_BATCH_ENVELOPES = 4096
 
@@ -100,27 +99,27 @@ def admit_address(admission: Admission, source: str, envelopes: int, nbytes: int
 MAX_CHECKPOINT_BODY = 64 * 1024
 
 
-async def cosign_answer(witness: Witness, raw: bytes) -> tuple[int, dict[str, Any]]:
-    """Have ``witness`` judge a checkpoint request's body; the HTTP status and JSON body
-    of the answer (an alarm it raised is carried out before the answer goes)."""
-    try:
-        outcome = await witness.cosign(canonical.decode(raw))
-    except HotlineError as exc:
-        return exc.status, exc.to_dict()
-    status = 200 if outcome.error is None else outcome.error.status
+async def cosign_answer(witness: Witness, raw: bytes,
+                        source: str = "unknown") -> tuple[int, dict[str, Any]]:
+    """Have ``witness`` judge a checkpoint request's body from ``source``; the HTTP status
+    and JSON body of the answer (an alarm it raised is carried out before the answer
+    goes). The witness logs every refusal once."""
+    outcome = await witness.cosign(raw, source)
     if outcome.effects is not None:
         witness.alarms.apply(outcome.effects)
-    return status, outcome.as_dict()
+    return outcome.status, outcome.as_dict()
 
 
 def make_checkpoint_endpoint(witness: Witness):  # type: ignore[no-untyped-def]
     """``POST /federation/v1/checkpoints``: a peer asks this node to cosign its log."""
     async def cosign(request: Request) -> JSONResponse:
+        source = request.client.host if request.client else "unknown"
         try:
             raw = await read_limited(request, MAX_CHECKPOINT_BODY)
         except HotlineError as exc:
+            witness.log_refused(exc, source)
             return JSONResponse(exc.to_dict(), status_code=exc.status)
-        status, body = await cosign_answer(witness, raw)
+        status, body = await cosign_answer(witness, raw, source)
         return JSONResponse(body, status_code=status)
 
     return cosign

@@ -93,6 +93,36 @@ def log_verify(node_dir: DirOption, as_json: JsonOption = False) -> None:
                                 "it as it is for investigation")
 
 
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@log_app.command("evidence")
+def log_evidence(node_dir: DirOption, as_json: JsonOption = False,
+                 peer: Annotated[str | None, typer.Option(
+                     "--peer", help="Only evidence against this party.")] = None,
+                 limit: Annotated[int, typer.Option(
+                     min=1, max=10_000, help="Most rows shown, newest first.")] = 100,
+                 ) -> None:
+    """Evidence kept against peers: one row per distinct conflicting pair, with how many
+    times it was presented and when first and last (newest first)."""
+    from hotline.store import evidence as evidence_store
+
+    with _snapshot(node_dir) as (_me, _own, _peers, conn):
+        rows = evidence_store.listing(conn, limit, peer)
+    if as_json:
+        print_json({"evidence": [r.as_dict() for r in rows]})
+        return
+    if not rows:
+        out.print("No evidence kept.")
+        return
+    table = Table("#", "peer", "kind", "times", "first (UTC)", "last (UTC)", "detail")
+    for r in rows:
+        table.add_row(str(r.id), escape(r.peer), escape(r.kind), str(r.count),
+                      _when(r.first_at), _when(r.last_at), escape(r.detail))
+    out.print(table)
+
+
 def _parse_time(text: str, option: str) -> int:
     """ISO 8601 (a time without a zone is UTC) or milliseconds since the epoch."""
     if text.isdigit():

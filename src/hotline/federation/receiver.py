@@ -10,7 +10,7 @@ whether it comes as the same bytes or re-sealed by a sender whose envelope grew 
 A rejected envelope is never half-applied: it is logged as one line on the
 ``hotline.security`` logger and nothing of it is stored, except that two different
 envelopes validly signed for the same sequence number are kept as evidence of
-equivocation.
+equivocation (``hotline.store.evidence``: once per distinct pair, a re-send counted).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from hotline.protocol import canonical
 from hotline.protocol.envelope import Envelope, Header, open_envelope
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
+from hotline.store import evidence as evidence_store
 from hotline.store import inbound
 from hotline.store import links as link_store
 from hotline.store import log as log_store
 from hotline.store.database import Database
 from hotline.store.inbound import Released
 from hotline.store.log import Record
-from hotline.store.schema import evidence
 
 security_log = logging.getLogger("hotline.security")
 
@@ -221,7 +221,6 @@ class Receiver:
         known_seqs = inbound.by_seqs(conn, peer, [env.header.seq for _, env in items])
         next_seq = link_store.recv_next(conn, peer)
         rows: list[dict[str, object]] = []
-        proofs: list[dict[str, object]] = []
         records: list[Record] = []
         results: dict[int, _Stored | EnvelopeRejected] = {}
         for index, env in items:
@@ -238,10 +237,10 @@ class Receiver:
                     results[index] = rejected(REPLAYED_ID, f"envelope id {head.id} was already "
                                                            f"used by {peer} for another message")
             elif same_seq is not None:
-                proofs.append({"peer": peer, "kind": "equivocation", "at": now,
-                               "envelope": env.raw, "other_envelope": same_seq.envelope,
-                               "detail": f"seq {head.seq} signed twice: "
-                                         f"{same_seq.envelope_id} and {head.id}"})
+                evidence_store.record(conn, peer=peer, kind="equivocation", now_ms=now,
+                                      statement=env.raw, other=same_seq.envelope,
+                                      detail=f"seq {head.seq} signed twice: "
+                                             f"{same_seq.envelope_id} and {head.id}")
                 results[index] = rejected(SEQUENCE_REUSED, f"{peer} already used seq {head.seq} "
                                                            f"for envelope {same_seq.envelope_id}; "
                                                            "both kept as evidence")
@@ -267,8 +266,6 @@ class Receiver:
                 results[index] = _Stored(env, now, duplicate=False)
         inbound.add_many(conn, rows)
         log_store.append(conn, records)
-        if proofs:
-            conn.execute(evidence.insert(), proofs)
         return results
 
     def _receipt(self, stored: _Stored) -> bytes:

@@ -46,7 +46,8 @@ security_log = logging.getLogger("hotline.security")
 CHECKPOINT_PATH = "/federation/v1/checkpoints"
 TICK_SECONDS = 1.0
 #: A witness's verdicts that this node's log does not extend what it cosigned.
-REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint"})
+REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint",
+                      "invalid-tree-head"})
 
 #: POSTs a JSON body to a URL and returns the answer's body; raises ``httpx.HTTPError``
 #: when no answer came. HTTP by default; the simulation harness passes one in memory.
@@ -155,7 +156,13 @@ class Checkpointer(BackgroundTask):
         for _attempt in range(2):
             answer = await self._post(link, checkpoint, base, size, root)
             if "cosignature" in answer:
-                await self._store(link, checkpoint, answer["cosignature"])
+                try:
+                    await self._store(link, checkpoint, answer["cosignature"])
+                except HotlineError as exc:
+                    # not what we asked it to vouch for: kept nowhere, tried again later
+                    security_log.warning("refused cosignature from %s: %s: %s", link.party,
+                                         exc.error_id, exc.message)
+                    return False
                 self._cosigned_mono[link.party] = self._clock.monotonic()
                 self.alarms.pop(link.party, None)
                 return True
@@ -210,6 +217,9 @@ class Checkpointer(BackgroundTask):
 
     async def _store(self, link: Link, checkpoint: dict[str, Any],
                      cosignature: object) -> None:
+        """Verify ``cosignature`` against our own checkpoint (the tree rules included)
+        and keep it; ``bad-cosignature``/``invalid-tree-head`` and nothing stored if it
+        is not exactly what we asked ``link`` to vouch for."""
         cp = verify_checkpoint(checkpoint, self._keys.public, self._me)
         verify_cosignature(cosignature, link.keys, cp, expect_witness=link.party)
         now = self._clock.now_ms()

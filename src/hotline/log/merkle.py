@@ -26,13 +26,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
-HASH_SIZE = 32
+from hotline.protocol.tree import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    max_consistency_proof,
+    max_inclusion_proof,
+)
+
+__all__ = ["EMPTY_ROOT", "HASH_SIZE", "CompactRange", "consistency_proof",
+           "consistency_proof_from", "inclusion_proof", "inclusion_proof_from", "leaf_hash",
+           "node_hash", "root_from_leaf_hashes", "verify_consistency", "verify_inclusion"]
+
 _LEAF = b"\x00"
 _NODE = b"\x01"
 _sha256 = hashlib.sha256
-
-#: Root of the tree with no leaves (RFC 6962 §2.1: the hash of the empty string).
-EMPTY_ROOT = _sha256(b"").digest()
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -246,7 +253,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
     if not (_is_hash(leaf_hash) and _is_hash(root) and _is_size(index) and _is_size(size)):
         return False
     if index >= size or not isinstance(proof, Sequence) \
-            or len(proof) > size.bit_length() or not all(_is_hash(p) for p in proof):
+            or len(proof) > max_inclusion_proof(size) or not all(_is_hash(p) for p in proof):
         return False
     fn, sn, r = index, size - 1, leaf_hash
     for p in proof:
@@ -322,7 +329,7 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         return len(proof) == 0 and old_root == EMPTY_ROOT
     if old_size == new_size:
         return len(proof) == 0 and old_root == new_root
-    if not 0 < len(proof) <= new_size.bit_length() + 1 or not all(_is_hash(p) for p in proof):
+    if not 0 < len(proof) <= max_consistency_proof(new_size) or not all(_is_hash(p) for p in proof):
         return False
     path = list(proof)
     if old_size & (old_size - 1) == 0:

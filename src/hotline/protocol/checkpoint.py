@@ -23,6 +23,12 @@ Each kind signs under its own domain, so a checkpoint signature can never be pre
 as a cosignature or as any other signed object, and the reverse. Every field is checked
 strictly (exact key set, exact types, ranges) before the signature, so a malformed
 object is refused with a message that says which field is wrong.
+
+The tree rules (``hotline.protocol.tree``: a size within ``MAX_TREE_SIZE``; size 0 only
+with the empty tree's root) are checked *after* the signature, and refused with their
+own error id (``invalid-tree-head``): a checkpoint refused with it was really signed by
+its origin, so it shows that party stating a tree that cannot exist, which a witness
+keeps as evidence. Any other refusal proves nothing about the named party.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from hotline.protocol.canonical import MAX_SAFE_INTEGER
 from hotline.protocol.envelope import KID_RE, PARTY_RE
 from hotline.protocol.keys import PartyKeys, PublicKeys, b64d, b64e
 from hotline.protocol.signing import SIG_FIELD, sign_object, verify_object
+from hotline.protocol.tree import tree_head_problem
 
 CHECKPOINT_DOMAIN = "hotline/checkpoint/v1"
 COSIGNATURE_DOMAIN = "hotline/cosignature/v1"
@@ -43,6 +50,8 @@ CHECKPOINT_FIELDS = frozenset({"v", "origin", "size", "root", "at", "kid", SIG_F
 COSIGNATURE_FIELDS = CHECKPOINT_FIELDS | {"witness"}
 BAD_CHECKPOINT = "bad-checkpoint"
 BAD_COSIGNATURE = "bad-cosignature"
+#: A validly signed checkpoint (or cosignature) of a tree head no tree can have.
+INVALID_TREE_HEAD = "invalid-tree-head"
 ROOT_SIZE = 32
 
 
@@ -178,6 +187,7 @@ def verify_checkpoint(obj: object, public: PublicKeys, expect_origin: str) -> Ch
     if not verify_object(CHECKPOINT_DOMAIN, checked, public):
         raise fail(f"signature does not verify with {expect_origin}'s key: "
                    f"the checkpoint was altered or forged")
+    _tree_rules(size, root, f"checkpoint of {origin} at size {size}")
     return Checkpoint(origin=origin, size=size, root=root, at=at, kid=checked["kid"],
                       sig=checked[SIG_FIELD])
 
@@ -230,3 +240,23 @@ def verify_cosignature(obj: object, witness_public: PublicKeys, checkpoint: Chec
     if not verify_object(COSIGNATURE_DOMAIN, checked, witness_public):
         raise fail(f"signature does not verify with {witness}'s key: "
                    f"the cosignature was altered or forged")
+    _tree_rules(size, root, f"cosignature by {witness} of {origin} at size {size}")
+
+
+def _tree_rules(size: int, root: bytes, what: str) -> None:
+    """Refuse a signed head no tree can have (``invalid-tree-head``, 409)."""
+    problem = tree_head_problem(size, root)
+    if problem is not None:
+        raise HotlineError(INVALID_TREE_HEAD, f"{what}: {problem}", status=409)
+
+
+def signed_by(obj: object, public: PublicKeys) -> bool:
+    """Whether ``obj`` is a checkpoint, of any origin, that the holder of ``public``
+    really signed: how a witness tells a party signing another's log (which it keeps as
+    evidence) from a forgery (which anyone could send). Never raises."""
+    try:
+        checked = _common_fields(obj, CHECKPOINT_FIELDS, _Fail(BAD_CHECKPOINT, "checkpoint"))
+        return checked["kid"] == public.key_id and verify_object(CHECKPOINT_DOMAIN, checked,
+                                                                 public)
+    except (HotlineError, ValueError, TypeError):
+        return False

@@ -64,7 +64,7 @@ NOT_DEADLINES: frozenset[str] = frozenset({
     "outbox.seq", "outbox.created_at", "outbox.sealed_at", "outbox.delivered_at",
     "inbound.seq", "inbound.received_at", "inbound.released_at", "inbound.sent_at",
     "inbound.release_no", "directory_versions.applied_at",
-    "operator_requests.created_at", "evidence.at",
+    "operator_requests.created_at", "evidence.at", "evidence.last_at",
     "peer_desks.updated_at",
     "calls.placed_at", "calls.expires_at", "calls.updated_at",
     "call_events.at", "timers.fired_at",

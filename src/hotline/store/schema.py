@@ -86,7 +86,12 @@ evidence = Table(
     Column("detail", Text, nullable=False),
     Column("envelope", LargeBinary, nullable=False),
     Column("other_envelope", LargeBinary, nullable=True),
-    Column("at", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),           # first seen, ms
+    # migration 0007: one row per distinct conflicting pair, repeats counted
+    Column("pair", String(64), nullable=False),         # hex SHA-256 of the pair, any order
+    Column("count", Integer, server_default="1", nullable=False),
+    Column("last_at", BigInteger, nullable=False),      # last seen, ms
+    UniqueConstraint("peer", "kind", "pair", name="uq_evidence_pair"),
 )
 
 # -- calls to roles (migration 0002) ---------------------------------------------------
