@@ -195,7 +195,7 @@ def test_an_origin_blocked_by_a_poisoned_database_is_unblocked_by_the_upgrade(
     engine = create_engine(ru.config.db)
     try:
         with engine.begin() as conn:
-            command.downgrade(_config(conn), "0006")
+            command.downgrade(_config(conn), "0007")
         with engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO log_checkpoints (origin, witness, size, root, checkpoint, "
@@ -211,7 +211,7 @@ def test_an_origin_blocked_by_a_poisoned_database_is_unblocked_by_the_upgrade(
         engine.dispose()
     ru.start()
     us.start()
-    assert ru.log_lines("upgrade 0007: removed the cosigned checkpoint of US-JS")
+    assert ru.log_lines("upgrade 0008: removed the cosigned checkpoint of US-JS")
     wait_until(lambda: cosigned_sizes(us, ru), 30, what="US cosigned again")
     rows = evidence_rows(ru)
     assert [(r.kind, int(r.count), int(r.at), int(r.last_at)) for r in rows[:1]] == [

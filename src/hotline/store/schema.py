@@ -87,7 +87,7 @@ evidence = Table(
     Column("envelope", LargeBinary, nullable=False),
     Column("other_envelope", LargeBinary, nullable=True),
     Column("at", BigInteger, nullable=False),           # first seen, ms
-    # migration 0007: one row per distinct conflicting pair, repeats counted
+    # migration 0008: one row per distinct conflicting pair, repeats counted
     Column("pair", String(64), nullable=False),         # hex SHA-256 of the pair, any order
     Column("count", Integer, server_default="1", nullable=False),
     Column("last_at", BigInteger, nullable=False),      # last seen, ms

@@ -5,8 +5,8 @@ that state an impossible tree (size 0 with a root other than the empty tree's, o
 beyond 2^48), are moved out of ``log_checkpoints`` into evidence: left there, no honest
 checkpoint of that origin could ever be cosigned again.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import hashlib
@@ -15,8 +15,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -79,7 +79,7 @@ def _unblock(conn: sa.Connection) -> None:
              "pair": _pair(statement, None)})
         conn.execute(sa.text("DELETE FROM log_checkpoints WHERE id = :id"), {"id": r.id})
         security_log.warning(
-            "upgrade 0007: removed the cosigned checkpoint of %s at size %d cosigned by %s "
+            "upgrade 0008: removed the cosigned checkpoint of %s at size %d cosigned by %s "
             "(an impossible tree; kept as evidence 'log-invalid-head'); if an alarm "
             "'log-inconsistent:%s' stands, clear it: hotline alarms --dir DIR --clear "
             "log-inconsistent:%s --operator OP", r.origin, size, r.witness, r.origin, r.origin)
