@@ -8,9 +8,10 @@ removes what was created, so a refused ``init`` leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from hotline.clock import SystemClock
 from hotline.errors import ConfigError
@@ -34,7 +35,11 @@ from hotline.store.links import Link
 from hotline.store.migrate import upgrade
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
     from hotline.calls.directory import Directory
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,14 +134,19 @@ def list_links(node_dir: Path) -> list[Link]:
         engine.dispose()
 
 
-def apply_directory(node_dir: Path, file: Path) -> tuple[int, bool, Directory]:
+def apply_directory(node_dir: Path, file: Path, *, base: int | None = None
+                    ) -> tuple[int, bool, Directory]:
     """Validate a directory file and store it as the node's newest version.
 
     Applying the same content again changes nothing (the version stays); a file with any
-    problem is refused whole, with every problem named by line and field.
+    problem is refused whole, with every problem named by line and field. With ``base``
+    (the version the file was edited from), a newer stored version refuses it with
+    ``directory-conflict``. Writers beside this one (a running node, other ``roles
+    apply``) are waited for, not raced (:func:`hotline.store.directory.write`).
     """
     from hotline.calls.directory import parse_directory
     from hotline.calls.registry import apply, check_for
+    from hotline.store import directory as directory_store
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -147,9 +157,56 @@ def apply_directory(node_dir: Path, file: Path) -> tuple[int, bool, Directory]:
     engine = create_engine(config.db)
     try:
         upgrade(engine)
-        with engine.begin() as conn:
-            version, changed = apply(conn, directory, SystemClock().now_ms())
+        version, changed = _write_retrying(
+            engine, lambda conn: apply(conn, directory, SystemClock().now_ms(), base=base))
+    except directory_store.DirectoryConflict as exc:
+        directory_store.refused(exc, "cli")
+        raise
     finally:
         engine.dispose()
     return version, changed, directory
+
+
+#: Transactions a ``roles apply`` tries before it gives up on transient lock failures.
+WRITE_ATTEMPTS = 3
+
+
+def _write_retrying(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work`` in a transaction, again (up to :data:`WRITE_ATTEMPTS` in all) if the
+    database gave up on a lock: PostgreSQL breaking a deadlock with the node's writer
+    (the two can take the log's and the directory's locks in either order), or SQLite
+    still busy after its busy timeout. The work re-reads everything it builds on, so a
+    retry is safe; after the last attempt the failure is a retryable
+    ``directory-conflict``, never a raw database error."""
+    from sqlalchemy.exc import OperationalError
+
+    from hotline.store.directory import DirectoryConflict
+
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if not _lock_failure(exc.orig):
+                raise
+            if attempt == WRITE_ATTEMPTS:
+                raise DirectoryConflict(
+                    f"the directory stayed locked by other writers ({exc.orig})", None,
+                    hint="apply it again") from None
+    raise AssertionError("unreachable")
+
+
+#: SQLSTATEs of PostgreSQL giving up on a lock: deadlock, lock not available,
+#: serialization failure.
+_PG_LOCK_STATES = frozenset({"40P01", "55P03", "40001"})
+_SQLITE_BUSY = 5
+
+
+def _lock_failure(error: BaseException | None) -> bool:
+    """Whether a driver error means "gave up waiting for a lock" (worth a retry), as
+    opposed to a broken disk or connection (not)."""
+    if getattr(error, "sqlstate", None) in _PG_LOCK_STATES:
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == _SQLITE_BUSY
 

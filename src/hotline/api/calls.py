@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -28,6 +28,7 @@ from hotline.calls.feed import Feed
 from hotline.calls.registry import DirectoryAdmin
 from hotline.calls.service import CallService
 from hotline.effects import Effects
+from hotline.errors import HotlineError
 
 RoleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OperatorId = Annotated[str, Field(min_length=1, max_length=32,
@@ -56,6 +57,34 @@ class DeclineRequest(AnswerRequest):
 
 class DirectoryRequest(_Body):
     toml: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+
+
+class DirectoryConflictBody(BaseModel):
+    """The answer to a directory write based on a version that is no longer the newest."""
+
+    error: Annotated[str, Field(examples=["directory-conflict"])]
+    message: str
+    hint: str | None = None
+    current_version: Annotated[int | None, Field(
+        description="the newest version when the write was refused")] = None
+
+
+#: The largest version a client may name (JSON numbers are exact up to here).
+MAX_VERSION = 2**53 - 1
+
+
+def _version_tag(value: str) -> int:
+    """An ``If-Match`` value naming one directory version: ``"7"`` (also ``W/"7"`` or a
+    bare ``7``). Anything else (a list, ``*``, a number past :data:`MAX_VERSION`) is
+    refused 422 with the header named."""
+    tag = value.strip().removeprefix("W/")
+    if len(tag) >= 2 and tag[0] == tag[-1] == '"':
+        tag = tag[1:-1]
+    if not tag.isascii() or not tag.isdigit() or int(tag) > MAX_VERSION:
+        raise HotlineError("invalid-request", f'header.if-match: {value[:40]!r} does not '
+                           f'name one directory version (e.g. "7", at most {MAX_VERSION})',
+                           status=422)
+    return int(tag)
 
 
 class DutyRequest(_Body):
@@ -154,17 +183,33 @@ def calls_router(s: CallServices) -> APIRouter:
         return {"desks": await s.desks.desks()}
 
     @router.get("/directory")
-    async def directory() -> dict[str, Any]:
-        """This node's current directory: roles, operators, roster, chains, policies."""
-        return await s.directory()
+    async def directory(response: Response) -> dict[str, Any]:
+        """This node's current directory: roles, operators, roster, chains, policies. The
+        ``ETag`` header names its version (``"7"``), for ``If-Match`` on a later PUT."""
+        current = await s.directory()
+        response.headers["ETag"] = f'"{current["version"]}"'
+        return current
 
-    @router.put("/directory")
-    async def put_directory(body: DirectoryRequest, actor: Authenticated) -> dict[str, Any]:
+    @router.put("/directory", responses={409: {
+        "model": DirectoryConflictBody,
+        "description": "`If-Match` named a version that is no longer the newest; nothing "
+                       "was stored. `current_version` is the newest: redo the change on "
+                       "it and send it again."}})
+    async def put_directory(
+            body: DirectoryRequest, response: Response, actor: Authenticated,
+            if_match: Annotated[str | None, Header(
+                max_length=40, description='The version the file was edited from, as '
+                'the ETag of GET /directory gives it ("7"; "0": no directory yet). '
+                "Without it, the newest version is replaced whatever it is.")] = None
+    ) -> dict[str, Any]:
         """Replace the directory with a TOML file's content (checked as strictly as
-        ``hotline roles apply``; the same content again changes nothing). The
-        administrator's token only."""
+        ``hotline roles apply``; the same content again changes nothing). Concurrent
+        writers are serialised, each gets its own version. The administrator's token
+        only."""
         s.guard.require_admin(actor, "replace directory")
-        version, changed = await s.admin.apply_text(body.toml)
+        base = None if if_match is None else _version_tag(if_match)
+        version, changed = await s.admin.apply_text(body.toml, base=base)
+        response.headers["ETag"] = f'"{version}"'
         return {"version": version, "changed": changed}
 
     @router.post("/roster")

@@ -43,12 +43,18 @@ def _time(ms: int | None) -> str:
 
 @roles_app.command("apply")
 def roles_apply(file: Annotated[Path, typer.Argument(help="The directory file (TOML).")],
-                node_dir: DirOption, as_json: JsonOption = False) -> None:
+                node_dir: DirOption, as_json: JsonOption = False,
+                base_version: Annotated[int | None, typer.Option(
+                    "--base-version", min=0, max=2**53 - 1, metavar="N",
+                    help="The directory version FILE was edited from (0: none yet); if "
+                         "the node's directory has moved on since, nothing is applied and "
+                         "the command fails with directory-conflict.")] = None) -> None:
     """Validate FILE and make it this node's directory (idempotent: the same file again
-    changes nothing). A running node picks it up within a second."""
+    changes nothing). A running node picks it up within a second. Concurrent applies
+    are serialised: each gets its own version."""
     from hotline.admin import apply_directory
 
-    version, changed, directory = apply_directory(node_dir, file)
+    version, changed, directory = apply_directory(node_dir, file, base=base_version)
     links = sorted(directory.links)
     summary: dict[str, Any] = {
         "version": version, "changed": changed, "roles": len(directory.roles),
