@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hotline.api.auth import Authenticated
+from hotline.api.auth import Authenticated, still_authenticated
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Admin
 from hotline.calls.conversations import ConversationService
@@ -266,7 +266,8 @@ def calls_router(s: CallServices) -> APIRouter:
         return result
 
     @router.get("/calls-events")
-    async def call_events(actor: Authenticated, after: Annotated[int, Query(ge=0)] = 0,
+    async def call_events(request: Request, actor: Authenticated,
+                          after: Annotated[int, Query(ge=0)] = 0,
                           last_event_id: Annotated[str | None, Header()] = None
                           ) -> EventSourceResponse:
         """Server-sent events of calls and conversations (``call``, ``conversation``):
@@ -277,8 +278,12 @@ def calls_router(s: CallServices) -> APIRouter:
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
             async for entry in s.feed.follow(start):
-                if (not isinstance(actor, Admin) and entry.kind in ("call", "conversation")
-                        and not await s.guard.may_read(actor, entry.kind, entry.subject)):
+                # who the token is now (revoked, rotated, roles changed), not at connect
+                now = await still_authenticated(request)
+                if now is None:
+                    return
+                if (not isinstance(now, Admin) and entry.kind in ("call", "conversation")
+                        and not await s.guard.may_read(now, entry.kind, entry.subject)):
                     continue
                 yield ServerSentEvent(data=json.dumps(entry.as_dict(), ensure_ascii=False),
                                       event=entry.kind, id=str(entry.id))

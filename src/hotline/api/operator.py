@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hotline.api.auth import Authenticated
+from hotline.api.auth import Authenticated, still_authenticated
 from hotline.api.calls import CallServices, calls_router
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Actor, Admin
@@ -115,13 +115,7 @@ def operator_router(services: OperatorServices) -> APIRouter:
         token = token.strip()
         actor: Actor | None = None
         if scheme.lower() == "bearer" and token:
-            if services.tokens.check(token):
-                actor = Admin()
-            elif services.book is not None and services.guard is not None:
-                found = await services.book.resolve(token)
-                if found is not None:
-                    actor = await services.guard.operator(found.operator,
-                                                          f"token:{found.id}")
+            actor = await resolve(token)
         if actor is None:
             security_log.warning("refused unauthenticated request %s %s from %s",
                                  request.method, request.url.path,
@@ -133,7 +127,20 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                status=401)
         api_log.info("api %s %s for %s", request.method, request.url.path, actor.label)
         request.state.actor = actor
+        request.state.reauthenticate = lambda: resolve(token)  # for long-lived streams
         return actor
+
+    async def resolve(token: str) -> Actor | None:
+        """The actor a token is now: the administrator (the token file as it is now),
+        an operator (a token not revoked, with the roles the directory gives now), or
+        None."""
+        if services.tokens.check(token):
+            return Admin()
+        if services.book is not None and services.guard is not None:
+            found = await services.book.resolve(token)
+            if found is not None:
+                return await services.guard.operator(found.operator, f"token:{found.id}")
+        return None
 
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)],
                        tags=["operator"])
@@ -170,6 +177,8 @@ def operator_router(services: OperatorServices) -> APIRouter:
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
             async for message in services.inbox.follow(start):
+                if await still_authenticated(request) is None:
+                    return
                 yield ServerSentEvent(data=json.dumps(message.as_dict(), ensure_ascii=False),
                                       event="message", id=str(message.cursor))
 

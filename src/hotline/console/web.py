@@ -427,6 +427,9 @@ class Console:
         if kind not in ("read", "acknowledged"):
             raise HotlineError("bad-form", "a receipt is 'read' or 'acknowledged'")
         conv_id = _field(form, "conversation", max_len=32)
+        # the page answered is this conversation's messages: the operator must be able
+        # to see it, whatever message the receipt is for (else any id would be rendered)
+        await self.allow(viewer, "conversation", conv_id, "read")
         await self.allow(viewer, "message", request.path_params["message_id"], "receipt",
                          role)
         _, effects = await self.s.calls.conversations.receipt(
@@ -531,10 +534,16 @@ class Console:
                             return
                         await self._present(viewer.operator)
                         beat = loop.time() + self._presence_every()
-                    if entry is not None and entry.kind in ("call", "conversation") \
-                            and not await self.s.calls.guard.may_read(
-                                _actor(viewer), entry.kind, entry.subject):
-                        entry = None  # not theirs: not even the id
+                    if entry is not None and entry.kind in ("call", "conversation"):
+                        # the session and roles as they are now, not as they were when the
+                        # page opened: a role taken away mid-session stops its events
+                        current = await self.viewer(request)
+                        if current is None:
+                            yield ServerSentEvent(event="logout", data="")
+                            return
+                        if not await self.s.calls.guard.may_read(
+                                _actor(current), entry.kind, entry.subject):
+                            entry = None  # not theirs: not even the id
                     if entry is not None:
                         kind = entry.kind if entry.kind in LIVE_KINDS else "log"
                         yield ServerSentEvent(event=kind, data=json.dumps(entry.subject))

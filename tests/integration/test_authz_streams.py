@@ -1,0 +1,209 @@
+"""Authorization on real nodes, the instances beyond issue 11's reproductions (T17): a
+console answer that renders a conversation named in a form field, and event streams
+whose actor was fixed when they opened.
+
+US-JS calls RU-GS twice from ``nmcc-do``: X to ``cgs`` (answered by ``cgs-1``) and Z to
+``dcd`` (answered by ``dcd-1``); US writes one message into each. At RU ``dcd-1`` sees Z
+and not X. Each test reads the streams on a thread and polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hotline.accounts.offline import add_operator
+from hotline.accounts.totp import code_at
+from hotline.authz.tokens import issue_token, revoke_token
+from hotline.scenario import directory_toml
+from tests.calls import apply_scenario, apply_toml, place, wait_for_desks, wait_for_state
+from tests.nodes import NodeProcess, link, nodes_on, wait_until
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Fed:
+    us: NodeProcess
+    ru: NodeProcess
+    x: str
+    z: str
+    mx: str
+    mz: str
+    console: httpx.Client  # dcd-1's console session (a TOTP code logs in only once)
+
+
+def ru_directory(dcd1_role: str) -> str:
+    """RU's scenario directory with ``dcd-1`` in ``dcd1_role``."""
+    text = directory_toml("RU-GS", 1.0, 5000)
+    for old, new in (('name = "Deconfliction desk officer"\nroles = ["dcd"]',
+                      f'name = "Deconfliction desk officer"\nroles = ["{dcd1_role}"]'),
+                     ('operator = "dcd-1"\nrole = "dcd"', f'operator = "dcd-1"\nrole = '
+                                                         f'"{dcd1_role}"')):
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+def say(fed: Fed, conv: str, text: str) -> None:
+    r = fed.us.api("POST", f"/api/v1/conversations/{conv}/messages",
+                   json={"text": text, "as": "nmcc-do", "operator": "nmcc-1"})
+    assert r.status_code == 201, r.text
+    wait_until(lambda: fed.ru.query("SELECT id FROM conversation_messages WHERE text = :t",
+                                    t=text), what=f"{text!r} at RU")
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
+    base: Path = tmp_path_factory.mktemp("authz-streams")
+    with nodes_on("sqlite", base) as make:
+        us, ru = make("US-JS"), make("RU-GS")
+        link(us, ru)
+        apply_scenario(us)
+        apply_toml(ru, ru_directory("dcd"))
+        secrets = {op: add_operator(ru.dir, op, PASSWORD).secret for op in ("cgs-1", "dcd-1")}
+        us.start()
+        ru.start()
+        wait_for_desks(us, "RU-GS")
+        x = place(us, "cgs@RU-GS", "nmcc-do", "X")
+        z = place(us, "dcd@RU-GS", "nmcc-do", "Z")
+        for call, role, op in ((x, "cgs", "cgs-1"), (z, "dcd", "dcd-1")):
+            wait_for_state(ru, call, "ringing")
+            r = ru.api("POST", f"/api/v1/calls/{call}/answer", json={"as": role,
+                                                                     "operator": op})
+            assert r.status_code == 200, r.text
+            wait_for_state(us, call, "answered")
+        f = Fed(us, ru, x, z, "", "", log_in(ru, "dcd-1", secrets["dcd-1"]))
+        say(f, x, "secret in X")
+        say(f, z, "secret in Z")
+        f.mx = ru.query("SELECT id FROM conversation_messages WHERE text = 'secret in X'")[0][0]
+        f.mz = ru.query("SELECT id FROM conversation_messages WHERE text = 'secret in Z'")[0][0]
+        try:
+            yield f
+        finally:
+            f.console.close()
+
+
+def security_lines(node: NodeProcess) -> list[str]:
+    return node.log_lines("hotline.security: refused")
+
+
+def log_in(node: NodeProcess, operator: str, secret: str) -> httpx.Client:
+    client = httpx.Client(base_url=node.url, headers={"Origin": node.url}, timeout=30.0)
+    page = client.get("/login?lang=en")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token
+    client.headers["Cookie"] = f"__Host-hotline-login={token.group(1)}"
+    r = client.post("/login", data={"csrf": token.group(1), "operator": operator,
+                                    "password": PASSWORD, "code": code_at(secret, time.time())})
+    assert r.status_code == 303, r.text
+    session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
+    assert session
+    client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
+    return client
+
+
+def csrf(client: httpx.Client) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/account").text)
+    assert found
+    return found.group(1)
+
+
+@dataclass
+class Stream:
+    """An SSE stream read on a thread: its lines, and whether it has ended."""
+
+    lines: list[str] = field(default_factory=list)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def open_stream(url: str, headers: dict[str, str]) -> Stream:
+    stream = Stream()
+
+    def read() -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=60.0) as r:
+                for line in r.iter_lines():
+                    stream.lines.append(line)
+        except httpx.HTTPError as exc:
+            stream.lines.append(f"!! {exc!r}")
+        finally:
+            stream.ended.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_until(lambda: ": connected" in stream.lines, what="the stream to connect")
+    return stream
+
+
+def test_console_receipt_does_not_render_a_conversation_it_may_not_see(fed: Fed) -> None:
+    """dcd-1 gives a receipt for Z's message (its own conversation) but names X as the
+    form's conversation: the htmx answer rendered X's messages. Now refused 404 as if
+    X did not exist, with one security-log line, and no receipt given."""
+    client = fed.console
+    before = len(security_lines(fed.ru))
+    r = client.post(f"/receipts/{fed.mz}", headers={"HX-Request": "true"},
+                    data={"as": "dcd", "receipt": "read", "conversation": fed.x,
+                          "csrf": csrf(client)})
+    assert "secret in X" not in r.text
+    assert r.status_code == 404, r.status_code
+    lines = wait_until(lambda: security_lines(fed.ru)[before:] or None,
+                       what="the refusal's line")
+    assert len(lines) == 1, lines
+    assert "operator dcd-1 (console)" in lines[0], lines
+    assert fed.x in lines[0]
+    assert fed.ru.query("SELECT COUNT(*) FROM message_receipts WHERE message_id = :m "
+                        "AND kind = 'read'", m=fed.mz)[0][0] == 0
+    # its own conversation, named rightly, still works
+    r = client.post(f"/receipts/{fed.mz}", headers={"HX-Request": "true"},
+                    data={"as": "dcd", "receipt": "read", "conversation": fed.z,
+                          "csrf": csrf(client)})
+    assert r.status_code == 200
+    assert "secret in Z" in r.text
+
+
+def test_a_revoked_tokens_open_stream_carries_nothing_more(fed: Fed) -> None:
+    """dcd-1's token streams /calls-events; the token is revoked; US writes into Z: the
+    stream ends without the new message, with one security-log line."""
+    row, token = issue_token(fed.ru.dir, "dcd-1")
+    stream = open_stream(fed.ru.url + "/api/v1/calls-events",
+                         {"authorization": f"Bearer {token}"})
+    wait_until(lambda: "secret in Z" in stream.text(), what="catching up: it may see Z")
+    revoke_token(fed.ru.dir, row.id)
+    before = len(security_lines(fed.ru))
+    say(fed, fed.z, "after the revocation")
+    assert stream.ended.wait(30), "the revoked token's stream is still open"
+    assert "after the revocation" not in stream.text()
+    lines = security_lines(fed.ru)[before:]
+    assert len(lines) == 1, lines
+    assert f"token:{row.id}" in lines[0], lines
+
+
+def test_streams_follow_a_role_taken_away_mid_session(fed: Fed) -> None:
+    """dcd-1 streams through its token and its console page; the directory moves it
+    from ``dcd`` to ``cgs``. A new message in Z (no longer theirs) reaches neither
+    stream, not even its id; one in X (now theirs) does."""
+    _, token = issue_token(fed.ru.dir, "dcd-1")
+    api = open_stream(fed.ru.url + "/api/v1/calls-events",
+                      {"authorization": f"Bearer {token}"})
+    cookie = str(fed.console.headers["Cookie"])
+    console = open_stream(fed.ru.url + "/console/events", {"Cookie": cookie})
+    try:
+        apply_toml(fed.ru, ru_directory("cgs"))
+        say(fed, fed.z, "Z after the move")
+        say(fed, fed.x, "X after the move")
+        wait_until(lambda: "X after the move" in api.text(), what="X's message (API)")
+        wait_until(lambda: fed.x in console.text(), what="X's event (console)")
+        assert "Z after the move" not in api.text()
+        assert fed.z not in console.text()
+    finally:
+        apply_toml(fed.ru, ru_directory("dcd"))
