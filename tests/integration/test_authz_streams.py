@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,8 @@ import pytest
 from hotline.accounts.offline import add_operator
 from hotline.accounts.totp import code_at
 from hotline.authz.tokens import issue_token, revoke_token
+from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.keys import PartyKeys
 from hotline.scenario import directory_toml
 from tests.calls import apply_scenario, apply_toml, place, wait_for_desks, wait_for_state
 from tests.nodes import NodeProcess, link, nodes_on, wait_until
@@ -38,6 +41,20 @@ class Fed:
     mx: str
     mz: str
     console: httpx.Client  # dcd-1's console session (a TOTP code logs in only once)
+    ua_keys: PartyKeys
+    ua_seq: int = 1
+
+    def from_ua(self, type_: str, payload: dict[str, Any]) -> None:
+        """UA-GS, linked to RU and holding its own keys, sends RU one envelope."""
+        head = Header(id=new_envelope_id(), sender="UA-GS", recipient="RU-GS",
+                      kid=self.ua_keys.public.key_id, seq=self.ua_seq,
+                      ts=time.time_ns() // 1_000_000, type=type_)
+        raw = seal(head, payload, self.ua_keys, self.ru.public_keys())
+        r = httpx.post(self.ru.url + "/federation/v1/envelopes", content=raw, timeout=30.0,
+                       headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
+        assert "receipt" in r.json()["results"][0], r.text
+        self.ua_seq += 1
 
 
 def ru_directory(dcd1_role: str) -> str:
@@ -64,8 +81,9 @@ def say(fed: Fed, conv: str, text: str) -> None:
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
     base: Path = tmp_path_factory.mktemp("authz-streams")
     with nodes_on("sqlite", base) as make:
-        us, ru = make("US-JS"), make("RU-GS")
+        us, ru, ua = make("US-JS"), make("RU-GS"), make("UA-GS")  # UA never runs
         link(us, ru)
+        link(ru, ua)
         apply_scenario(us)
         apply_toml(ru, ru_directory("dcd"))
         secrets = {op: add_operator(ru.dir, op, PASSWORD).secret for op in ("cgs-1", "dcd-1")}
@@ -80,7 +98,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
                                                                      "operator": op})
             assert r.status_code == 200, r.text
             wait_for_state(us, call, "answered")
-        f = Fed(us, ru, x, z, "", "", log_in(ru, "dcd-1", secrets["dcd-1"]))
+        f = Fed(us, ru, x, z, "", "", log_in(ru, "dcd-1", secrets["dcd-1"]),
+                ua.private_keys())
         say(f, x, "secret in X")
         say(f, z, "secret in Z")
         f.mx = ru.query("SELECT id FROM conversation_messages WHERE text = 'secret in X'")[0][0]
@@ -207,3 +226,31 @@ def test_streams_follow_a_role_taken_away_mid_session(fed: Fed) -> None:
         assert fed.z not in console.text()
     finally:
         apply_toml(fed.ru, ru_directory("dcd"))
+
+
+def test_a_peer_message_reusing_another_messages_id_is_refused_and_logged(fed: Fed) -> None:
+    """UA opens a conversation of its own with RU, then sends a message into it whose id
+    is X's US message: it was dropped with no security-log line. Now: X's message is
+    unchanged, nothing stored, and exactly one line names the peer and the id."""
+    own = new_envelope_id()
+
+    def message(message_id: str, text: str) -> dict[str, Any]:
+        return {"conversation": own, "message": message_id, "role": "cinc",
+                "operator": None, "text": text, "sent_at": 1, "topic": "UA line",
+                "members": ["RU-GS", "UA-GS"]}
+
+    fed.from_ua("conv.message", message(new_envelope_id(), "hello RU"))
+    wait_until(lambda: fed.ru.query("SELECT id FROM conversations WHERE id = :c", c=own),
+               what="UA's conversation at RU")
+    before = len(security_lines(fed.ru))
+    fed.from_ua("conv.message", message(fed.mx, "stolen id"))
+    lines = wait_until(lambda: security_lines(fed.ru)[before:] or None, 10,
+                       what="the refusal's line")
+    assert len(lines) == 1, lines
+    assert "peer UA-GS" in lines[0], lines
+    assert fed.mx in lines[0], lines
+    rows = fed.ru.query("SELECT conversation_id, party, text FROM conversation_messages "
+                        "WHERE id = :m", m=fed.mx)
+    assert [tuple(r) for r in rows] == [(fed.x, "US-JS", "secret in X")]
+    assert fed.ru.query("SELECT COUNT(*) FROM conversation_messages WHERE "
+                        "text = 'stolen id'")[0][0] == 0

@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from hotline.authz import facts
-from hotline.authz.guard import peer_may
+from hotline.authz.guard import peer_may, refused
+from hotline.authz.policy import Decision, PeerActor
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.messenger import check_text
@@ -238,15 +239,23 @@ class ConversationService:
         if conv is None:
             if not self._may_open(conn, peer, p["conversation"]):
                 return
-            open_for_call(conn, p["conversation"], p["topic"], members, now, effects)
-            conv = self._require(conn, p["conversation"])
         elif not peer_may(peer, "conversation", p["conversation"], "say",
                           self._facts(conn, conv)):
             return
-        exists = conn.execute(select(conversation_messages.c.id)
-                              .where(conversation_messages.c.id == p["message"])).first()
-        if exists is not None:
+        taken = conn.execute(select(conversation_messages.c.conversation_id,
+                                    conversation_messages.c.party)
+                             .where(conversation_messages.c.id == p["message"])).first()
+        if taken is not None:
+            # the same message again is a harmless repeat; an id that is another
+            # message's (another conversation's, another author's) is refused, and
+            # before a conversation is opened for it
+            if (taken.conversation_id, taken.party) != (p["conversation"], peer):
+                refused(PeerActor(peer), "message", p["message"], "say",
+                        Decision(False, 409, "the message id is another message's"))
             return
+        if conv is None:
+            open_for_call(conn, p["conversation"], p["topic"], members, now, effects)
+            conv = self._require(conn, p["conversation"])
         operator = p["operator"] if isinstance(p["operator"], str) else None
         conn.execute(conversation_messages.insert().values(
             id=p["message"], conversation_id=p["conversation"], party=peer, role=p["role"],
