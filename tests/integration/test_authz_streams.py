@@ -254,3 +254,27 @@ def test_a_peer_message_reusing_another_messages_id_is_refused_and_logged(fed: F
     assert [tuple(r) for r in rows] == [(fed.x, "US-JS", "secret in X")]
     assert fed.ru.query("SELECT COUNT(*) FROM conversation_messages WHERE "
                         "text = 'stolen id'")[0][0] == 0
+
+
+def test_a_missing_administrator_token_file_refuses_only_the_administrator(fed: Fed) -> None:
+    """A careless administrator removes DIR/operator.token: every API request answered
+    500 (FileNotFoundError), operators' own tokens too. Now the old administrator token
+    is refused 401 (one security-log line) and an operator's token still works."""
+    path = fed.ru.dir / "operator.token"
+    admin = fed.ru.token
+    _, token = issue_token(fed.ru.dir, "dcd-1")
+    hidden = path.with_name("operator.token.hidden")
+    path.rename(hidden)
+    try:
+        before = len(security_lines(fed.ru))
+        r = httpx.get(fed.ru.url + "/api/v1/status", headers={"authorization": f"Bearer {admin}"})
+        assert r.status_code == 401, r.text
+        r = httpx.get(fed.ru.url + f"/api/v1/conversations/{fed.z}",
+                      headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        lines = security_lines(fed.ru)[before:]
+        assert len(lines) == 1, lines
+        assert "unauthenticated request GET /api/v1/status" in lines[0], lines
+    finally:
+        hidden.rename(path)
+    assert fed.ru.api("GET", "/api/v1/status").status_code == 200

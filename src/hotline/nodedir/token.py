@@ -36,7 +36,11 @@ class TokenChecker:
         self._token = ""
 
     def _current(self) -> str:
-        st = self._path.stat()
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:  # removed by hand: no administrator token until rewritten
+            self._token, self._stamp = "", (-1, -1, -1)
+            return ""
         stamp = (st.st_mtime_ns, st.st_ino, st.st_size)  # rotation replaces the inode
         if stamp != self._stamp:
             self._token, self._stamp = read_token(self._path), stamp
