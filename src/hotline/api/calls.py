@@ -16,6 +16,8 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from hotline.api.errors import error_responses
+from hotline.bounds import Cursor, EpochMs, PageLimit
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed
@@ -27,6 +29,12 @@ RoleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0
 OperatorId = Annotated[str, Field(min_length=1, max_length=32,
                                   pattern=r"^[a-z][a-z0-9._-]{0,31}$")]
 CallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+#: what an action on a call, conversation, operator or message may be refused with
+OBJECT = error_responses(403, 404, 409)
+#: the documented answer of a server-sent event stream (it never ends by itself)
+SSE_ANSWER: dict[int | str, dict[str, Any]] = {200: {
+    "description": "a stream of server-sent events; each has the cursor as its `id`",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 class _Body(BaseModel):
@@ -56,8 +64,8 @@ class DutyRequest(_Body):
     operator: OperatorId
     role: RoleId
     status: Annotated[str, Field(pattern=r"^(on-duty|off-duty|unavailable)$")]
-    from_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
-    until_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
+    from_ms: EpochMs | None = None
+    until_ms: EpochMs | None = None
 
 
 class PresenceRequest(_Body):
@@ -94,7 +102,7 @@ class CallServices:
 def calls_router(s: CallServices) -> APIRouter:
     router = APIRouter(tags=["calls"])
 
-    @router.post("/calls", status_code=201)
+    @router.post("/calls", status_code=201, responses=OBJECT)
     async def place_call(body: CallRequest) -> dict[str, Any]:
         """Call ``role@PARTY`` as one of our roles. Refused at once (nothing sent) without
         a link or when the link policy forbids it."""
@@ -104,29 +112,29 @@ def calls_router(s: CallServices) -> APIRouter:
 
     @router.get("/calls")
     async def list_calls(active: bool = False,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                         limit: Annotated[PageLimit, Query()] = 100
                          ) -> dict[str, Any]:
         """Calls, newest first, each with its verified history."""
         return {"calls": await s.calls.recent(limit, active)}
 
-    @router.get("/calls/{call_id}")
+    @router.get("/calls/{call_id}", responses=OBJECT)
     async def get_call(call_id: CallId) -> dict[str, Any]:
         return await s.calls.get(call_id)
 
-    @router.post("/calls/{call_id}/answer")
+    @router.post("/calls/{call_id}/answer", responses=OBJECT)
     async def answer_call(call_id: CallId, body: AnswerRequest) -> dict[str, Any]:
         call, effects = await s.calls.answer(call_id, body.as_role, body.operator)
         s.apply(effects)
         return await s.calls.get(call.id)
 
-    @router.post("/calls/{call_id}/decline")
+    @router.post("/calls/{call_id}/decline", responses=OBJECT)
     async def decline_call(call_id: CallId, body: DeclineRequest) -> dict[str, Any]:
         call, effects = await s.calls.decline(call_id, body.as_role, body.reason,
                                               body.operator)
         s.apply(effects)
         return await s.calls.get(call.id)
 
-    @router.post("/calls/{call_id}/cancel")
+    @router.post("/calls/{call_id}/cancel", responses=OBJECT)
     async def cancel_call(call_id: CallId) -> dict[str, Any]:
         call, effects = await s.calls.cancel(call_id)
         s.apply(effects)
@@ -142,14 +150,14 @@ def calls_router(s: CallServices) -> APIRouter:
         """This node's current directory: roles, operators, roster, chains, policies."""
         return await s.directory()
 
-    @router.put("/directory")
+    @router.put("/directory", responses=error_responses(409))
     async def put_directory(body: DirectoryRequest) -> dict[str, Any]:
         """Replace the directory with a TOML file's content (checked as strictly as
         ``hotline roles apply``; the same content again changes nothing)."""
         version, changed = await s.admin.apply_text(body.toml)
         return {"version": version, "changed": changed}
 
-    @router.post("/roster")
+    @router.post("/roster", responses=OBJECT)
     async def set_duty(body: DutyRequest) -> dict[str, Any]:
         """Add a duty entry (the last entry covering a time wins): put an operator on or
         off duty in a role, now or for a window."""
@@ -157,7 +165,7 @@ def calls_router(s: CallServices) -> APIRouter:
                                                   body.from_ms, body.until_ms)
         return {"version": version, "changed": changed}
 
-    @router.post("/presence", status_code=204)
+    @router.post("/presence", status_code=204, responses=OBJECT)
     async def presence(body: PresenceRequest) -> None:
         """An operator is at the desk (counts towards "staffed")."""
         await s.desks.seen(body.operator)
@@ -166,37 +174,38 @@ def calls_router(s: CallServices) -> APIRouter:
     async def conversations() -> dict[str, Any]:
         return {"conversations": await s.conversations.recent()}
 
-    @router.get("/conversations/{conv_id}")
+    @router.get("/conversations/{conv_id}", responses=OBJECT)
     async def conversation(conv_id: CallId) -> dict[str, Any]:
         return await s.conversations.get(conv_id)
 
-    @router.post("/conversations/{conv_id}/messages", status_code=201)
+    @router.post("/conversations/{conv_id}/messages", status_code=201, responses=OBJECT)
     async def say(conv_id: CallId, body: SayRequest) -> dict[str, Any]:
         message, effects = await s.conversations.say(conv_id, body.text, body.as_role,
                                                      body.operator)
         s.apply(effects)
         return message
 
-    @router.post("/conversations/{conv_id}/members")
+    @router.post("/conversations/{conv_id}/members", responses=OBJECT)
     async def add_member(conv_id: CallId, body: MemberRequest) -> dict[str, Any]:
         conv, effects = await s.conversations.add_member(conv_id, body.party)
         s.apply(effects)
         return conv
 
-    @router.post("/messages/{message_id}/receipts", status_code=201)
+    @router.post("/messages/{message_id}/receipts", status_code=201, responses=OBJECT)
     async def receipt(message_id: CallId, body: ReceiptRequest) -> dict[str, Any]:
         result, effects = await s.conversations.receipt(message_id, body.receipt,
                                                         body.as_role, body.operator)
         s.apply(effects)
         return result
 
-    @router.get("/calls-events")
-    async def call_events(after: Annotated[int, Query(ge=0)] = 0,
-                          last_event_id: Annotated[str | None, Header()] = None
+    @router.get("/calls-events", response_class=EventSourceResponse,
+                responses=SSE_ANSWER)
+    async def call_events(after: Annotated[Cursor, Query()] = 0,
+                          last_event_id: Annotated[Cursor | None, Header()] = None
                           ) -> EventSourceResponse:
         """Server-sent events of calls and conversations (``call``, ``conversation``):
         every state, ring and message, catching up from ``after`` / ``Last-Event-ID``."""
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after if last_event_id is None else last_event_id
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")

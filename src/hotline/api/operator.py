@@ -13,7 +13,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hotline.api.calls import CallServices, calls_router
+from hotline.api.calls import SSE_ANSWER, CallServices, calls_router
+from hotline.api.errors import error_responses
+from hotline.bounds import Cursor, PageLimit
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.health.alarms import Alarms
@@ -102,9 +104,10 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                hint="the token is in DIR/operator.token", status=401)
 
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)],
-                       tags=["operator"])
+                       tags=["operator"], responses=error_responses(400, 401, 422))
 
-    @router.post("/messages", status_code=201, response_model=SendResponse)
+    @router.post("/messages", status_code=201, response_model=SendResponse,
+                 responses=error_responses(404, 409))
     async def send_messages(body: SendRequest, idempotency_key: Annotated[
             str | None, Header(description="Repeat a request safely: the same key and body "
                                            "answer what was first accepted, sending nothing "
@@ -117,21 +120,21 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                       for a in accepted])
 
     @router.get("/inbox", response_model=InboxResponse)
-    async def inbox(after: Annotated[int, Query(ge=0)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> InboxResponse:
+    async def inbox(after: Annotated[Cursor, Query()] = 0,
+                    limit: Annotated[PageLimit, Query()] = 100) -> InboxResponse:
         """Messages released to this node, in release order, after a cursor."""
         messages = await services.inbox.list(after, limit)
         entries = [InboxEntry.model_validate(m.as_dict()) for m in messages]
         return InboxResponse(messages=entries,
                              next_cursor=messages[-1].cursor if messages else after)
 
-    @router.get("/events")
-    async def events(request: Request, after: Annotated[int, Query(ge=0)] = 0,
-                     last_event_id: Annotated[str | None, Header()] = None
+    @router.get("/events", response_class=EventSourceResponse, responses=SSE_ANSWER)
+    async def events(request: Request, after: Annotated[Cursor, Query()] = 0,
+                     last_event_id: Annotated[Cursor | None, Header()] = None
                      ) -> EventSourceResponse:
         """Server-sent events: ``message`` for each message released, catching up from
         ``after`` (or the ``Last-Event-ID`` header) first."""
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after if last_event_id is None else last_event_id
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
@@ -176,8 +179,7 @@ def alarms_router(alarms: Alarms) -> APIRouter:
         """The standing alarms, oldest first (each with how often it was raised)."""
         return AlarmsResponse(alarms=alarm_status(await alarms.standing()))
 
-    @router.post("/alarms/clear", status_code=204, responses={404: {
-        "description": "no standing alarm has this cause"}})
+    @router.post("/alarms/clear", status_code=204, responses=error_responses(404))
     async def clear_alarm(body: ClearAlarmRequest) -> Response:
         """Clear a standing alarm once it has been dealt with (an alarm whose cause
         cannot go away by itself, such as a peer's log equivocation). The clearing, and

@@ -1,0 +1,64 @@
+"""Bounds on every number from outside, in one place.
+
+A number from a query, header, path, form or body must fit the column it reaches, or
+the database refuses it with an error the edges cannot name (``OverflowError`` on
+SQLite, ``NumericValueOutOfRange`` on PostgreSQL: a 500). So every such number is
+checked against the bounds below before any code sees it, and a value outside them is
+answered 422 ``invalid-request`` naming the field (:class:`InvalidInput`).
+
+The operator API declares its numbers with the annotated types (FastAPI checks them
+and documents the bounds in the OpenAPI document); the console's form parser and raw
+headers use :func:`parse_int`. Federation bodies are canonical JSON, whose integers
+are already within +-(2^53 - 1) (:mod:`hotline.protocol.canonical`), which every
+``BigInteger`` column holds; fields stored in 32-bit ``Integer`` columns are checked
+against :data:`INT32_MAX` where they are parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field
+
+from hotline.errors import InvalidInput
+
+#: the largest value of a ``BigInteger`` column (64-bit signed, SQLite and PostgreSQL)
+INT64_MAX = 2**63 - 1
+#: the largest value of an ``Integer`` column (32-bit signed on PostgreSQL)
+INT32_MAX = 2**31 - 1
+#: the largest integer canonical JSON carries (and JavaScript reads exactly): ms times
+SAFE_MAX = 2**53 - 1
+
+#: a cursor into a node-wide sequence (inbox release number, journal id): a BIGINT
+Cursor = Annotated[int, Field(ge=0, le=INT64_MAX,
+                              description="a cursor: 0 or a value this node gave out")]
+#: how many items one page holds
+PageLimit = Annotated[int, Field(ge=1, le=1000)]
+#: a wall-clock time in ms since the epoch
+EpochMs = Annotated[int, Field(ge=0, le=SAFE_MAX)]
+
+_DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() takes "²" too
+
+
+def parse_int(value: str | None, field: str, *, minimum: int = 0,
+              maximum: int = INT64_MAX, default: int | None = None) -> int:
+    """The integer a form field or header carries, as decimal ASCII digits.
+
+    ``field`` names it in the error (``form.after``, ``header.Last-Event-ID``). An
+    absent or empty value gives ``default``. Raises :class:`InvalidInput` (422) for
+    anything else than digits from ``minimum`` to ``maximum``, or a missing value
+    without a default."""
+    text = (value or "").strip()
+    if not text:
+        if default is None:
+            raise InvalidInput(field, "a value is required")
+        return default
+    sign = -1 if text.startswith("-") and minimum < 0 else 1
+    digits = text[1:] if sign < 0 else text
+    if not _DECIMAL.fullmatch(digits):
+        raise InvalidInput(field, "should be a whole number in decimal digits")
+    number = sign * int(digits)
+    if not minimum <= number <= maximum:
+        raise InvalidInput(field, f"should be from {minimum} to {maximum}")
+    return number
