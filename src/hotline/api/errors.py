@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from hotline.errors import HotlineError, InvalidInput
 
@@ -71,6 +72,20 @@ def invalid_input(exc: RequestValidationError) -> InvalidInput:
     return InvalidInput(where, str(first.get("msg", "invalid")))
 
 
+#: error ids of the answers the framework gives by itself (no route, wrong method, ...)
+HTTP_ERROR_IDS = {400: "bad-request", 401: "unauthorized", 404: "not-found",
+                  405: "method-not-allowed", 413: "oversize"}
+
+
+def framework_error(exc: HTTPException) -> HotlineError:
+    """An answer the framework chose, in the node's shape. A body it could not parse
+    (not UTF-8, say) is a 422 like any other malformed field."""
+    if exc.status_code == 400:
+        return InvalidInput("body", "the body could not be read (UTF-8 JSON expected)")
+    error_id = HTTP_ERROR_IDS.get(exc.status_code, f"http-{exc.status_code}")
+    return HotlineError(error_id, str(exc.detail), status=exc.status_code)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_hotline_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HotlineError)
@@ -80,5 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(invalid_input(exc))
 
+    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        response = error_response(framework_error(exc))
+        response.headers.update(exc.headers or {})  # e.g. Allow with a 405
+        return response
+
     app.add_exception_handler(HotlineError, on_hotline_error)
+    app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
