@@ -38,6 +38,10 @@ PageLimit = Annotated[int, Field(ge=1, le=1000)]
 #: a wall-clock time in ms since the epoch
 EpochMs = Annotated[int, Field(ge=0, le=SAFE_MAX)]
 
+#: a label (an alarm's cause, a name): no control characters. PostgreSQL refuses NUL in
+#: text with an error the edges cannot name, and none belongs in a label.
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
 _DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() takes "²" too
 
 

@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.calls import SSE_ANSWER, CallServices, calls_router
 from hotline.api.errors import error_responses
-from hotline.bounds import Cursor, PageLimit
+from hotline.bounds import LABEL_PATTERN, Cursor, PageLimit
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.health.alarms import Alarms
@@ -162,8 +162,8 @@ def operator_router(services: OperatorServices) -> APIRouter:
 
 
 class ClearAlarmRequest(BaseModel):
-    cause: str = Field(min_length=1, max_length=160)
-    operator: str | None = Field(default=None, max_length=32,
+    cause: str = Field(min_length=1, max_length=160, pattern=LABEL_PATTERN)
+    operator: str | None = Field(default=None, max_length=32, pattern=LABEL_PATTERN,
                                  description="who dealt with it (kept in the log)")
 
 
