@@ -7,11 +7,12 @@ checked against the bounds below before any code sees it, and a value outside th
 answered 422 ``invalid-request`` naming the field (:class:`InvalidInput`).
 
 The operator API declares its numbers with the annotated types (FastAPI checks them
-and documents the bounds in the OpenAPI document); the console's form parser and raw
-headers use :func:`parse_int`. Federation bodies are canonical JSON, whose integers
-are already within +-(2^53 - 1) (:mod:`hotline.protocol.canonical`), which every
-``BigInteger`` column holds; fields stored in 32-bit ``Integer`` columns are checked
-against :data:`INT32_MAX` where they are parsed.
+and documents the bounds in the OpenAPI document); the console's form fields and raw
+headers use :func:`parse_int`, the console's path ids :func:`check_id`. Federation
+bodies are canonical JSON, whose integers are already within +-(2^53 - 1)
+(:mod:`hotline.protocol.canonical`), which every ``BigInteger`` column holds; fields
+stored in 32-bit ``Integer`` columns are checked against 2^31 - 1 where they are parsed
+(:mod:`hotline.protocol.statement`).
 """
 
 from __future__ import annotations
@@ -35,12 +36,19 @@ Cursor = Annotated[int, Field(ge=0, le=INT64_MAX,
                               description="a cursor: 0 or a value this node gave out")]
 #: how many items one page holds
 PageLimit = Annotated[int, Field(ge=1, le=1000)]
+#: 9999-12-31T23:59:59.999Z: the last instant the directory (and ISO 8601) can write
+MAX_TIME_MS = 253_402_300_799_999
 #: a wall-clock time in ms since the epoch
-EpochMs = Annotated[int, Field(ge=0, le=SAFE_MAX)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_TIME_MS,
+                               description="ms since 1970-01-01 UTC, up to the year 9999")]
 
 #: a label (an alarm's cause, a name): no control characters. PostgreSQL refuses NUL in
 #: text with an error the edges cannot name, and none belongs in a label.
 LABEL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+#: a call, conversation or message id: chosen by a node as 16 random bytes in hex
+ID_PATTERN = r"^[0-9a-f]{32}$"
+_ID = re.compile(ID_PATTERN)
 
 _DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() takes "²" too
 
@@ -66,3 +74,11 @@ def parse_int(value: str | None, field: str, *, minimum: int = 0,
     if not minimum <= number <= maximum:
         raise InvalidInput(field, f"should be from {minimum} to {maximum}")
     return number
+
+
+def check_id(value: str, field: str) -> str:
+    """``value`` if it is a call, conversation or message id (32 lowercase hex digits);
+    else :class:`InvalidInput` (422) naming ``field`` (``path.call_id``)."""
+    if not _ID.fullmatch(value):
+        raise InvalidInput(field, "should be 32 lowercase hexadecimal digits")
+    return value

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.errors import error_responses
-from hotline.bounds import Cursor, EpochMs, PageLimit
+from hotline.bounds import ID_PATTERN, Cursor, EpochMs, PageLimit
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed
@@ -28,7 +28,7 @@ from hotline.effects import Effects
 RoleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OperatorId = Annotated[str, Field(min_length=1, max_length=32,
                                   pattern=r"^[a-z][a-z0-9._-]{0,31}$")]
-CallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+CallId = Annotated[str, Field(pattern=ID_PATTERN)]
 #: what an action on a call, conversation, operator or message may be refused with
 OBJECT = error_responses(403, 404, 409)
 #: the documented answer of a server-sent event stream (it never ends by itself)

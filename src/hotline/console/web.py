@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from hotline.accounts import totp
 from hotline.accounts.service import AccountService, LoginRefused
 from hotline.api.calls import CallServices
+from hotline.bounds import check_id
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.console import i18n, views
@@ -100,6 +101,13 @@ def _field(form: Mapping[str, str], name: str, *, required: bool = True,
     if len(value) > max_len:
         raise HotlineError("bad-form", f"{name} is too long", status=400)
     return value
+
+
+def _check_path_ids(request: Request) -> None:
+    """Every id in a console path (``call_id``, ``conv_id``, ``message_id``) is one a node
+    made, or the request is refused (422) before it reaches the store."""
+    for name, value in request.path_params.items():
+        check_id(str(value), f"path.{name}")
 
 
 def _is_htmx(request: Request) -> bool:
@@ -185,6 +193,7 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
+                _check_path_ids(request)
                 return await handler(request, viewer)
             except HotlineError as exc:
                 return self.failure(request, viewer, exc)
@@ -198,6 +207,7 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
+                _check_path_ids(request)
                 check_origin(request)
                 form = await read_form(request)
                 if not same_token(viewer.csrf, csrf_given(request, form)):
@@ -410,7 +420,7 @@ class Console:
         kind = _field(form, "receipt", max_len=16)
         if kind not in ("read", "acknowledged"):
             raise HotlineError("bad-form", "a receipt is 'read' or 'acknowledged'")
-        conv_id = _field(form, "conversation", max_len=32)
+        conv_id = check_id(_field(form, "conversation", max_len=32), "form.conversation")
         _, effects = await self.s.calls.conversations.receipt(
             request.path_params["message_id"], kind, role, viewer.operator)
         self.s.calls.apply(effects)
