@@ -6,8 +6,9 @@ SQLite, ``NumericValueOutOfRange`` on PostgreSQL: a 500). So every such number i
 checked against the bounds below before any code sees it, and a value outside them is
 answered 422 ``invalid-request`` naming the field (:class:`InvalidInput`).
 
-The operator API declares its numbers with the annotated types (FastAPI checks them
-and documents the bounds in the OpenAPI document); the console's form fields and raw
+The operator API declares its numbers with the annotated types of
+:mod:`hotline.api.fields` (FastAPI checks them and documents the bounds in the OpenAPI
+document); the console's form fields and raw
 headers use :func:`parse_int`, the console's path ids :func:`check_id`. Federation
 bodies are canonical JSON, whose integers are already within +-(2^53 - 1)
 (:mod:`hotline.protocol.canonical`), which every ``BigInteger`` column holds; fields
@@ -18,9 +19,6 @@ stored in 32-bit ``Integer`` columns are checked against 2^31 - 1 where they are
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import Field
 
 from hotline.errors import InvalidInput
 
@@ -31,16 +29,10 @@ INT32_MAX = 2**31 - 1
 #: the largest integer canonical JSON carries (and JavaScript reads exactly): ms times
 SAFE_MAX = 2**53 - 1
 
-#: a cursor into a node-wide sequence (inbox release number, journal id): a BIGINT
-Cursor = Annotated[int, Field(ge=0, le=INT64_MAX,
-                              description="a cursor: 0 or a value this node gave out")]
-#: how many items one page holds
-PageLimit = Annotated[int, Field(ge=1, le=1000)]
 #: 9999-12-31T23:59:59.999Z: the last instant the directory (and ISO 8601) can write
 MAX_TIME_MS = 253_402_300_799_999
-#: a wall-clock time in ms since the epoch
-EpochMs = Annotated[int, Field(ge=0, le=MAX_TIME_MS,
-                               description="ms since 1970-01-01 UTC, up to the year 9999")]
+#: how many items one page of a list may hold
+PAGE_MAX = 1000
 
 #: a label (an alarm's cause, a name): no control characters. PostgreSQL refuses NUL in
 #: text with an error the edges cannot name, and none belongs in a label.

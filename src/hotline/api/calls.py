@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.errors import error_responses
-from hotline.bounds import ID_PATTERN, Cursor, EpochMs, PageLimit
+from hotline.api.fields import Cursor, EpochMs, PageLimit
+from hotline.bounds import ID_PATTERN
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed

@@ -15,7 +15,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.calls import SSE_ANSWER, CallServices, calls_router
 from hotline.api.errors import error_responses
-from hotline.bounds import LABEL_PATTERN, Cursor, PageLimit
+from hotline.api.fields import Cursor, PageLimit
+from hotline.bounds import LABEL_PATTERN
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.health.alarms import Alarms
