@@ -74,7 +74,7 @@ def _answers(statuses: dict[int, type[BaseModel] | tuple[type[BaseModel], ...]]
 _BATCH_OR_ERROR = (BatchResults, ErrorBody)
 ENVELOPE_ANSWERS = _answers({
     200: BatchResults, 400: _BATCH_OR_ERROR, 401: BatchResults, 403: BatchResults,
-    409: BatchResults, 413: _BATCH_OR_ERROR, 421: BatchResults, 429: ErrorBody})
+    409: BatchResults, 413: _BATCH_OR_ERROR, 421: BatchResults, 429: _BATCH_OR_ERROR})
 CHECKPOINT_ANSWERS = _answers({
     200: Cosigned, 400: ErrorBody, 403: ErrorBody, 409: CheckpointRefusal,
     413: ErrorBody, 429: ErrorBody})
