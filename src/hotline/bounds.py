@@ -18,9 +18,12 @@ stored in 32-bit ``Integer`` columns are checked against 2^31 - 1 where they are
 
 from __future__ import annotations
 
+import logging
 import re
 
 from hotline.errors import InvalidInput
+
+security_log = logging.getLogger("hotline.security")
 
 #: the largest value of a ``BigInteger`` column (64-bit signed, SQLite and PostgreSQL)
 INT64_MAX = 2**63 - 1
@@ -74,3 +77,11 @@ def check_id(value: str, field: str) -> str:
     if not _ID.fullmatch(value):
         raise InvalidInput(field, "should be 32 lowercase hexadecimal digits")
     return value
+
+
+def log_refused(source: str, method: str, path: str, exc: InvalidInput) -> None:
+    """The one security-log line of a request refused for a field out of bounds
+    (``source``: the client's address). The value itself is not logged: it may be
+    anything, of any length."""
+    security_log.warning("refused input from %s: %s %s: %s", source, method, path[:200],
+                         exc.message[:300])

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.calls import apply_scenario
-from tests.nodes import NodeProcess, nodes_on
+from tests.nodes import NodeProcess, nodes_on, wait_until
 
 INT64_MAX = 2**63 - 1
 OPERATOR, ROLE, PASSWORD = "nmcc-1", "nmcc-do", "correct horse battery staple"
@@ -148,9 +148,14 @@ def _boundaries(node: NodeProcess, method: str, path: str, where: str, name: str
 
 
 def test_the_reported_overflow_is_a_422(node: NodeProcess) -> None:
-    """The issue's reproduction: this answered 500 (OverflowError on SQLite)."""
+    """The issue's reproduction: this answered 500 (OverflowError on SQLite). Refused
+    with one security-log line."""
+    logged = len(node.log_lines("refused input from"))
     r = node.api("GET", "/api/v1/inbox?after=9223372036854775808")
     assert r.status_code == 422
+    wait_until(lambda: len(node.log_lines("refused input from")) == logged + 1,
+               what="the refusal's security-log line")
+    assert "query.after" in node.log_lines("refused input from")[-1]
     assert r.json() == {"error": "invalid-request", "field": "query.after", "message":
                         "query.after: Input should be less than or equal to "
                         "9223372036854775807"}
@@ -203,13 +208,16 @@ def console(node: NodeProcess) -> Iterator[tuple[httpx.Client, str]]:
     ("POST", "/board/calls/-1/cancel", "path.call_id"),
     ("POST", "/receipts/9223372036854775808", "path.message_id"),
 ])
-def test_console_paths_take_only_ids(console: tuple[httpx.Client, str], method: str,
-                                     path: str, field: str) -> None:
+def test_console_paths_take_only_ids(node: NodeProcess, console: tuple[httpx.Client, str],
+                                     method: str, path: str, field: str) -> None:
     client, csrf = console
+    logged = len(node.log_lines("refused input from"))
     r = client.request(method, path, data={"csrf": csrf, "as": ROLE}
                        if method == "POST" else None)
     assert r.status_code == 422, r.text
     assert field in r.text
+    wait_until(lambda: len(node.log_lines("refused input from")) == logged + 1,
+               what="the refusal's security-log line")
     r = client.get("/conversations/" + CALL_ID)  # well formed, unknown: 404
     assert r.status_code == 404
 

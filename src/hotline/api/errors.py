@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from hotline.bounds import log_refused
 from hotline.errors import HotlineError, InvalidInput
 
 
@@ -86,18 +87,27 @@ def framework_error(exc: HTTPException) -> HotlineError:
     return HotlineError(error_id, str(exc.detail), status=exc.status_code)
 
 
+def refused(request: Request, exc: InvalidInput) -> JSONResponse:
+    """Answer a request refused for a field, with its one security-log line."""
+    log_refused(request.client.host if request.client else "unknown", request.method,
+                request.url.path, exc)
+    return error_response(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_hotline_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HotlineError)
         return error_response(exc)
 
-    async def on_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(invalid_input(exc))
+        return refused(request, invalid_input(exc))
 
-    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        response = error_response(framework_error(exc))
+        error = framework_error(exc)
+        response = (refused(request, error) if isinstance(error, InvalidInput)
+                    else error_response(error))
         response.headers.update(exc.headers or {})  # e.g. Allow with a 405
         return response
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hotline.bounds import check_id, log_refused
 from hotline.errors import HotlineError, InvalidInput
 
 SESSION_COOKIE = "__Host-hotline-session"
@@ -120,3 +121,17 @@ async def read_form(request: Request) -> dict[str, str]:
 def csrf_given(request: Request, form: dict[str, str]) -> str | None:
     return request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
 
+
+
+def check_path_ids(request: Request) -> None:
+    """Every id in a console path (``call_id``, ``conv_id``, ``message_id``) is one a node
+    made, or the request is refused (422, naming it) before it reaches the store."""
+    for name, value in request.path_params.items():
+        check_id(str(value), f"path.{name}")
+
+
+def log_if_invalid(request: Request, exc: HotlineError) -> None:
+    """A field refused (a path id, a form field): its one security-log line."""
+    if isinstance(exc, InvalidInput):
+        log_refused(request.client.host if request.client else "unknown", request.method,
+                    request.url.path, exc)

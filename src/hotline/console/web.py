@@ -40,8 +40,10 @@ from hotline.console.security import (
     SESSION_COOKIE,
     add_security_headers,
     check_origin,
+    check_path_ids,
     clear_cookie,
     csrf_given,
+    log_if_invalid,
     new_token,
     read_form,
     same_token,
@@ -101,13 +103,6 @@ def _field(form: Mapping[str, str], name: str, *, required: bool = True,
     if len(value) > max_len:
         raise HotlineError("bad-form", f"{name} is too long", status=400)
     return value
-
-
-def _check_path_ids(request: Request) -> None:
-    """Every id in a console path (``call_id``, ``conv_id``, ``message_id``) is one a node
-    made, or the request is refused (422) before it reaches the store."""
-    for name, value in request.path_params.items():
-        check_id(str(value), f"path.{name}")
 
 
 def _is_htmx(request: Request) -> bool:
@@ -193,9 +188,10 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
-                _check_path_ids(request)
+                check_path_ids(request)
                 return await handler(request, viewer)
             except HotlineError as exc:
+                log_if_invalid(request, exc)
                 return self.failure(request, viewer, exc)
         return route
 
@@ -207,7 +203,7 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
-                _check_path_ids(request)
+                check_path_ids(request)
                 check_origin(request)
                 form = await read_form(request)
                 if not same_token(viewer.csrf, csrf_given(request, form)):
@@ -215,6 +211,7 @@ class Console:
                                        status=403)
                 return await handler(request, viewer, form)
             except HotlineError as exc:
+                log_if_invalid(request, exc)
                 log.info("console refused %s %s for %s: %s", request.method,
                          request.url.path, viewer.operator, exc.error_id)
                 return self.failure(request, viewer, exc)
@@ -253,6 +250,7 @@ class Console:
             check_origin(request)
             form = await read_form(request)
         except HotlineError as exc:
+            log_if_invalid(request, exc)
             return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status)
         lang = i18n.supported(form.get("lang")) or lang
