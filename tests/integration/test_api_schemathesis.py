@@ -27,7 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.nodes import NodeProcess, link, nodes_on
+from tests.calls import apply_scenario, place
+from tests.nodes import NodeProcess, link, nodes_on, wait_until
 
 EXAMPLES = int(os.environ.get("HOTLINE_SCHEMATHESIS_EXAMPLES", "10"))
 #: a live event stream never ends: schemathesis reads it for this long, then stops
@@ -42,13 +43,21 @@ schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NodeProcess]:
-    """A running node linked to a peer that is not running, on each engine (they refuse
-    different things: SQLite integers past 64 bits, PostgreSQL NUL in text, 32-bit
-    INTEGER columns, VARCHAR lengths)."""
+    """A running node with a linked, running peer, on each engine (they refuse different
+    things: SQLite integers past 64 bits, PostgreSQL NUL in text, 32-bit INTEGER columns,
+    VARCHAR lengths). Its inbox holds a message and its journal a call, so both event
+    streams have events to check against their documented shape."""
     with nodes_on(str(request.param), tmp_path) as make:
-        a, b = make("AA-ONE"), make("BB-TWO")
-        link(a, b)
-        yield a.start()
+        us, ru = make("US-JS"), make("RU-GS")
+        link(us, ru)
+        apply_scenario(us)
+        apply_scenario(ru)
+        us.start()
+        ru.start()
+        ru.send("US-JS", ["for the event stream"])
+        wait_until(us.inbox, what="the peer's message in the inbox")
+        place(us, "cgs@RU-GS", "nmcc-do", "for the event stream")
+        yield us
 
 
 def _check(operation: Any, mode: GenerationMode, base_url: str,

@@ -32,10 +32,18 @@ OperatorId = Annotated[str, Field(min_length=1, max_length=32,
 CallId = Annotated[str, Field(pattern=ID_PATTERN)]
 #: what an action on a call, conversation, operator or message may be refused with
 OBJECT = error_responses(403, 404, 409)
-#: the documented answer of a server-sent event stream (it never ends by itself)
+#: the documented answer of a server-sent event stream (it never ends by itself): the
+#: schema is one event's, as OpenAPI reads a ``text/event-stream`` schema
 SSE_ANSWER: dict[int | str, dict[str, Any]] = {200: {
-    "description": "a stream of server-sent events; each has the cursor as its `id`",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+    "description": "a stream of server-sent events, from the cursor on",
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "description": "one server-sent event", "properties": {
+            "event": {"type": "string", "description": "what it is about (message, call, "
+                                                       "conversation, alarm, ...)"},
+            "data": {"type": "string", "description": "the item, as JSON"},
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "its cursor: "
+                   "resume after it with `Last-Event-ID`"},
+            "retry": {"type": "integer", "minimum": 0}}}}}}}
 
 
 class _Body(BaseModel):
