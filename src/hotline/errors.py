@@ -38,6 +38,19 @@ class EnvelopeRejected(HotlineError):
     """An inbound envelope failed verification; nothing of it may be stored."""
 
 
+class InvalidInput(HotlineError):
+    """A request field (query, header, path, form or body) is outside what the node
+    takes: answered 422 ``invalid-request``, naming ``field`` (``query.after``,
+    ``header.Last-Event-ID``, ``body.from_ms``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__("invalid-request", f"{field}: {problem}", status=422)
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "field": self.field}
+
+
 class ConfigError(HotlineError):
     """The node directory, its config or a command-line value is unusable."""
 

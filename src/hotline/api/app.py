@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 
 from hotline import __version__
 from hotline.api.errors import install_error_handlers
-from hotline.api.federation import make_checkpoint_endpoint, make_envelopes_endpoint
+from hotline.api.federation import federation_router
+from hotline.api.federation_schema import OPENAPI_PATH, openapi_endpoint
 from hotline.api.operator import OperatorServices, operator_router
 from hotline.console.security import add_security_headers
 from hotline.console.web import ConsoleServices, console_router, static_files
@@ -29,15 +30,16 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
     app = FastAPI(title="Hotline node", version=__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
                   description="Operator API of a Hotline node. Every route needs the "
-                              "operator token as `Authorization: Bearer <token>`.")
+                              "operator token as `Authorization: Bearer <token>`. Every "
+                              "refusal is `{error, message, hint?, field?}`; a 422 names "
+                              "the field refused. The federation API (peers') has its own "
+                              "document at /federation/v1/openapi.json.")
     install_error_handlers(app)
     app.include_router(operator_router(operator))
-    app.add_api_route("/federation/v1/envelopes",
-                      make_envelopes_endpoint(receiver, batch_limit, admission), methods=["POST"],
+    federation = federation_router(receiver, batch_limit, witness, admission)
+    app.include_router(federation, include_in_schema=False)  # peers: their own document
+    app.add_api_route(OPENAPI_PATH, openapi_endpoint(federation), methods=["GET"],
                       include_in_schema=False)
-    if witness is not None:
-        app.add_api_route("/federation/v1/checkpoints", make_checkpoint_endpoint(witness),
-                          methods=["POST"], include_in_schema=False)
 
     async def healthz() -> JSONResponse:
         """200 while the node serves; the body lists every supervised task and how many

@@ -20,8 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.auth import Authenticated, still_authenticated
+from hotline.api.errors import error_responses
+from hotline.api.fields import Cursor, EpochMs, PageLimit
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Admin
+from hotline.bounds import ID_PATTERN
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.feed import Feed
@@ -33,7 +36,21 @@ from hotline.errors import HotlineError
 RoleId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OperatorId = Annotated[str, Field(min_length=1, max_length=32,
                                   pattern=r"^[a-z][a-z0-9._-]{0,31}$")]
-CallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+CallId = Annotated[str, Field(pattern=ID_PATTERN)]
+#: what an action on a call, conversation, operator or message may be refused with
+OBJECT = error_responses(403, 404, 409)
+#: the documented answer of a server-sent event stream (it never ends by itself): the
+#: schema is one event's, as OpenAPI reads a ``text/event-stream`` schema
+SSE_ANSWER: dict[int | str, dict[str, Any]] = {200: {
+    "description": "a stream of server-sent events, from the cursor on",
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "description": "one server-sent event", "properties": {
+            "event": {"type": "string", "description": "what it is about (message, call, "
+                                                       "conversation, alarm, ...)"},
+            "data": {"type": "string", "description": "the item, as JSON"},
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "its cursor: "
+                   "resume after it with `Last-Event-ID`"},
+            "retry": {"type": "integer", "minimum": 0}}}}}}}
 
 
 class _Body(BaseModel):
@@ -91,8 +108,8 @@ class DutyRequest(_Body):
     operator: OperatorId
     role: RoleId
     status: Annotated[str, Field(pattern=r"^(on-duty|off-duty|unavailable)$")]
-    from_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
-    until_ms: Annotated[int | None, Field(ge=0, le=2**53 - 1)] = None
+    from_ms: EpochMs | None = None
+    until_ms: EpochMs | None = None
 
 
 class PresenceRequest(_Body):
@@ -130,7 +147,7 @@ class CallServices:
 def calls_router(s: CallServices) -> APIRouter:
     router = APIRouter(tags=["calls"])
 
-    @router.post("/calls", status_code=201)
+    @router.post("/calls", status_code=201, responses=OBJECT)
     async def place_call(body: CallRequest, actor: Authenticated) -> dict[str, Any]:
         """Call ``role@PARTY`` as one of our roles. Refused at once (nothing sent) without
         a link or when the link policy forbids it."""
@@ -142,17 +159,17 @@ def calls_router(s: CallServices) -> APIRouter:
 
     @router.get("/calls")
     async def list_calls(actor: Authenticated, active: bool = False,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                         limit: Annotated[PageLimit, Query()] = 100
                          ) -> dict[str, Any]:
         """Calls, newest first, each with its verified history (those the asker may see)."""
         return {"calls": s.guard.visible_calls(actor, await s.calls.recent(limit, active))}
 
-    @router.get("/calls/{call_id}")
+    @router.get("/calls/{call_id}", responses=OBJECT)
     async def get_call(call_id: CallId, actor: Authenticated) -> dict[str, Any]:
         await s.guard.require(actor, "call", call_id, "read")
         return await s.calls.get(call_id)
 
-    @router.post("/calls/{call_id}/answer")
+    @router.post("/calls/{call_id}/answer", responses=OBJECT)
     async def answer_call(call_id: CallId, body: AnswerRequest, actor: Authenticated
                           ) -> dict[str, Any]:
         operator = await s.guard.require(actor, "call", call_id, "answer",
@@ -161,7 +178,7 @@ def calls_router(s: CallServices) -> APIRouter:
         s.apply(effects)
         return await s.calls.get(call.id)
 
-    @router.post("/calls/{call_id}/decline")
+    @router.post("/calls/{call_id}/decline", responses=OBJECT)
     async def decline_call(call_id: CallId, body: DeclineRequest, actor: Authenticated
                            ) -> dict[str, Any]:
         operator = await s.guard.require(actor, "call", call_id, "decline",
@@ -170,7 +187,7 @@ def calls_router(s: CallServices) -> APIRouter:
         s.apply(effects)
         return await s.calls.get(call.id)
 
-    @router.post("/calls/{call_id}/cancel")
+    @router.post("/calls/{call_id}/cancel", responses=OBJECT)
     async def cancel_call(call_id: CallId, actor: Authenticated) -> dict[str, Any]:
         operator = await s.guard.require(actor, "call", call_id, "cancel")
         call, effects = await s.calls.cancel(call_id, operator)
@@ -212,7 +229,7 @@ def calls_router(s: CallServices) -> APIRouter:
         response.headers["ETag"] = f'"{version}"'
         return {"version": version, "changed": changed}
 
-    @router.post("/roster")
+    @router.post("/roster", responses=OBJECT)
     async def set_duty(body: DutyRequest, actor: Authenticated) -> dict[str, Any]:
         """Add a duty entry (the last entry covering a time wins): put an operator on or
         off duty in a role, now or for a window. The administrator's token only."""
@@ -221,7 +238,7 @@ def calls_router(s: CallServices) -> APIRouter:
                                                   body.from_ms, body.until_ms)
         return {"version": version, "changed": changed}
 
-    @router.post("/presence", status_code=204)
+    @router.post("/presence", status_code=204, responses=OBJECT)
     async def presence(body: PresenceRequest, actor: Authenticated) -> None:
         """An operator is at the desk (counts towards "staffed"); an operator's token
         reports only its own operator."""
@@ -233,12 +250,12 @@ def calls_router(s: CallServices) -> APIRouter:
         return {"conversations": await s.guard.visible_conversations(
             actor, await s.conversations.recent())}
 
-    @router.get("/conversations/{conv_id}")
+    @router.get("/conversations/{conv_id}", responses=OBJECT)
     async def conversation(conv_id: CallId, actor: Authenticated) -> dict[str, Any]:
         await s.guard.require(actor, "conversation", conv_id, "read")
         return await s.conversations.get(conv_id)
 
-    @router.post("/conversations/{conv_id}/messages", status_code=201)
+    @router.post("/conversations/{conv_id}/messages", status_code=201, responses=OBJECT)
     async def say(conv_id: CallId, body: SayRequest, actor: Authenticated) -> dict[str, Any]:
         operator = await s.guard.require(actor, "conversation", conv_id, "say",
                                          as_role=body.as_role, operator=body.operator)
@@ -247,7 +264,7 @@ def calls_router(s: CallServices) -> APIRouter:
         s.apply(effects)
         return message
 
-    @router.post("/conversations/{conv_id}/members")
+    @router.post("/conversations/{conv_id}/members", responses=OBJECT)
     async def add_member(conv_id: CallId, body: MemberRequest, actor: Authenticated
                          ) -> dict[str, Any]:
         await s.guard.require(actor, "conversation", conv_id, "add-member")
@@ -255,7 +272,7 @@ def calls_router(s: CallServices) -> APIRouter:
         s.apply(effects)
         return conv
 
-    @router.post("/messages/{message_id}/receipts", status_code=201)
+    @router.post("/messages/{message_id}/receipts", status_code=201, responses=OBJECT)
     async def receipt(message_id: CallId, body: ReceiptRequest, actor: Authenticated
                       ) -> dict[str, Any]:
         operator = await s.guard.require(actor, "message", message_id, "receipt",
@@ -265,15 +282,16 @@ def calls_router(s: CallServices) -> APIRouter:
         s.apply(effects)
         return result
 
-    @router.get("/calls-events")
+    @router.get("/calls-events", response_class=EventSourceResponse,
+                responses=SSE_ANSWER)
     async def call_events(request: Request, actor: Authenticated,
-                          after: Annotated[int, Query(ge=0)] = 0,
-                          last_event_id: Annotated[str | None, Header()] = None
+                          after: Annotated[Cursor, Query()] = 0,
+                          last_event_id: Annotated[Cursor | None, Header()] = None
                           ) -> EventSourceResponse:
         """Server-sent events of calls and conversations (``call``, ``conversation``):
         every state, ring and message, catching up from ``after`` / ``Last-Event-ID``
         (an operator's token: those of the calls and conversations it may see)."""
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after if last_event_id is None else last_event_id
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")

@@ -1,17 +1,97 @@
 """Turning domain errors into HTTP answers, one shape everywhere:
-``{"error": "<stable-id>", "message": "...", "hint": "..."}``."""
+``{"error": "<stable-id>", "message": "...", "hint": "...", "field": "..."}`` (``hint``
+and ``field`` only where they apply; ``field`` names the request field a 422 is about).
+
+:func:`error_responses` documents these answers in the OpenAPI documents, so every
+status a route can answer is listed there (schemathesis checks it)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
-from hotline.errors import HotlineError
+from hotline.bounds import log_refused
+from hotline.errors import HotlineError, InvalidInput
+
+
+class ErrorBody(BaseModel):
+    """Every refusal of the operator and federation APIs (a federation batch answers
+    per envelope instead, see ``BatchResults``)."""
+
+    error: str = Field(description="stable kebab-case id: scripts and peers match on it",
+                       examples=["invalid-request"])
+    message: str = Field(description="what went wrong, for people",
+                         examples=["query.after: Input should be less than or equal to "
+                                   "9223372036854775807"])
+    hint: str | None = Field(default=None, description="what to do next, where useful")
+    field: str | None = Field(default=None, description="with 422: the request field "
+                              "refused, as `query.NAME`, `header.NAME`, `path.NAME`, "
+                              "`body.NAME`", examples=["query.after"])
+
+
+#: what each error status means, in every OpenAPI document of the node
+ERROR_MEANINGS: dict[int, str] = {
+    400: "refused by a rule of the node (the error id says which); nothing was changed",
+    401: "the credentials are missing or wrong",
+    403: "the caller may not do this",
+    404: "no such object",
+    409: "conflicts with the node's state (the error id says how); nothing was changed",
+    413: "the request body is too large",
+    421: "addressed to another party",
+    422: "a field is malformed or out of bounds; `field` names it, nothing was changed",
+    429: "too many requests: retry after the `Retry-After` header's seconds",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that may answer ``statuses`` with an :class:`ErrorBody`."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorBody, "description": ERROR_MEANINGS[status]}
+        if status == 429:
+            entry["headers"] = {"Retry-After": {
+                "description": "seconds to wait before sending again",
+                "schema": {"type": "integer", "minimum": 0}}}
+        out[status] = entry
+    return out
 
 
 def error_response(exc: HotlineError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+def invalid_input(exc: RequestValidationError) -> InvalidInput:
+    """The first problem FastAPI found in a request, as one 422 naming its field."""
+    first = exc.errors()[0] if exc.errors() else {"loc": ("request",),
+                                                  "msg": "invalid request"}
+    where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    return InvalidInput(where, str(first.get("msg", "invalid")))
+
+
+#: error ids of the answers the framework gives by itself (no route, wrong method, ...)
+HTTP_ERROR_IDS = {400: "bad-request", 401: "unauthorized", 404: "not-found",
+                  405: "method-not-allowed", 413: "oversize"}
+
+
+def framework_error(exc: HTTPException) -> HotlineError:
+    """An answer the framework chose, in the node's shape. A body it could not parse
+    (not UTF-8, say) is a 422 like any other malformed field."""
+    if exc.status_code == 400:
+        return InvalidInput("body", "the body could not be read (UTF-8 JSON expected)")
+    error_id = HTTP_ERROR_IDS.get(exc.status_code, f"http-{exc.status_code}")
+    return HotlineError(error_id, str(exc.detail), status=exc.status_code)
+
+
+def refused(request: Request, exc: InvalidInput) -> JSONResponse:
+    """Answer a request refused for a field, with its one security-log line."""
+    log_refused(request.client.host if request.client else "unknown", request.method,
+                request.url.path, exc)
+    return error_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -19,13 +99,18 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HotlineError)
         return error_response(exc)
 
-    async def on_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"error": "invalid-request",
-                             "message": f"{where}: {first.get('msg')}".lstrip(": ")},
-                            status_code=422)
+        return refused(request, invalid_input(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        error = framework_error(exc)
+        response = (refused(request, error) if isinstance(error, InvalidInput)
+                    else error_response(error))
+        response.headers.update(exc.headers or {})  # e.g. Allow with a 405
+        return response
 
     app.add_exception_handler(HotlineError, on_hotline_error)
+    app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)

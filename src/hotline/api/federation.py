@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from hotline.api.federation_schema import (
+    CHECKPOINT_ANSWERS,
+    CHECKPOINT_BODY,
+    ENVELOPE_ANSWERS,
+    ENVELOPES_BODY,
+)
 from hotline.errors import MALFORMED, OVERSIZE, EnvelopeRejected, HotlineError, rejected
 from hotline.federation.admission import Admission, RateLimited
 from hotline.federation.receiver import Outcome, Receiver
@@ -23,7 +29,9 @@ MAX_BATCH_ENVELOPES = 4096
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    # isascii(): "²".isdigit() is true too, and int() refuses it
+    if declared is not None and (not (declared.isascii() and declared.isdigit())
+                                 or int(declared) > limit):
         raise rejected(OVERSIZE, f"request body of {declared} bytes exceeds {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -123,3 +131,20 @@ def make_checkpoint_endpoint(witness: Witness):  # type: ignore[no-untyped-def]
         return JSONResponse(body, status_code=status)
 
     return cosign
+
+
+def federation_router(receiver: Receiver, batch_limit: int, witness: Witness | None,
+                      admission: Admission | None = None) -> APIRouter:
+    """The federation routes, documented for their own OpenAPI document
+    (:mod:`hotline.api.federation_schema`)."""
+    router = APIRouter(prefix="/federation/v1", tags=["federation"])
+    router.add_api_route("/envelopes", make_envelopes_endpoint(receiver, batch_limit,
+                                                              admission),
+                         methods=["POST"], responses=ENVELOPE_ANSWERS,
+                         openapi_extra=ENVELOPES_BODY, summary="Deliver a batch of envelopes")
+    if witness is not None:
+        router.add_api_route("/checkpoints", make_checkpoint_endpoint(witness),
+                             methods=["POST"], responses=CHECKPOINT_ANSWERS,
+                             openapi_extra=CHECKPOINT_BODY,
+                             summary="Ask this node to cosign a checkpoint of the sender's log")
+    return router

@@ -17,10 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hotline.api.auth import Authenticated, still_authenticated
-from hotline.api.calls import CallServices, calls_router
+from hotline.api.calls import SSE_ANSWER, CallServices, calls_router
+from hotline.api.errors import error_responses
+from hotline.api.fields import Cursor, PageLimit
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Actor, Admin
 from hotline.authz.tokens import TokenBook
+from hotline.bounds import LABEL_PATTERN
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.health.alarms import Alarms
@@ -143,9 +146,10 @@ def operator_router(services: OperatorServices) -> APIRouter:
         return None
 
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)],
-                       tags=["operator"])
+                       tags=["operator"], responses=error_responses(400, 401, 403, 422))
 
-    @router.post("/messages", status_code=201, response_model=SendResponse)
+    @router.post("/messages", status_code=201, response_model=SendResponse,
+                 responses=error_responses(404, 409))
     async def send_messages(body: SendRequest, idempotency_key: Annotated[
             str | None, Header(description="Repeat a request safely: the same key and body "
                                            "answer what was first accepted, sending nothing "
@@ -158,21 +162,21 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                       for a in accepted])
 
     @router.get("/inbox", response_model=InboxResponse)
-    async def inbox(after: Annotated[int, Query(ge=0)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> InboxResponse:
+    async def inbox(after: Annotated[Cursor, Query()] = 0,
+                    limit: Annotated[PageLimit, Query()] = 100) -> InboxResponse:
         """Messages released to this node, in release order, after a cursor."""
         messages = await services.inbox.list(after, limit)
         entries = [InboxEntry.model_validate(m.as_dict()) for m in messages]
         return InboxResponse(messages=entries,
                              next_cursor=messages[-1].cursor if messages else after)
 
-    @router.get("/events")
-    async def events(request: Request, after: Annotated[int, Query(ge=0)] = 0,
-                     last_event_id: Annotated[str | None, Header()] = None
+    @router.get("/events", response_class=EventSourceResponse, responses=SSE_ANSWER)
+    async def events(request: Request, after: Annotated[Cursor, Query()] = 0,
+                     last_event_id: Annotated[Cursor | None, Header()] = None
                      ) -> EventSourceResponse:
         """Server-sent events: ``message`` for each message released, catching up from
         ``after`` (or the ``Last-Event-ID`` header) first."""
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after if last_event_id is None else last_event_id
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
@@ -202,8 +206,8 @@ def operator_router(services: OperatorServices) -> APIRouter:
 
 
 class ClearAlarmRequest(BaseModel):
-    cause: str = Field(min_length=1, max_length=160)
-    operator: str | None = Field(default=None, max_length=32,
+    cause: str = Field(min_length=1, max_length=160, pattern=LABEL_PATTERN)
+    operator: str | None = Field(default=None, max_length=32, pattern=LABEL_PATTERN,
                                  description="who dealt with it (kept in the log)")
 
 
@@ -219,8 +223,7 @@ def alarms_router(alarms: Alarms, guard: Guard | None = None) -> APIRouter:
         """The standing alarms, oldest first (each with how often it was raised)."""
         return AlarmsResponse(alarms=alarm_status(await alarms.standing()))
 
-    @router.post("/alarms/clear", status_code=204, responses={404: {
-        "description": "no standing alarm has this cause"}})
+    @router.post("/alarms/clear", status_code=204, responses=error_responses(404))
     async def clear_alarm(body: ClearAlarmRequest, actor: Authenticated) -> Response:
         """Clear a standing alarm once it has been dealt with (an alarm whose cause
         cannot go away by itself, such as a peer's log equivocation). The clearing, and

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hotline import __version__
+from hotline.bounds import INT64_MAX
 from hotline.cli.calls import register as register_call_commands
 from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
 from hotline.cli.common import client as _client
@@ -181,7 +182,8 @@ def send(party: Annotated[str, typer.Argument(help="Recipient party, e.g. RU-GS.
 
 @app.command()
 def inbox(node_dir: DirOption,
-          after: Annotated[int, typer.Option(min=0, help="Only messages after this cursor.")]
+          after: Annotated[int, typer.Option(min=0, max=INT64_MAX,
+                                             help="Only messages after this cursor.")]
           = 0,
           limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
           as_json: JsonOption = False) -> None:
@@ -265,7 +267,8 @@ def alarms(node_dir: DirOption,
 def demo(base: Annotated[Path | None, typer.Option(
              "--dir", help="Base directory for the four nodes (default: a temporary one).")]
          = None,
-         port: Annotated[int, typer.Option(help="First port; the nodes use four in a row.")]
+         port: Annotated[int, typer.Option(min=1, max=65532,
+                                           help="First port; the nodes use four in a row.")]
          = 7100,
          check: Annotated[bool, typer.Option(
              "--check", help="Replay the scenario, exchange test messages on every link, "

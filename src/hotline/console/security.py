@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hotline.errors import HotlineError
+from hotline.bounds import check_id, log_refused
+from hotline.errors import HotlineError, InvalidInput
 
 SESSION_COOKIE = "__Host-hotline-session"
 #: Before login there is no session to hold a CSRF token: a random value goes both in
@@ -89,8 +90,9 @@ def check_origin(request: Request) -> None:
 async def read_form(request: Request) -> dict[str, str]:
     """The fields of a URL-encoded form (what the console's forms and htmx send).
 
-    Anything else, a body over the limit, or a field given twice is refused before any
-    handler sees it, so handlers only ever get one string per field."""
+    Anything else, a body over the limit, a field given twice or a NUL character is
+    refused before any handler sees it, so handlers only ever get one string per
+    field."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise HotlineError("bad-form", "the console accepts URL-encoded forms only",
@@ -109,6 +111,9 @@ async def read_form(request: Request) -> dict[str, str]:
     for key, value in pairs:
         if key in fields:
             raise HotlineError("bad-form", f"the field {key!r} was given twice", status=400)
+        if "\x00" in key or "\x00" in value:  # no form has one; PostgreSQL refuses it
+            raise InvalidInput(f"form.{key.replace(chr(0), '?')[:40]}",
+                               "contains a NUL character")
         fields[key] = value
     return fields
 
@@ -116,3 +121,17 @@ async def read_form(request: Request) -> dict[str, str]:
 def csrf_given(request: Request, form: dict[str, str]) -> str | None:
     return request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
 
+
+
+def check_path_ids(request: Request) -> None:
+    """Every id in a console path (``call_id``, ``conv_id``, ``message_id``) is one a node
+    made, or the request is refused (422, naming it) before it reaches the store."""
+    for name, value in request.path_params.items():
+        check_id(str(value), f"path.{name}")
+
+
+def log_if_invalid(request: Request, exc: HotlineError) -> None:
+    """A field refused (a path id, a form field): its one security-log line."""
+    if isinstance(exc, InvalidInput):
+        log_refused(request.client.host if request.client else "unknown", request.method,
+                    request.url.path, exc)

@@ -36,6 +36,7 @@ from hotline.api.calls import CallServices
 from hotline.authz import policy
 from hotline.authz.guard import Kind
 from hotline.authz.policy import OperatorActor
+from hotline.bounds import check_id
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.console import i18n, views
@@ -45,8 +46,10 @@ from hotline.console.security import (
     SESSION_COOKIE,
     add_security_headers,
     check_origin,
+    check_path_ids,
     clear_cookie,
     csrf_given,
+    log_if_invalid,
     new_token,
     read_form,
     same_token,
@@ -192,8 +195,10 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
+                check_path_ids(request)
                 return await handler(request, viewer)
             except HotlineError as exc:
+                log_if_invalid(request, exc)
                 return self.failure(request, viewer, exc)
         return route
 
@@ -205,6 +210,7 @@ class Console:
             if viewer is None:
                 return self.to_login(request)
             try:
+                check_path_ids(request)
                 check_origin(request)
                 form = await read_form(request)
                 if not same_token(viewer.csrf, csrf_given(request, form)):
@@ -212,6 +218,7 @@ class Console:
                                        status=403)
                 return await handler(request, viewer, form)
             except HotlineError as exc:
+                log_if_invalid(request, exc)
                 log.info("console refused %s %s for %s: %s", request.method,
                          request.url.path, viewer.operator, exc.error_id)
                 return self.failure(request, viewer, exc)
@@ -255,6 +262,7 @@ class Console:
             check_origin(request)
             form = await read_form(request)
         except HotlineError as exc:
+            log_if_invalid(request, exc)
             return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status)
         lang = i18n.supported(form.get("lang")) or lang
@@ -426,7 +434,7 @@ class Console:
         kind = _field(form, "receipt", max_len=16)
         if kind not in ("read", "acknowledged"):
             raise HotlineError("bad-form", "a receipt is 'read' or 'acknowledged'")
-        conv_id = _field(form, "conversation", max_len=32)
+        conv_id = check_id(_field(form, "conversation", max_len=32), "form.conversation")
         # the page answered is this conversation's messages: the operator must be able
         # to see it, whatever message the receipt is for (else any id would be rendered)
         await self.allow(viewer, "conversation", conv_id, "read")

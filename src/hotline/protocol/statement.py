@@ -33,6 +33,11 @@ _RECEIPT_FIELDS = {"v": int, "kind": str, "message": str, "conversation": str, "
                    "signer": str, "kid": str, "receipt": str, "operator": (str, type(None)),
                    "role": (str, type(None)), "at": int, "sig": str}
 
+#: a statement's number and a chain's step are kept in 32-bit INTEGER columns
+#: (call_events.n, calls.step): a larger value from a peer is malformed, not a crash
+_COUNTERS = ("n", "step")
+_INT32_MAX = 2**31 - 1
+
 
 class BadStatement(HotlineError):
     """A statement that is malformed or whose signature does not verify."""
@@ -89,6 +94,9 @@ def _shape(obj: Any, fields: dict[str, Any], kind: str) -> dict[str, Any]:
             raise BadStatement(f"{kind} statement field {name!r} has the wrong type")
     if obj["v"] != 1 or obj["kind"] != kind:
         raise BadStatement(f"not a version 1 {kind} statement")
+    for name in _COUNTERS:
+        if isinstance(obj.get(name), int) and not 0 <= obj[name] <= _INT32_MAX:
+            raise BadStatement(f"{kind} statement field {name!r} is outside 0..{_INT32_MAX}")
     return obj
 
 
