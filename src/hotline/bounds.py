@@ -71,6 +71,11 @@ def parse_int(value: str | None, field: str, *, minimum: int = 0,
     return number
 
 
+def is_id(value: object) -> bool:
+    """Whether ``value`` is a call, conversation or message id (a peer's included)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def check_id(value: str, field: str) -> str:
     """``value`` if it is a call, conversation or message id (32 lowercase hex digits);
     else :class:`InvalidInput` (422) naming ``field`` (``path.call_id``)."""

@@ -20,6 +20,9 @@ class Effects:
     journal: list[Entry] = field(default_factory=list)
     timers: bool = False
     notifications: bool = False
+    #: security-log lines of refusals decided inside the transaction: written once, after
+    #: the commit (a work function may be run twice; its refusal is one line)
+    security: list[str] = field(default_factory=list)
 
     def send(self, peer: str, pending: list[Pending]) -> None:
         if pending:
@@ -30,7 +33,9 @@ class Effects:
         self.journal.extend(other.journal)
         self.timers = self.timers or other.timers
         self.notifications = self.notifications or other.notifications
+        self.security.extend(other.security)
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.outgoing or self.journal or self.timers or self.notifications)
+        return bool(self.outgoing or self.journal or self.timers or self.notifications
+                    or self.security)

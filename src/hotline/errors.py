@@ -59,6 +59,12 @@ class LinkError(HotlineError):
     """A link is missing, not yet accepted, or an offer does not verify."""
 
 
+class PeerRefused(Exception):
+    """A released envelope's effect is refused (malformed, not allowed, inconsistent):
+    raised by a federation handler inside the receiver's transaction; the dispatcher
+    undoes what the envelope did so far and writes the one security-log line."""
+
+
 class StorageError(HotlineError):
     """The database could not be reached or migrated."""
 

@@ -81,6 +81,7 @@ from hotline.store.notifications import Notification
 from hotline.store.outbox import Pending
 
 log = logging.getLogger("hotline.node")
+security_log = logging.getLogger("hotline.security")
 
 EXIT_STORAGE_FATAL = 70
 LINK_POLL_SECONDS = 2.0
@@ -199,6 +200,8 @@ class Node:
 
     def apply(self, effects: Effects) -> None:
         """Carry out what a committed transaction asked for."""
+        for line in effects.security:
+            security_log.warning("%s", line)
         for party, pending in effects.outgoing:
             self._wake_sender(party, pending)
         for entry in effects.journal:

@@ -278,3 +278,54 @@ def test_a_missing_administrator_token_file_refuses_only_the_administrator(fed: 
     finally:
         hidden.rename(path)
     assert fed.ru.api("GET", "/api/v1/status").status_code == 200
+
+
+# Each is a linked peer's envelope whose effect must be refused: malformed, naming an
+# id or a name no column holds (PostgreSQL's String(32) refused those with an error that
+# reached no security log), or a call it has no part in.
+_LONG = "r" * 40
+PEER_REFUSALS: dict[str, tuple[str, Any]] = {
+    "call.state without a statement": ("call.state", {"other": 1}),
+    "call.state with a forged statement": ("call.state", {"statement": "{}"}),
+    "call.cancel without a call id": ("call.cancel", {"call": 7}),
+    "call.cancel naming no id": ("call.cancel", {"call": "x" * 40}),
+    "conv.receipt without a statement": ("conv.receipt", {"statement": 5}),
+    "conv.message with an over-long conversation id": ("conv.message", {
+        "conversation": "c" * 40, "message": "0" * 32, "role": "cinc", "operator": None,
+        "text": "t", "sent_at": 1, "topic": "t", "members": ["RU-GS", "UA-GS"]}),
+    "conv.message with an over-long role": ("conv.message", {
+        "conversation": "1" * 32, "message": "2" * 32, "role": _LONG, "operator": None,
+        "text": "t", "sent_at": 1, "topic": "t", "members": ["RU-GS", "UA-GS"]}),
+    "conv.invite naming no id": ("conv.invite", {
+        "conversation": "short", "topic": "t", "members": ["RU-GS", "UA-GS"]}),
+    "desks without desks": ("desks", {"at": "yesterday"}),
+}
+_STORED = ("call_events", "conversations", "conversation_messages", "message_receipts",
+           "peer_desks", "evidence")
+
+
+@pytest.mark.parametrize("case", sorted(PEER_REFUSALS))
+def test_every_refused_peer_effect_leaves_one_line_and_stores_nothing(fed: Fed,
+                                                                      case: str) -> None:
+    """A linked peer's envelope is received (it is validly sealed), but what it asks is
+    refused: exactly one security-log line names it, and no table it could touch
+    changes. Before, these were dropped silently or failed with no security line."""
+    type_, payload = PEER_REFUSALS[case]
+
+    def stored() -> dict[str, int]:
+        return {t: fed.ru.query(f"SELECT COUNT(*) FROM {t}")[0][0]  # noqa: S608 (fixed names)
+                for t in _STORED}
+
+    before_rows, before = stored(), len(fed.ru.log_lines("hotline.security:"))
+    fed.from_ua(type_, payload)
+    lines = wait_until(lambda: fed.ru.log_lines("hotline.security:")[before:] or None, 10,
+                       what="the refusal's line")
+    released = wait_until(lambda: fed.ru.query(
+        "SELECT COUNT(*) FROM inbound WHERE peer = 'UA-GS' AND released_at IS NOT NULL"
+        )[0][0] >= fed.ua_seq - 1 or None, 10, what="the envelope's release")
+    assert released
+    lines = fed.ru.log_lines("hotline.security:")[before:]
+    assert len(lines) == 1, lines
+    assert "UA-GS" in lines[0], lines
+    assert type_ in lines[0], lines
+    assert stored() == before_rows

@@ -27,7 +27,7 @@ from hotline.authz.policy import (
     decide,
 )
 from hotline.calls.registry import Registry
-from hotline.errors import HotlineError
+from hotline.errors import HotlineError, PeerRefused
 from hotline.store.database import Database
 
 security_log = logging.getLogger("hotline.security")
@@ -40,10 +40,20 @@ _MISSING = {"call": ("no-call", "there is no call {}"),
             "message": ("no-message", "there is no message {}")}
 
 
+def refusal_reason(kind: str, obj_id: str, action: str, decision: Decision) -> str:
+    """What was refused, and why: ``say conversation <id> (404: not a member)``."""
+    return f"{action} {kind} {obj_id[:64]} ({decision.status}: {decision.reason})"
+
+
+def refusal_line(actor: Actor, kind: str, obj_id: str, action: str,
+                 decision: Decision) -> str:
+    """What the security log says of a refusal."""
+    return f"refused {actor.label}: {refusal_reason(kind, obj_id, action, decision)}"
+
+
 def refused(actor: Actor, kind: str, obj_id: str, action: str, decision: Decision) -> None:
     """The one security-log line of a refusal."""
-    security_log.warning("refused %s: %s %s %s (%d: %s)", actor.label, action, kind,
-                         obj_id[:64], decision.status, decision.reason)
+    security_log.warning("%s", refusal_line(actor, kind, obj_id, action, decision))
 
 
 def error_for(kind: Kind, obj_id: str, decision: Decision) -> HotlineError:
@@ -160,12 +170,13 @@ class Guard:
         return await self._db.read(read)
 
 
-def peer_may(party: str, kind: str, obj_id: str, action: Action, obj: Object | None) -> bool:
-    """For the federation handlers (inside the receiver's transaction): may the verified
-    sender ``party`` do ``action`` to ``obj``? A refusal is logged once, and the caller
-    stores nothing of the envelope's effect."""
+def peer_require(party: str, kind: str, obj_id: str, action: Action,
+                 obj: Object | None) -> None:
+    """For the federation handlers (inside the receiver's transaction): the verified
+    sender ``party`` may do ``action`` to ``obj``, or :class:`PeerRefused` is raised (the
+    dispatcher undoes the envelope's effect and writes the one security-log line once
+    the transaction has committed: a work function may run twice, a log line must not)."""
     actor = PeerActor(party)
     decision = decide(actor, obj, action)
     if not decision.allowed:
-        refused(actor, kind, obj_id, action, decision)
-    return decision.allowed
+        raise PeerRefused(refusal_reason(kind, obj_id, action, decision))

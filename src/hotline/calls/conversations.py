@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
 from hotline.authz import facts
-from hotline.authz.guard import peer_may, refused
-from hotline.authz.policy import Decision, PeerActor
+from hotline.authz.guard import peer_require, refusal_reason
+from hotline.authz.policy import Decision
+from hotline.bounds import is_id
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.messenger import check_text
 from hotline.delivery.outbound import Outbound, no_link
 from hotline.effects import Effects
-from hotline.errors import HotlineError
+from hotline.errors import HotlineError, PeerRefused
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
 from hotline.protocol.statement import (
     BadStatement,
@@ -40,7 +40,17 @@ from hotline.store import log as log_store
 from hotline.store.database import Database
 from hotline.store.schema import conversation_messages, conversations, message_receipts
 
-security_log = logging.getLogger("hotline.security")
+#: the longest role or operator name a column holds (``String(32)``)
+NAME_MAX = 32
+
+
+def _is_short(value: object, *, optional: bool = False) -> bool:
+    """A role's or operator's name from a peer: text of 1 to :data:`NAME_MAX` characters
+    without control characters (or None where ``optional``)."""
+    if value is None:
+        return optional
+    return (isinstance(value, str) and 0 < len(value) <= NAME_MAX
+            and not any(ord(c) < 32 or ord(c) == 127 for c in value))
 MAX_MEMBERS = 16
 MAX_TOPIC = 200
 
@@ -216,32 +226,30 @@ class ConversationService:
         return facts.conversation_facts(conn, self.me, self._registry.current, conv["id"],
                                         conv["members"])
 
-    def _may_open(self, conn: Connection, peer: str, conv_id: str) -> bool:
+    def _require_open(self, conn: Connection, peer: str, conv_id: str) -> None:
         """A conversation this node does not hold yet may be opened by a peer, unless its
         id is a call of ours with another party."""
-        return peer_may(peer, "conversation", conv_id, "open",
-                        facts.load_call(conn, self.me, conv_id))
+        peer_require(peer, "conversation", conv_id, "open",
+                     facts.load_call(conn, self.me, conv_id))
 
     def on_message(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
                    effects: Effects) -> None:
         p = payload
         fields = {"conversation", "message", "role", "operator", "text", "sent_at", "topic",
                   "members"}
-        if (set(p) != fields or not all(isinstance(p[k], str)
-                                        for k in ("conversation", "message", "role", "text",
-                                                  "topic"))
+        if (set(p) != fields or not all(isinstance(p[k], str) for k in ("text", "topic"))
+                or not is_id(p["conversation"]) or not is_id(p["message"])
+                or not _is_short(p["role"]) or not _is_short(p["operator"], optional=True)
                 or not isinstance(p["members"], list) or self.me not in p["members"]
                 or peer not in p["members"] or type(p["sent_at"]) is not int):
-            security_log.warning("conv.message from %s is malformed; ignored", peer)
-            return
+            raise PeerRefused("conv.message is malformed")
         members = [m for m in p["members"] if isinstance(m, str) and PARTY_RE.match(m)]
         conv = _conversation(conn, p["conversation"])
         if conv is None:
-            if not self._may_open(conn, peer, p["conversation"]):
-                return
-        elif not peer_may(peer, "conversation", p["conversation"], "say",
-                          self._facts(conn, conv)):
-            return
+            self._require_open(conn, peer, p["conversation"])
+        else:
+            peer_require(peer, "conversation", p["conversation"], "say",
+                         self._facts(conn, conv))
         taken = conn.execute(select(conversation_messages.c.conversation_id,
                                     conversation_messages.c.party)
                              .where(conversation_messages.c.id == p["message"])).first()
@@ -250,8 +258,9 @@ class ConversationService:
             # message's (another conversation's, another author's) is refused, and
             # before a conversation is opened for it
             if (taken.conversation_id, taken.party) != (p["conversation"], peer):
-                refused(PeerActor(peer), "message", p["message"], "say",
-                        Decision(False, 409, "the message id is another message's"))
+                raise PeerRefused(refusal_reason(
+                    "message", p["message"], "say",
+                    Decision(False, 409, "the message id is another message's")))
             return
         if conv is None:
             open_for_call(conn, p["conversation"], p["topic"], members, now, effects)
@@ -276,19 +285,18 @@ class ConversationService:
         members = payload.get("members")
         conv_id = payload.get("conversation")
         topic = payload.get("topic")
-        if (not isinstance(conv_id, str) or not isinstance(topic, str)
+        if (not is_id(conv_id) or not isinstance(topic, str)
                 or not isinstance(members, list) or self.me not in members
                 or peer not in members):
-            security_log.warning("conv.invite from %s is malformed; ignored", peer)
-            return
+            raise PeerRefused("conv.invite is malformed")
+        assert isinstance(conv_id, str)
         clean = [m for m in members if isinstance(m, str) and PARTY_RE.match(m)]
         conv = _conversation(conn, conv_id)
         if conv is None:
-            if self._may_open(conn, peer, conv_id):
-                open_for_call(conn, conv_id, topic, clean, now, effects)
+            self._require_open(conn, peer, conv_id)
+            open_for_call(conn, conv_id, topic, clean, now, effects)
             return
-        if not peer_may(peer, "conversation", conv_id, "add-member", self._facts(conn, conv)):
-            return
+        peer_require(peer, "conversation", conv_id, "add-member", self._facts(conn, conv))
         merged = sorted(set(conv["members"]) | set(clean))
         _set_members(conn, conv_id, merged)
         effects.journal.append(journal.append(
@@ -299,19 +307,19 @@ class ConversationService:
                    effects: Effects) -> None:
         link = self._out.peers.get(peer)
         raw = payload.get("statement")
-        if link is None or not isinstance(raw, str):
-            return
+        if link is None:
+            raise PeerRefused("no link with the sender")
+        if not isinstance(raw, str):
+            raise PeerRefused("conv.receipt carries no statement")
         try:
             stmt = verify_message_receipt(raw, signer=peer, public=link.keys)
         except BadStatement as exc:
-            security_log.warning("conv.receipt from %s refused: %s", peer, exc.message)
-            return
+            raise PeerRefused(exc.message) from None
         message = facts.load_message(conn, self.me, self._registry.current, stmt.message,
                                      stmt.conversation)
         if message is not None and message.author != stmt.author:
             message = None  # the statement is about another party's message
-        if not peer_may(peer, "message", stmt.message, "receipt", message):
-            return
+        peer_require(peer, "message", stmt.message, "receipt", message)
         known = conn.execute(select(message_receipts.c.at).where(
             message_receipts.c.message_id == stmt.message, message_receipts.c.party == peer,
             message_receipts.c.kind == stmt.receipt)).first()

@@ -19,13 +19,12 @@ from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.outbound import Outbound
 from hotline.effects import Effects
-from hotline.errors import HotlineError
+from hotline.errors import HotlineError, PeerRefused
 from hotline.store import directory as directory_store
 from hotline.store.database import Database
 from hotline.store.directory import Desk
 
 log = logging.getLogger("hotline.desks")
-security_log = logging.getLogger("hotline.security")
 MAX_DESKS = 200
 
 
@@ -109,8 +108,7 @@ class DeskService:
         try:
             desks = parse_report(payload)
         except ValueError as exc:
-            security_log.warning("desks from %s refused: %s", peer, exc)
-            return
+            raise PeerRefused(str(exc)) from None
         directory_store.replace_desks(conn, peer, [
             Desk(peer, d["role"], d["titles"], d["staffed"], d["callers"], payload["at"])
             for d in desks])

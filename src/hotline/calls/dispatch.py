@@ -3,6 +3,13 @@ transaction, so what an envelope causes commits together with its release.
 
 Each envelope is applied under a savepoint: if applying one fails, none of its effects
 stay, the failure is logged, and the rest of the batch (and the link) carries on.
+
+Every refusal of an envelope's effect leaves exactly one ``hotline.security`` line: a
+handler (or the authorization guard's ``peer_require``) raises
+:class:`~hotline.errors.PeerRefused`, or applying fails unexpectedly (the stack goes to
+``hotline.calls`` for whoever debugs it). The line travels in the returned
+:class:`~hotline.effects.Effects` and is written after the commit, because the writer
+may run this work twice (a failed group commit is re-run item by item).
 """
 
 from __future__ import annotations
@@ -12,15 +19,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hotline.bounds import is_id
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
 from hotline.calls.service import CallService, PlaceRequest
 from hotline.effects import Effects
+from hotline.errors import PeerRefused
 from hotline.protocol import canonical
 from hotline.store import log as log_store
 from hotline.store.inbound import Released
 
-security_log = logging.getLogger("hotline.security")
 log = logging.getLogger("hotline.calls")
 
 
@@ -36,17 +44,23 @@ class Dispatcher:
         for item in released:
             if item.type == "message":
                 continue
-            payload: Any = canonical.decode(item.payload.encode())
-            if not isinstance(payload, dict):
-                security_log.warning("%s from %s has no object payload", item.type, item.peer)
-                continue
             mine = Effects()
             try:
+                payload: Any = canonical.decode(item.payload.encode())
+                if not isinstance(payload, dict):
+                    raise PeerRefused("the payload is not an object")
                 with log_store.savepoint(conn):  # one envelope's effects: all or nothing
                     self._route(conn, item, payload, now, mine)
-            except Exception:
-                log.exception("%s %s from %s could not be applied; nothing of it was kept",
-                              item.type, item.envelope_id, item.peer)
+            except PeerRefused as exc:
+                effects.security.append(f"refused {item.type} {item.envelope_id} from peer "
+                                        f"{item.peer}: {exc}; nothing of it was kept")
+                continue
+            except Exception as exc:
+                log.exception("%s %s from %s could not be applied", item.type,
+                              item.envelope_id, item.peer)
+                effects.security.append(
+                    f"refused {item.type} {item.envelope_id} from peer {item.peer}: it "
+                    f"could not be applied ({type(exc).__name__}); nothing of it was kept")
                 continue
             effects.merge(mine)
         return effects
@@ -58,17 +72,18 @@ class Dispatcher:
             try:
                 request = PlaceRequest.parse(payload)
             except ValueError as exc:
-                security_log.warning("call.place from %s refused: %s", peer, exc)
-                return
+                raise PeerRefused(str(exc)) from None
             self._calls.on_place(conn, peer, request, now, effects)
         elif item.type == "call.state":
             raw = payload.get("statement")
-            if isinstance(raw, str):
-                self._calls.on_state(conn, peer, raw, now, effects)
+            if not isinstance(raw, str):
+                raise PeerRefused("call.state carries no statement")
+            self._calls.on_state(conn, peer, raw, now, effects)
         elif item.type == "call.cancel":
             call_id = payload.get("call")
-            if isinstance(call_id, str):
-                self._calls.on_cancel(conn, peer, call_id, now, effects)
+            if not isinstance(call_id, str) or not is_id(call_id):
+                raise PeerRefused("call.cancel names no call id")
+            self._calls.on_cancel(conn, peer, call_id, now, effects)
         elif item.type == "desks":
             self._desks.on_report(conn, peer, payload, effects)
         elif item.type == "conv.message":
@@ -78,4 +93,4 @@ class Dispatcher:
         elif item.type == "conv.receipt":
             self._conversations.on_receipt(conn, peer, payload, now, effects)
         else:
-            security_log.warning("envelope type %r from %s is not understood", item.type, peer)
+            raise PeerRefused(f"the envelope type {item.type!r} is not understood")

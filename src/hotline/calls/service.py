@@ -27,19 +27,20 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hotline.authz import facts
-from hotline.authz.guard import peer_may
+from hotline.authz.guard import peer_require
 from hotline.calls.directory import ROLE_RE, Chain, Directory, Step
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.outbound import Outbound, no_link
 from hotline.effects import Effects
-from hotline.errors import HotlineError
+from hotline.errors import HotlineError, PeerRefused
 from hotline.escalation.engine import Timing, plan
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
 from hotline.protocol.keys import PublicKeys
 from hotline.protocol.statement import BadStatement, CallState, sign_call_state, verify_call_state
 from hotline.store import calls as call_store
 from hotline.store import directory as directory_store
+from hotline.store import evidence as evidence_store
 from hotline.store import journal, notifications, timers
 from hotline.store.alarms import AlarmRow
 from hotline.store.calls import CallRow
@@ -376,8 +377,7 @@ class CallService:
     def on_place(self, conn: Connection, peer: str, req: PlaceRequest, now: int,
                  effects: Effects) -> None:
         if call_store.get(conn, req.call) is not None:
-            security_log.warning("call.place from %s reuses call id %s; ignored", peer, req.call)
-            return
+            raise PeerRefused(f"call.place reuses the call id {req.call}")
         d = self.directory
         call_store.insert(conn, id=req.call, direction="in", peer=peer,
                           caller_role=req.caller_role, callee_role=req.callee_role,
@@ -452,8 +452,7 @@ class CallService:
 
     def on_cancel(self, conn: Connection, peer: str, call_id: str, now: int,
                   effects: Effects) -> None:
-        if not peer_may(peer, "call", call_id, "cancel", facts.load_call(conn, self.me, call_id)):
-            return
+        peer_require(peer, "call", call_id, "cancel", facts.load_call(conn, self.me, call_id))
         call = call_store.get(conn, call_id)
         assert call is not None
         if call.state in FINAL:
@@ -463,23 +462,36 @@ class CallService:
                     reason="cancelled by the caller")
 
     # -- the caller's side ---------------------------------------------------------------
+    def _repeated_statement(self, conn: Connection, peer: str, call_id: str, n: int,
+                            raw: str, now: int, effects: Effects) -> None:
+        """A statement numbered ``n`` by ``peer`` is stored already: the same one again is a
+        harmless repeat; another one, validly signed, is the peer saying two things about
+        one step of the call, refused (one security-log line) and kept as evidence."""
+        stored = call_store.statement(conn, call_id, peer, n)
+        if stored is None or stored == raw:
+            return
+        row = evidence_store.record(conn, peer=peer, kind="call-equivocation",
+                                    detail=f"two statements n={n} for call {call_id}",
+                                    statement=raw.encode(), other=stored.encode(), now_ms=now)
+        effects.security.append(
+            f"refused call.state from peer {peer}: statement {n} of call {call_id} is "
+            f"already stored with other content (evidence kept, seen {row.count} time(s))")
     def on_state(self, conn: Connection, peer: str, raw: str, now: int,
                  effects: Effects) -> None:
         link = self._peers.get(peer)
         if link is None:
-            return
+            raise PeerRefused("no link with the sender")
         try:
             stmt = verify_call_state(raw, signer=peer, public=link.keys)
         except BadStatement as exc:
-            security_log.warning("call.state from %s refused: %s", peer, exc.message)
-            return
+            raise PeerRefused(exc.message) from None
         call = call_store.get(conn, stmt.call)
-        if not peer_may(peer, "call", stmt.call, "state",
-                        None if call is None else facts.load_call(conn, self.me, stmt.call)):
-            return
+        peer_require(peer, "call", stmt.call, "state",
+                     None if call is None else facts.load_call(conn, self.me, stmt.call))
         assert call is not None
         if not call_store.add_event(conn, call_id=call.id, signer=peer, n=stmt.n,
                                     state=stmt.state, statement=raw, verified=True, at=stmt.at):
+            self._repeated_statement(conn, peer, call.id, stmt.n, raw, now, effects)
             return
         changes: dict[str, Any] = {"updated_at": now}
         if call.state not in FINAL or call.state == "cancelled":

@@ -79,6 +79,14 @@ def add_event(conn: Connection, *, call_id: str, signer: str, n: int, state: str
     return True
 
 
+def statement(conn: Connection, call_id: str, signer: str, n: int) -> str | None:
+    """The statement ``signer`` numbered ``n`` for the call, as stored, or None."""
+    row = conn.execute(select(call_events.c.statement).where(
+        call_events.c.call_id == call_id, call_events.c.signer == signer,
+        call_events.c.n == n)).first()
+    return None if row is None else str(row.statement)
+
+
 @dataclass(frozen=True)
 class EventRow:
     call_id: str
