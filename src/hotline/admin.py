@@ -175,23 +175,27 @@ def _write_retrying(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run ``work`` in a transaction, again (up to :data:`WRITE_ATTEMPTS` in all) if the
     database gave up on a lock: PostgreSQL breaking a deadlock with the node's writer
     (the two can take the log's and the directory's locks in either order), or SQLite
-    still busy after its busy timeout. The work re-reads everything it builds on, so a
-    retry is safe; after the last attempt the failure is a retryable
+    still busy after its busy timeout, or the log grown by another process since this
+    one last appended (:class:`~hotline.store.log.StaleLogState`: the cached log state
+    is dropped, the retry reads it afresh). The work re-reads everything it builds on,
+    so a retry is safe; after the last attempt the failure is a retryable
     ``directory-conflict``, never a raw database error."""
     from sqlalchemy.exc import OperationalError
 
     from hotline.store.directory import DirectoryConflict
+    from hotline.store.log import StaleLogState
 
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
                 return work(conn)
-        except OperationalError as exc:
-            if not _lock_failure(exc.orig):
+        except (OperationalError, StaleLogState) as exc:
+            cause = exc.orig if isinstance(exc, OperationalError) else exc
+            if isinstance(exc, OperationalError) and not _lock_failure(exc.orig):
                 raise
             if attempt == WRITE_ATTEMPTS:
                 raise DirectoryConflict(
-                    f"the directory stayed locked by other writers ({exc.orig})", None,
+                    f"the directory stayed locked by other writers ({cause})", None,
                     hint="apply it again") from None
     raise AssertionError("unreachable")
 

@@ -14,6 +14,9 @@ class HotlineError(Exception):
 
     #: HTTP status the edges use when this error crosses an HTTP boundary.
     status: int = 400
+    #: whether its security-log line is written already (where it was decided, with more
+    #: to say than the edge knows); the edge writes one for every refusal that is not
+    logged: bool = False
 
     def __init__(self, error_id: str, message: str, hint: str | None = None,
                  status: int | None = None) -> None:
@@ -23,6 +26,11 @@ class HotlineError(Exception):
         self.hint = hint
         if status is not None:
             self.status = status
+
+    def already_logged(self) -> HotlineError:
+        """This error, marked as having had its one security-log line (for ``raise``)."""
+        self.logged = True
+        return self
 
     def to_dict(self) -> dict[str, str]:
         out = {"error": self.error_id, "message": self.message}

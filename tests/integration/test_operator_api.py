@@ -62,12 +62,43 @@ def test_bad_send_requests_are_refused_and_change_nothing(linked_a: NodeProcess,
                                                           body: dict[str, Any], status: int,
                                                           error: str) -> None:
     a = linked_a
+    before = len(a.log_lines("hotline.security:"))
     response = a.api("POST", "/api/v1/messages", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"] == error
     assert response.json()["message"]
     assert a.query("SELECT COUNT(*) AS n FROM outbox")[0].n == 0
     assert a.query("SELECT send_seq FROM links")[0].send_seq == 0
+    lines = wait_until(lambda: a.log_lines("hotline.security:")[before:] or None, 10,
+                       what="the refusal's security-log line")
+    assert len(lines) == 1, lines  # every refusal: one line, the request's answer later
+
+
+# Refusals decided by the routes and services (not by the request's shape): each one
+# leaves exactly one security-log line too, and changes nothing.
+API_REFUSALS: list[tuple[str, str, dict[str, Any] | None, dict[str, str], int]] = [
+    ("POST", "/api/v1/roster", {"operator": "nobody", "role": "cgs", "status": "on-duty"}, {},
+     400),
+    ("PUT", "/api/v1/directory", {"toml": ""}, {"if-match": "W/\"1\""}, 422),
+    ("POST", "/api/v1/alarms/clear", {"cause": "no-such-alarm", "operator": "x"}, {}, 404),
+    ("GET", "/api/v1/calls/" + "0" * 32, None, {}, 404),
+    ("POST", "/api/v1/calls", {"to": "cgs@ZZ-NONE", "as": "nmcc"}, {}, 404),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status"), API_REFUSALS)
+def test_every_api_refusal_leaves_one_security_line(
+        linked_a: NodeProcess, method: str, path: str, body: dict[str, Any] | None,
+        headers: dict[str, str], status: int) -> None:
+    a = linked_a
+    versions = a.query("SELECT COUNT(*) AS n FROM directory_versions")[0].n
+    before = len(a.log_lines("hotline.security:"))
+    response = a.api(method, path, json=body, headers=headers)
+    assert response.status_code == status, response.text
+    lines = wait_until(lambda: a.log_lines("hotline.security:")[before:] or None, 10,
+                       what="the refusal's security-log line")
+    assert len(lines) == 1, lines
+    assert a.query("SELECT COUNT(*) AS n FROM directory_versions")[0].n == versions
 
 
 def test_malformed_json_body_is_refused(linked_a: NodeProcess) -> None:

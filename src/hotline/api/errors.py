@@ -7,6 +7,7 @@ status a route can answer is listed there (schemathesis checks it)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,6 +47,9 @@ ERROR_MEANINGS: dict[int, str] = {
     422: "a field is malformed or out of bounds; `field` names it, nothing was changed",
     429: "too many requests: retry after the `Retry-After` header's seconds",
 }
+
+
+security_log = logging.getLogger("hotline.security")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -95,8 +99,17 @@ def refused(request: Request, exc: InvalidInput) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_hotline_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_hotline_error(request: Request, exc: Exception) -> JSONResponse:
+        """Every refusal (4xx) leaves one security-log line: written here unless it was
+        where the refusal was decided (``exc.logged``)."""
         assert isinstance(exc, HotlineError)
+        if isinstance(exc, InvalidInput) and not exc.logged:
+            return refused(request, exc)
+        if 400 <= exc.status < 500 and not exc.logged:
+            security_log.warning("refused request from %s: %s %s: %s: %s",
+                                 request.client.host if request.client else "unknown",
+                                 request.method, request.url.path[:200], exc.error_id,
+                                 exc.message[:300])
         return error_response(exc)
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:

@@ -127,7 +127,7 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                "(Authorization: Bearer ...)",
                                hint="the administrator's token is in DIR/operator.token; "
                                     "`hotline token issue` makes an operator's",
-                               status=401)
+                               status=401).already_logged()
         api_log.info("api %s %s for %s", request.method, request.url.path, actor.label)
         request.state.actor = actor
         request.state.reauthenticate = lambda: resolve(token)  # for long-lived streams

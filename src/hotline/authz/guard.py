@@ -97,7 +97,8 @@ class Guard:
                 decision = Decision(False, 403, f"names operator {named}, not itself")
                 refused(actor, "operator", named, what, decision)
                 raise HotlineError("operator-mismatch", f"this token acts only for "
-                                                        f"{actor.operator}", status=403)
+                                                        f"{actor.operator}",
+                                   status=403).already_logged()
             return actor.operator
         return named
 
@@ -107,7 +108,7 @@ class Guard:
             decision = Decision(False, 403, "the operator does not hold the role")
             refused(actor, "role", as_role, what, decision)
             raise HotlineError("role-not-held", f"{actor.operator} does not hold the role "
-                                                f"{as_role}", status=403)
+                                                f"{as_role}", status=403).already_logged()
 
     def require_admin(self, actor: Actor, what: str) -> None:
         """Only the node's administrator changes the directory and the roster (403)."""
@@ -116,7 +117,8 @@ class Guard:
                     Decision(False, 403, "only the administrator"))
             raise HotlineError("admin-only", "only the node's administrator token may "
                                              "change the directory or the roster",
-                               hint="run it on the node with its own token", status=403)
+                               hint="run it on the node with its own token",
+                               status=403).already_logged()
 
     async def require(self, actor: Actor, kind: Kind, obj_id: str, action: Action, *,
                       as_role: str | None = None, operator: str | None = None
@@ -133,7 +135,7 @@ class Guard:
         decision = decide(actor, obj, action, as_role)
         if not decision.allowed:
             refused(actor, kind, obj_id, action, decision)
-            raise error_for(kind, obj_id, decision)
+            raise error_for(kind, obj_id, decision).already_logged()
         return acting
 
     async def may_read(self, actor: Actor, kind: str, obj_id: str) -> bool:

@@ -76,6 +76,7 @@ def refused(exc: DirectoryConflict, source: str) -> None:
     """The one security-log line of a refused directory write; ``source`` names the
     writer (``api``, ``roster``, ``cli``)."""
     security_log.warning("directory write from %s refused: %s", source, exc.message)
+    exc.logged = True
 
 
 @dataclass(frozen=True)
