@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.calls import apply_scenario
-from tests.nodes import NodeProcess
+from tests.nodes import NodeProcess, wait_until
 
 Make = Callable[..., NodeProcess]
 
@@ -65,21 +65,33 @@ def test_console_responses_carry_the_browser_defences(node: NodeProcess) -> None
 
 
 def test_bad_forms_are_refused_before_any_handler(node: NodeProcess) -> None:
+    """Each refusal also leaves exactly one security-log line."""
+    def refused_once(before: int) -> int:
+        lines = wait_until(lambda: node.log_lines("hotline.security:")[before:] or None, 10,
+                           what="the refusal's security-log line")
+        assert len(lines) == 1, lines
+        return before + 1
+
+    seen = len(node.log_lines("hotline.security:"))
     with httpx.Client(base_url=node.url) as client:
         token = _login_form(client)
         r = client.post("/login", json={"operator": "x"})
         assert r.status_code == 415
+        seen = refused_once(seen)
         r = client.post("/login", content=f"csrf={token}&csrf={token}".encode(),
                         headers={"content-type": "application/x-www-form-urlencoded"})
         assert r.status_code == 400
         assert "given twice" not in r.text  # the page says the form could not be read
+        seen = refused_once(seen)
         r = client.post("/login", data={"csrf": "wrong", "operator": "nmcc-1",
                                         "password": "x" * 12, "code": "123456"})
         assert r.status_code == 403
         assert "The login form had expired" in r.text
+        seen = refused_once(seen)
         r = client.post("/login", data={"csrf": token, "operator": "nmcc-1"},
                         headers={"Origin": "http://evil.example"})
         assert r.status_code == 403
+        refused_once(seen)
 
 
 def test_failed_log_ins_are_throttled_per_address(node: NodeProcess) -> None:

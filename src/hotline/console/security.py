@@ -9,6 +9,7 @@ run as code even if escaping were ever missed.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from urllib.parse import parse_qsl, urlsplit
 
@@ -46,6 +47,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+security_log = logging.getLogger("hotline.security")
 
 
 def add_security_headers(response: Response) -> Response:
@@ -130,8 +134,16 @@ def check_path_ids(request: Request) -> None:
         check_id(str(value), f"path.{name}")
 
 
-def log_if_invalid(request: Request, exc: HotlineError) -> None:
-    """A field refused (a path id, a form field): its one security-log line."""
+def log_refusal(request: Request, exc: HotlineError, who: str | None = None) -> None:
+    """The one security-log line of a console request refused (a path id, a form, a
+    cross-site POST, a missing token, a role not held...), unless it was written where
+    the refusal was decided (``exc.logged``: the authorization guard's)."""
+    if exc.logged or not 400 <= exc.status < 500:
+        return
+    source = request.client.host if request.client else "unknown"
     if isinstance(exc, InvalidInput):
-        log_refused(request.client.host if request.client else "unknown", request.method,
-                    request.url.path, exc)
+        log_refused(source, request.method, request.url.path, exc)
+        return
+    security_log.warning("refused console request from %s%s: %s %s: %s: %s", source,
+                         f" ({who})" if who else "", request.method,
+                         request.url.path[:200], exc.error_id, exc.message[:300])

@@ -49,7 +49,7 @@ from hotline.console.security import (
     check_path_ids,
     clear_cookie,
     csrf_given,
-    log_if_invalid,
+    log_refusal,
     new_token,
     read_form,
     same_token,
@@ -198,7 +198,7 @@ class Console:
                 check_path_ids(request)
                 return await handler(request, viewer)
             except HotlineError as exc:
-                log_if_invalid(request, exc)
+                log_refusal(request, exc, viewer.operator)
                 return self.failure(request, viewer, exc)
         return route
 
@@ -218,9 +218,7 @@ class Console:
                                        status=403)
                 return await handler(request, viewer, form)
             except HotlineError as exc:
-                log_if_invalid(request, exc)
-                log.info("console refused %s %s for %s: %s", request.method,
-                         request.url.path, viewer.operator, exc.error_id)
+                log_refusal(request, exc, viewer.operator)
                 return self.failure(request, viewer, exc)
         return route
 
@@ -262,12 +260,14 @@ class Console:
             check_origin(request)
             form = await read_form(request)
         except HotlineError as exc:
-            log_if_invalid(request, exc)
+            log_refusal(request, exc)
             return self.login_form(request, lang, message=error_text(exc, lang),
                                    status=exc.status)
         lang = i18n.supported(form.get("lang")) or lang
         gettext = i18n.translations(lang).gettext
         if not same_token(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            log_refusal(request, HotlineError("csrf", "the log-in form's token is missing "
+                                                      "or wrong", status=403))
             return self.login_form(request, lang, status=403, message=gettext(
                 "The login form had expired. Please try again."))
         operator = form.get("operator", "").strip()[:64]
