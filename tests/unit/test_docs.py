@@ -97,3 +97,16 @@ def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:
     assert int(lane.group(1)) == defaults["per_channel"].default
     assert float(lane.group(2)) == defaults["webhook_timeout_s"].default
     assert float(lane.group(3)) == defaults["email_timeout_s"].default
+
+
+def test_every_test_named_in_the_threat_map_exists() -> None:
+    """docs/threats.md names, per threat, the tests that cover it: each must exist."""
+    text = (ROOT / "docs" / "threats.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text)
+    assert len(named) > 40
+    for path, test in named:
+        source = ROOT / path
+        assert source.is_file(), path
+        if test:
+            assert re.search(rf"^(async )?def {test}\(", source.read_text(encoding="utf-8"),
+                             flags=re.M), f"{path}::{test}"
