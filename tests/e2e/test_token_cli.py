@@ -107,3 +107,24 @@ def test_the_token_file_stays_the_administrators(node: NodeProcess) -> None:
                  json={"operator": "cjcs-1", "role": "cjcs", "status": "on-duty"})
     assert r.status_code == 200, r.text
     assert _api(node, issued["token"], "GET", "/api/v1/status").status_code == 200
+
+
+def test_an_operator_removed_from_the_directory_loses_their_tokens(node: NodeProcess
+                                                                   ) -> None:
+    """An operator id taken out of the directory takes its tokens with it: when the id
+    comes back (perhaps for another person), the old tokens stay revoked."""
+    from hotline.scenario import directory_toml
+    from tests.calls import apply_toml
+
+    token = as_json(hotline("token", "issue", "--operator", "nmcc-1", "--dir",
+                            str(node.dir), "--json"))["token"]
+    assert _api(node, token, "GET", "/api/v1/status").status_code == 200
+    original = directory_toml("US-JS")
+    apply_toml(node, original.replace('"nmcc-1"', '"nmcc-9"'))
+    assert _api(node, token, "GET", "/api/v1/status").status_code == 401
+    apply_toml(node, original)
+    assert _api(node, token, "GET", "/api/v1/status").status_code == 401
+    listed = as_json(hotline("token", "list", "--dir", str(node.dir), "--json"))["tokens"]
+    assert [t["revoked_at"] is not None for t in listed] == [True]
+    assert node.query("SELECT COUNT(*) AS n FROM log_entries WHERE kind = 'api-token'"
+                      )[0].n == 2  # issued, then revoked with the directory change

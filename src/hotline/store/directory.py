@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hotline.errors import HotlineError
 from hotline.store import log as log_store
-from hotline.store.schema import directory_versions, peer_desks, presence
+from hotline.store.schema import api_tokens, directory_versions, peer_desks, presence
 
 security_log = logging.getLogger("hotline.security")
 
@@ -157,7 +157,28 @@ def write(conn: Connection, change: Change, now_ms: int, *, base: int | None = N
                                 "writer at the same time", version,
                                 hint="apply it again") from None
     log_store.append_one(conn, "directory", {"version": version, "digest": digest}, now_ms)
+    _revoke_tokens_of_removed_operators(conn, body, now_ms)
     return Written(version, True, body)
+
+
+def _revoke_tokens_of_removed_operators(conn: Connection, body: dict[str, Any],
+                                        now_ms: int) -> None:
+    """An operator the new version no longer has loses their API tokens for good: a
+    token names an operator id, and an id given later to someone else must not carry
+    the old holder's tokens (each revocation is a log entry, like one by hand)."""
+    operators = body.get("operators")
+    keep = set(operators) if isinstance(operators, dict) else set()
+    orphaned = conn.execute(select(api_tokens.c.id, api_tokens.c.operator).where(
+        api_tokens.c.revoked_at.is_(None))).all()
+    for token_id, operator in orphaned:
+        if operator in keep:
+            continue
+        conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
+                     .values(revoked_at=now_ms))
+        log_store.append_one(conn, "api-token", {"token": token_id, "operator": operator,
+                                                 "change": "revoked",
+                                                 "via": "operator removed from directory"},
+                             now_ms, subject=operator)
 
 
 def seen(conn: Connection, operator: str, now_ms: int) -> None:
