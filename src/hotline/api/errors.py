@@ -117,10 +117,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return refused(request, invalid_input(exc))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        """The framework's own refusals (no such route, a method the route does not
+        take, a body it could not read) are refusals like any other: one line each."""
         assert isinstance(exc, HTTPException)
-        error = framework_error(exc)
-        response = (refused(request, error) if isinstance(error, InvalidInput)
-                    else error_response(error))
+        response = await on_hotline_error(request, framework_error(exc))
         response.headers.update(exc.headers or {})  # e.g. Allow with a 405
         return response
 

@@ -36,7 +36,7 @@ from hotline.store.engine import create_engine
 from hotline.store.migrate import upgrade
 from hotline.store.schema import api_tokens
 
-TOKEN_RE = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
+TOKEN_RE = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})\Z")
 #: how often a token's ``last_used_at`` is written at most (ms): a write per request
 #: would put every API read through the single writer
 TOUCH_EVERY_MS = 60_000

@@ -55,7 +55,7 @@ ACTIVE = frozenset({"placed", "delivered", "ringing", "undeliverable"})
 FINAL = frozenset({"answered", "declined", "unanswered", "cancelled", "expired", "refused"})
 MAX_REASON = 1000
 MAX_FALLBACK_DEPTH = 5
-CALL_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+CALL_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 MAX_BUDGET_MS = 7 * 24 * 3600 * 1000
 
 

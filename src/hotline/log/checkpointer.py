@@ -90,7 +90,7 @@ class Checkpointer(BackgroundTask):
         self._post_body = post or self._http_post
         self._tick_s = tick_s
         self._alarms = alarms
-        #: per peer: the refusal last seen and the alarm's message for it
+        #: per peer: the error id of the refusal last seen and the alarm's message for it
         self.alarms: dict[str, tuple[str, str]] = {}
         # When each peer last cosigned, on the monotonic clock: the interval between
         # checkpoints is a duration (a wall-clock step neither rushes nor stalls it).
@@ -240,9 +240,12 @@ class Checkpointer(BackgroundTask):
         alarm = Alarm("checkpoint-refused", link.party, detail,
                       {"peer": link.party, "error": answer.get("error")})
         verdict = self.alarms.get(link.party)
-        if verdict is not None and verdict[0] == detail:
-            # The same refusal again: the whole log was verified for it already. It is
-            # raised again only if an operator cleared it meanwhile (the cause stands).
+        error_id = str(answer.get("error"))
+        if verdict is not None and verdict[0] == error_id:
+            # The same verdict again (its message names the new size each time the log
+            # grew, so it is the error id that is compared): the whole log was verified
+            # for it already, and the line and alarm are not repeated. It is raised again
+            # only if an operator cleared it meanwhile (the cause stands).
             if not any(a.cause == alarm.key for a in await self._alarms.standing()):
                 await self._alarms.raise_(replace(alarm, message=verdict[1]))
             return
@@ -254,7 +257,7 @@ class Checkpointer(BackgroundTask):
                       f"{report.problems[0].message}"
         else:
             message = f"{detail}; our own log verifies against every cosigned checkpoint"
-        self.alarms[link.party] = (detail, message)
+        self.alarms[link.party] = (error_id, message)
         security_log.error("ALARM %s", message)
         await self._alarms.raise_(replace(alarm, message=message))
 

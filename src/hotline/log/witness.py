@@ -18,17 +18,18 @@ refusal (error id)         evidence kind, against          what the pair holds
 =========================  =============================  ==============================
 equivocation               log-equivocation, origin       both checkpoints of one size
 checkpoint-shrinks         log-shrinking, origin          a smaller tree signed later
-inconsistent-checkpoint    log-inconsistent, origin       it and the last one cosigned
 invalid-tree-head          log-invalid-head, origin       the impossible checkpoint
 bad-checkpoint /           checkpoint-impersonation,      a checkpoint of another
 unknown-sender             the party that signed it       party's log, validly signed
 =========================  =============================  ==============================
 
 A malformed request, an unknown or forged signer, an older checkpoint replayed
-(``stale-checkpoint``) and a proof from the wrong base (``stale-base``) are refused with
-the log line only: anyone can send those, so they must not fill the evidence store or
-ring anyone. The alarm's cause is (kind, party), and only a pair seen for the first time
-can raise it: re-sending one pair counts a repeat and rings nothing.
+(``stale-checkpoint``), a proof from the wrong base (``stale-base``) and a proof that
+does not verify (``inconsistent-checkpoint``: the proof is unsigned, so it shows nothing
+about the origin) are refused with the log line only: anyone can send those, so they
+must not fill the evidence store or ring anyone. The alarm's cause is (kind, party), and
+only a pair seen for the first time can raise it: re-sending one pair counts a repeat
+and rings nothing.
 """
 
 from __future__ import annotations
@@ -253,11 +254,16 @@ class Witness:
                 return Outcome(error=error, latest_size=int(latest.size))
             if not verify_consistency(int(latest.size), cp.size, bytes(latest.root), cp.root,
                                       req.proof):
-                return self._accuse(conn, Accusation(
-                    cp.origin, "log-inconsistent",
-                    f"{cp.origin}'s tree of {cp.size} does not extend the cosigned tree of "
-                    f"{int(latest.size)}", cp.raw, str(latest.checkpoint).encode(),
-                    _refusal("inconsistent-checkpoint", ""), cp.size), source, now)
+                # The proof is not signed: anyone holding one of the origin's honest
+                # checkpoints (every witness of it receives one) can send it with junk
+                # hashes. A failed proof shows only that this request proves nothing, not
+                # that the origin rewrote its log, so nothing is kept against it; an
+                # origin that did rewrite it is told so and raises its own alarm.
+                error = _refusal("inconsistent-checkpoint", f"the proof does not show "
+                                 f"{cp.origin}'s tree of {cp.size} extending the cosigned "
+                                 f"tree of {int(latest.size)}")
+                self.log_refused(error, source)
+                return Outcome(error=error)
         cosignature = make_cosignature(cp, self._me, now, self._keys)
         conn.execute(log_checkpoints.insert().values(
             origin=cp.origin, witness=self._me, size=cp.size, root=cp.root,

@@ -45,10 +45,12 @@ DOMAIN = "hotline/envelope/v1"
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_SKEW_MS = 5 * 60 * 1000
 
-PARTY_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,30}[A-Z0-9])?$")
-TYPE_RE = re.compile(r"^[a-z][a-z0-9.-]{0,63}$")
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
-KID_RE = re.compile(r"^[0-9a-f]{16}$")
+# "\Z", not "$": "$" also matches before a final newline, so a .match() with it
+# let "X\n" through (longer than the column on PostgreSQL, stored as is on SQLite).
+PARTY_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,30}[A-Z0-9])?\Z")
+TYPE_RE = re.compile(r"^[a-z][a-z0-9.-]{0,63}\Z")
+ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
+KID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 FIELDS = frozenset({"v", "id", "from", "to", "kid", "seq", "ts", "type", "ct", "sig"})
 
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)

@@ -20,7 +20,7 @@ from hotline.protocol.signing import sign_object, verify_object
 
 DOMAIN = "hotline/link-offer/v1"
 FIELDS = frozenset({"v", "type", "party", "name", "sign", "enc", "endpoints", "at", "sig"})
-NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,120}$")
+NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,120}\Z")
 MAX_ENDPOINTS = 8
 
 

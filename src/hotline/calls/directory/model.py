@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Final
 
 from hotline.errors import HotlineError
 
-ROLE_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-OPERATOR_RE: Final = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+# "\Z", not "$", which also matches before a final newline (a 33-character role)
+ROLE_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
+OPERATOR_RE: Final = re.compile(r"^[a-z][a-z0-9._-]{0,31}\Z")
 CHANNEL_RE: Final = ROLE_RE
 
 LANGUAGES: Final = ("en", "ar", "ru", "uk", "pl")
