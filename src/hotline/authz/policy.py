@@ -186,6 +186,10 @@ def _operator(actor: OperatorActor, obj: Object, action: Action, as_role: str | 
     if not through:
         return _not_found("none of the operator's roles placed, was rung on, answered "
                           "or was alerted about it")
+    if as_role is not None and as_role not in through:
+        # a request that names a role acts in it: that role must have a part in the
+        # object, whatever the action (reading included)
+        return _forbidden(f"the role {as_role} has no part in this {_kind_of(obj)}")
     if action == "read":
         return ALLOW
     if action in ("answer", "decline"):
@@ -207,9 +211,13 @@ def _operator(actor: OperatorActor, obj: Object, action: Action, as_role: str | 
             return _forbidden(f"{action} is done in a conversation")
     elif action == "receipt" and not isinstance(obj, MessageFacts):
         return _forbidden("a receipt is given for a message")
-    if as_role is not None and as_role not in through:
-        return _forbidden(f"the role {as_role} has no part in this conversation")
     return ALLOW
+
+
+def _kind_of(obj: Object) -> str:
+    if isinstance(obj, CallFacts):
+        return "call"
+    return "conversation" if isinstance(obj, ConversationFacts) else "message"
 
 
 def _peer(actor: PeerActor, obj: Object | None, action: Action) -> Decision:
