@@ -33,7 +33,9 @@ def test_an_honest_checkpoint_relayed_with_a_junk_proof_keeps_nothing_against_it
     """A checkpoint the origin really signed, of a tree that really extends what the
     witness cosigned, relayed by anyone (every witness of the origin receives one) with
     a proof that is junk: the proof is not the origin's statement, so its failure shows
-    nothing about the origin. Refused, logged once, no evidence, no alarm."""
+    nothing about the origin. Refused, logged once each, no evidence; one coalesced
+    ``log-unproven`` alarm (the witness cannot cosign that origin for now), which clears
+    as soon as the origin's own checkpoint is cosigned."""
     us, ru = pair(make_sqlite_node)
     us.send("RU-GS", ["something to log"])
     wait_until(lambda: cosigned(us, ru), 30, what="a first cosignature")
@@ -58,10 +60,16 @@ def test_an_honest_checkpoint_relayed_with_a_junk_proof_keeps_nothing_against_it
                what="one line per refusal")
     assert len(ru.log_lines("hotline.security")) == lines + 3
     assert ru.query("SELECT peer, kind FROM evidence") == []
-    assert ru.log_lines("ALARM") == []
+    assert len(ru.log_lines("ALARM")) == 1
+    assert [tuple(r) for r in ru.query(
+        "SELECT cause, count, cleared_at IS NULL FROM alarms WHERE kind = 'log-unproven'")
+            ] == [("log-unproven:US-JS", 3, True)]
     us.start()  # and the origin's own checkpoint, with its real proof, is cosigned
     wait_until(lambda: cosigned(us, ru)[-1][0] >= size, 30, what="US cosigned again")
     assert not us.log_lines("refused our checkpoint")
+    wait_until(lambda: ru.query("SELECT cleared_at FROM alarms WHERE cause = "
+                                "'log-unproven:US-JS'")[0][0] is not None, 10,
+               what="the alarm cleared by the origin's next cosigned checkpoint")
 
 
 def test_an_origin_refused_again_and_again_raises_one_alarm_not_one_per_attempt(

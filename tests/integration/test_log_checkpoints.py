@@ -102,15 +102,19 @@ def test_equivocation_a_smaller_tree_and_a_rewritten_history_are_refused_and_kep
                                   "proof": [b64e(leaf_hash(b"x"))]})
     assert answer.json()["error"] == "inconsistent-checkpoint"
     kinds = sorted(r[0] for r in ru.query("SELECT kind FROM evidence"))
-    # the unsigned proof that fails shows nothing about US: kept nowhere
+    # the unsigned proof that fails shows nothing about US: kept nowhere, but RU cannot
+    # cosign US's log for now, and says so (cleared by US's next cosigned checkpoint)
     assert kinds == ["log-equivocation", "log-shrinking"]
-    assert len(ru.log_lines("ALARM")) == 2
+    assert len(ru.log_lines("ALARM")) == 3
     # none of the refused checkpoints was stored, and honest ones are still cosigned
     stored = {bytes(r[0]) for r in ru.query("SELECT root FROM log_checkpoints WHERE "
                                             "origin = 'US-JS'")}
     assert not stored & {leaf_hash(b"another history"), leaf_hash(b"rewritten")}
     us.send("RU-GS", ["more"])
     wait_until(lambda: cosigned(us, ru)[-1][0] > size, 30, what="cosigning to go on")
+    wait_until(lambda: ru.query("SELECT cleared_at FROM alarms WHERE cause = "
+                                "'log-unproven:US-JS'")[0][0] is not None, 10,
+               what="the unproven-log alarm cleared by an honest cosignature")
     # a forged request with another party's key is not even considered
     stranger = make_checkpoint("US-JS", size + 1, root, 1, ru.private_keys())
     assert post_checkpoint(ru, {"checkpoint": stranger, "from_size": size,

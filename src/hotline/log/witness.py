@@ -257,13 +257,26 @@ class Witness:
                 # The proof is not signed: anyone holding one of the origin's honest
                 # checkpoints (every witness of it receives one) can send it with junk
                 # hashes. A failed proof shows only that this request proves nothing, not
-                # that the origin rewrote its log, so nothing is kept against it; an
-                # origin that did rewrite it is told so and raises its own alarm.
+                # that the origin rewrote its log, so no evidence is kept against it. But
+                # a witness that can no longer cosign an origin's log must not be silent:
+                # one coalesced alarm stands until a checkpoint of that origin is
+                # cosigned again (a relayed junk proof clears at the origin's next
+                # checkpoint; a rewritten history never does).
                 error = _refusal("inconsistent-checkpoint", f"the proof does not show "
                                  f"{cp.origin}'s tree of {cp.size} extending the cosigned "
                                  f"tree of {int(latest.size)}")
-                self.log_refused(error, source)
-                return Outcome(error=error)
+                effects = Effects()
+                raised = self.alarms.raise_in(conn, Alarm(
+                    "log-unproven", cp.origin,
+                    f"a checkpoint of {cp.origin} came with a consistency proof that does "
+                    f"not verify; none of its checkpoints is cosigned until one does",
+                    {"peer": cp.origin, "size": cp.size}), now, effects)
+                if raised:
+                    security_log.error("ALARM log-unproven: refused checkpoint from %s: "
+                                       "%s: %s", source, error.error_id, error.message)
+                else:
+                    self.log_refused(error, source)
+                return Outcome(error=error, effects=effects)
         cosignature = make_cosignature(cp, self._me, now, self._keys)
         conn.execute(log_checkpoints.insert().values(
             origin=cp.origin, witness=self._me, size=cp.size, root=cp.root,
@@ -271,7 +284,9 @@ class Witness:
             at=now))
         log_store.append_one(conn, "cosigned", {"origin": cp.origin, "size": cp.size,
                                                 "root": cp.root.hex()}, now)
-        return Outcome(cosignature=cosignature)
+        effects = Effects()
+        self.alarms.clear_in(conn, f"log-unproven:{cp.origin}", now, effects)
+        return Outcome(cosignature=cosignature, effects=effects)
 
     def _accuse(self, conn: Connection, acc: Accusation, source: str, now: int) -> Outcome:
         """Keep the evidence (a repeat only counts), raise the (kind, party) alarm the
