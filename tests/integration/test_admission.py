@@ -125,11 +125,15 @@ def test_the_address_budget_refuses_before_reading_the_body(world: World) -> Non
         assert [r.status_code for r in answers] == [413, 413, 429]  # the first two: read
         assert int(answers[2].headers["retry-after"]) >= 1
         assert answers[2].json()["error"] == "rate-limited"
-        # and now, while the address owes those bytes, it is refused on its headers
-        # and the connection closed, so the body is never read
-        again = client.post(b.url + ENVELOPES, content=big)
+        # answered before its body was read: the node closes rather than read the rest
+        assert answers[2].headers["connection"] == "close"
+        # and now, while the address owes those bytes, a batch is refused on its
+        # request line alone (a small one: a client still writing a large body to a
+        # closed connection may see it reset before it reads the answer)
+        again = client.post(b.url + ENVELOPES, content=b"x" * 1024)
         assert again.status_code == 429
         assert again.headers["connection"] == "close"
+        assert again.json()["retry_after"] >= 1
         assert client.get(b.url + "/healthz").status_code == 200  # httpx reconnects
     assert b.log_lines("rate-limited request from 127.0.0.3: address over its budget")
 
