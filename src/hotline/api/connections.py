@@ -71,11 +71,18 @@ def raw_answer(status: int, reason: str, error: str, message: str,
 
 
 class GuardedConnection(asyncio.Protocol):
-    """One accepted connection: the inner (uvicorn) protocol plus the guard's watch."""
+    """One accepted connection: the inner (uvicorn) protocol plus the guard's watch.
 
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+    The inner protocol is made when the connection's first bytes are let through, not
+    at accept: a connection refused at accept or on its request line (a flooder's, one
+    per request) then never costs uvicorn's protocol, parser and address look-ups
+    (measured: about a third of the node's time per refused request)."""
+
+    def __init__(self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]
+                 ) -> None:
         self._guard = guard
-        self.inner = inner
+        self._make_inner = make_inner
+        self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
         self.key: tuple[str, int] = ("unknown", 0)
         self.refused = False               # at accept: never counted, never passed on
@@ -101,7 +108,6 @@ class GuardedConnection(asyncio.Protocol):
             self.transport.write(refusal)
             self.transport.close()
             return
-        self.inner.connection_made(self.transport)
         self.waiting_since = self._guard.clock.monotonic()
         self.schedule()
 
@@ -123,25 +129,31 @@ class GuardedConnection(asyncio.Protocol):
                          f"more than {self._guard.config.max_header_bytes} bytes before "
                          "the request's headers were complete")
                 return
+        if self.inner is None:
+            assert self.transport is not None  # (data comes after connection_made)
+            self.inner = self._make_inner()
+            self.inner.connection_made(self.transport)
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return None if self.refused or self.ended else self.inner.eof_received()
+        if self.ended or self.inner is None:
+            return None  # (closes the connection)
+        return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._guard.closed(self)
-        if not self.refused:
+        if self.inner is not None:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        if not self.refused:
+        if self.inner is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if not self.refused:
+        if self.inner is not None:
             self.inner.resume_writing()
 
     # -- the watch ----------------------------------------------------------------------
@@ -277,7 +289,7 @@ class ConnectionGuard:
 
         class Guarded(GuardedConnection):
             def __init__(self, **kwargs: Any) -> None:
-                super().__init__(guard, inner(**kwargs))
+                super().__init__(guard, lambda: inner(**kwargs))
 
         return Guarded
 
