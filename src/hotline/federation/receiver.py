@@ -17,7 +17,6 @@ amplifies).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import Counter
@@ -146,11 +145,6 @@ class Receiver:
                 outcomes[index] = over.get(wait) or over.setdefault(
                     wait, Outcome(error=_over_budget(wait)))
                 continue
-            if opened or rejections:
-                # between signature checks, let other requests run: verifying a batch
-                # of hundreds in one go holds the event loop for tens of ms, and that
-                # is what every other peer's latency feels during a flood
-                await asyncio.sleep(0)
             try:
                 opened.append((index, await self._open(raw)))
             except EnvelopeRejected as exc:
