@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import secrets
 import sys
 import tempfile
@@ -73,6 +74,21 @@ def set_up(base: Path, passphrase: str) -> tuple[Node, Node, Node]:
     return v, p, f
 
 
+def limit_flooder(v: Node, rate: float) -> None:
+    """Give F's verified bulk lane on V ``rate`` envelopes/s (burst the same, at least
+    one) instead of the defaults: to tell what the flood costs V through the envelopes
+    its budget admits (verified and stored) from what its refusals cost."""
+    import tomllib
+
+    import tomli_w
+
+    path = v.dir / "config.toml"
+    data = tomllib.loads(path.read_text())
+    peers = data.setdefault("admission", {}).setdefault("peers", {})
+    peers[FLOODER] = {"envelopes_per_second": rate, "envelopes_burst": max(1, int(rate))}
+    path.write_text(tomli_w.dumps(data))
+
+
 def preseal(f: Node, v: Node, passphrase: str, count: int) -> list[bytes]:
     keys = unlock(f.dir / KEYSTORE_NAME, passphrase)
     to = read_public(v.dir / KEYSTORE_NAME)
@@ -115,6 +131,8 @@ async def _flood_lane(port: int, requests: list[bytes], sizes: list[int], stop_a
 def _flood(port: int, requests: list[bytes], per_request: list[int], seconds: float,
            out: Any) -> None:
     stats = {"requests": 0, "envelopes": 0, "reconnects": 0}
+    if out["cpu"] is not None:  # pinned, so it cannot take the victim's core
+        os.sched_setaffinity(0, {out["cpu"]})
 
     async def main() -> None:
         stop_at = time.monotonic() + seconds
@@ -219,6 +237,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="hotline-bench-admission-"))
     passphrase = secrets.token_urlsafe(12)
     v, p, f = set_up(base, passphrase)
+    if args.flooder_rate is not None:
+        limit_flooder(v, args.flooder_rate)
     progress(f"pre-sealing {args.flood_envelopes} envelopes of {FLOODER}")
     envelopes = preseal(f, v, passphrase, args.flood_envelopes)
     requests, sizes = flood_requests(v.port, envelopes, args.flood_batch)
@@ -240,7 +260,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         unloaded["loadavg_1m"] = loadavg()
         progress("flood")
         manager = multiprocessing.Manager()
-        out = manager.dict({"lanes": args.flood_connections})
+        out = manager.dict({"lanes": args.flood_connections, "cpu": args.flood_cpu})
         cpu_v0 = proc_cpu_seconds(v.pid)
         flooder = multiprocessing.Process(target=_flood, args=(
             v.port, requests, sizes, args.duration + 2, out))
@@ -262,7 +282,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "rate": args.rate, "duration_s": args.duration,
                     "flood_envelopes": args.flood_envelopes, "flood_batch": args.flood_batch,
                     "flood_connections": args.flood_connections,
-                    "hotline_source_sha256": source_digest(), "admission": "defaults"},
+                    "flood_cpu": args.flood_cpu,
+                    "hotline_source_sha256": source_digest(),
+                    "admission": "defaults" if args.flooder_rate is None else
+                    f"defaults, but {FLOODER}'s bulk lane {args.flooder_rate:g}/s"},
                 "phases": {"unloaded": unloaded, "flood": loaded}, "flood": stats,
                 "target": "flood p99 <= 2 x unloaded p99, nothing lost", "met": met}
     finally:
@@ -279,6 +302,10 @@ def main() -> None:
     parser.add_argument("--flood-envelopes", type=int, default=20_000)
     parser.add_argument("--flood-batch", type=int, default=256)
     parser.add_argument("--flood-connections", type=int, default=4)
+    parser.add_argument("--flood-cpu", type=int, default=None,
+                        help="pin the flooder process to this CPU (default: not pinned)")
+    parser.add_argument("--flooder-rate", type=float, default=None,
+                        help="F's bulk budget on V in envelopes/s (default: the defaults)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

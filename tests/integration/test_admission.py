@@ -1,8 +1,10 @@
 """Admission control on real nodes over real sockets (THREATS T19): a flooding peer is
 refused 429 with Retry-After while another peer and the flooder's control traffic pass;
 a sender slowed down by 429 delivers everything exactly once; idle, slow-loris and
-slow-body connections are closed within their timeouts; an address over its connection
-cap is refused while another address connects.
+slow-body connections are closed within their timeouts; headers over the size limit are
+refused 431; an address over its connection cap is refused while another address
+connects, and a node at its total cap refuses the newcomer 503 and takes one again once
+a connection closes. On SQLite and PostgreSQL (the cap tests need no store: SQLite).
 
 The flooder's traffic comes from 127.0.0.2 and the honest peer's from 127.0.0.1 (the
 node listens on 127.0.0.1; Linux routes all of 127/8 to loopback), so each has its own
@@ -10,6 +12,7 @@ address budget, as two peers on two machines would."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -51,10 +54,11 @@ class World:
                                 p=party)[0].n)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    base: Path = tmp_path_factory.mktemp("admission")
-    with nodes_on("sqlite", base) as make:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    base: Path = tmp_path_factory.mktemp(f"admission-{request.param}")
+    with nodes_on(str(request.param), base) as make:
         a, b, f = make("AA-ONE"), make("BB-TWO"), make("FF-THREE")
         link(a, b)
         link(f, b)
@@ -121,8 +125,16 @@ def test_the_address_budget_refuses_before_reading_the_body(world: World) -> Non
         assert [r.status_code for r in answers] == [413, 413, 429]  # the first two: read
         assert int(answers[2].headers["retry-after"]) >= 1
         assert answers[2].json()["error"] == "rate-limited"
-        # the connection stays usable: the node skipped the refused body
-        assert client.get(b.url + "/healthz").status_code == 200
+        # answered before its body was read: the node closes rather than read the rest
+        assert answers[2].headers["connection"] == "close"
+        # and now, while the address owes those bytes, a batch is refused on its
+        # request line alone (a small one: a client still writing a large body to a
+        # closed connection may see it reset before it reads the answer)
+        again = client.post(b.url + ENVELOPES, content=b"x" * 1024)
+        assert again.status_code == 429
+        assert again.headers["connection"] == "close"
+        assert again.json()["retry_after"] >= 1
+        assert client.get(b.url + "/healthz").status_code == 200  # httpx reconnects
     assert b.log_lines("rate-limited request from 127.0.0.3: address over its budget")
 
 
@@ -238,3 +250,119 @@ def test_connections_over_the_cap_of_one_address_are_refused_another_connects(
         for sock in socks:
             sock.close()
     assert world.b.log_lines("refused connection from 127.0.0.7")
+
+
+def test_headers_over_the_size_limit_are_refused_431(world: World) -> None:
+    """Bytes that never complete the headers are cut at ``max_header_bytes`` (default
+    64 KiB), whatever the parser would tolerate; one log line."""
+    sock = _connect("127.0.0.9", world.b.port)
+    try:
+        sock.sendall(b"POST /federation/v1/envelopes HTTP/1.1\r\nhost: b\r\n")
+        pad = b"x-pad: " + b"a" * 1000 + b"\r\n"
+        try:
+            for _ in range(80):  # 80 KiB of header lines, never the blank line
+                sock.sendall(pad)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the node closed on us mid-way: what its answer says is below
+        _took, said = _closed_within(sock, 10)
+    finally:
+        sock.close()
+    assert said.startswith(b"HTTP/1.1 431"), said
+    assert b"headers-too-large" in said
+    wait_until(lambda: world.b.log_lines("closed connection from 127.0.0.9: "
+                                         "headers-too-large"), 5, what="the 431 log line")
+    with _client("127.0.0.9") as client:  # the address is not locked out
+        assert client.get(world.b.url + "/healthz").status_code == 200
+
+
+TOTAL_CAP = 6
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node of its own with a total cap of six connections (four per address) and
+    long timeouts, linked to nothing, so the only connections to it are this test's."""
+    with nodes_on("sqlite", tmp_path_factory.mktemp("admission-capped")) as make:
+        node = make("CC-CAP")
+        node.configure("admission", max_connections=TOTAL_CAP, max_connections_per_address=4,
+                       idle_timeout_seconds=60, header_timeout_seconds=60)
+        node.start()
+        yield node
+
+
+def _probe(sock: socket.socket) -> bytes:
+    """The status line of a ``GET /healthz`` on ``sock`` (b"" if closed unanswered);
+    an accepted connection stays open (keep-alive), a refused one says why and closes."""
+    sock.settimeout(10)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: b\r\n\r\n")
+    said = b""
+    try:
+        while b"\r\n\r\n" not in said and (chunk := sock.recv(4096)):
+            said += chunk
+        head, _, body = said.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length and (chunk := sock.recv(4096)):
+            body += chunk  # the whole answer, so the next probe starts clean
+    except ConnectionResetError:
+        pass
+    return said.split(b"\r\n", 1)[0]
+
+
+def test_a_node_at_its_total_connection_cap_refuses_the_newcomer_503(
+        capped: NodeProcess) -> None:
+    addresses = ["127.0.0.21"] * 4 + ["127.0.0.22"] * 2  # none over its own cap of 4
+    held: list[socket.socket] = []
+    try:
+        for address in addresses:
+            sock = _connect(address, capped.port)
+            held.append(sock)
+            assert _probe(sock) == b"HTTP/1.1 200 OK", f"connection {len(held)}"
+        newcomer = _connect("127.0.0.23", capped.port)
+        _took, said = _closed_within(newcomer, 5)
+        newcomer.close()
+        assert said.startswith(b"HTTP/1.1 503"), said
+        assert b"too-many-connections" in said
+        assert b"retry-after: 1" in said.lower()
+        wait_until(lambda: capped.log_lines("refused connection from 127.0.0.23: "
+                                            f"{TOTAL_CAP} connections open in total"),
+                   5, what="the 503 log line")
+        # the held connections still work, and a closed one frees its place
+        assert _probe(held[0]) == b"HTTP/1.1 200 OK"
+        held.pop().close()
+
+        def newcomer_accepted() -> bool:
+            sock = _connect("127.0.0.23", capped.port)
+            try:
+                return _probe(sock) == b"HTTP/1.1 200 OK"
+            finally:
+                sock.close()
+
+        wait_until(newcomer_accepted, 5, what="a place freed by a closed connection")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_batch_of_rejected_envelopes_leaves_one_line_with_counts(world: World) -> None:
+    """Rejections are logged per request, not per envelope: the first in full, the
+    others counted by reason (so replaying a batch cannot write a line per envelope)."""
+    b = world.b
+    wrong = [seal(Header(id=new_envelope_id(), sender=world.f.party, recipient="AA-ONE",
+                         kid=world.f_keys.public.key_id, seq=world.next_seq + n,
+                         ts=time.time_ns() // 1_000_000, type="message"),
+                  {"text": "misaddressed"}, world.f_keys, world.b_public) for n in range(3)]
+    batch = b"\n".join([*wrong, b"\xff not json", b'{"hello":"world"}'])
+    before = len(b.log_lines("from 127.0.0.11"))
+    with _client("127.0.0.11") as client:
+        answer = client.post(b.url + ENVELOPES, content=batch)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert [r["error"] for r in answer.json()["results"]] == \
+        ["wrong-recipient"] * 3 + ["malformed-envelope"] * 2
+    wait_until(lambda: len(b.log_lines("from 127.0.0.11")) > before, 5,
+               what="the request's log line")
+    lines = b.log_lines("from 127.0.0.11")[before:]
+    assert len(lines) == 1, lines
+    assert "rejected envelope from 127.0.0.11: 5 of 5 envelope(s): " \
+        "malformed-envelope x2, wrong-recipient x3; the first: wrong-recipient" in lines[0]

@@ -232,3 +232,34 @@ def test_precheck_lets_through_to_verification_only_what_could_pass() -> None:
     waits = [again.precheck("AA-ONE", "message", 100) for _ in range(50)]
     assert waits[0] is None
     assert waits[1] == 1
+
+
+def test_after_a_refusal_the_address_is_refused_on_headers_until_that_request_fits() -> None:
+    """A refused batch of N envelopes keeps the address refused on its headers until N
+    tokens are there (not merely one), so a flood of large batches is not read one body
+    per refilled token; an admitted charge clears it."""
+    clock = VirtualClock()
+    c = AdmissionConfig()
+    admission = Admission(c, clock)
+    rate = c.address_envelopes_per_second
+    assert admission.address_exhausted("10.0.0.9") is None  # never seen
+    assert admission.admit_address("10.0.0.9", envelopes=c.address_envelopes_burst,
+                                   nbytes=0) is None
+    assert admission.admit_address("10.0.0.9", envelopes=256, nbytes=0) is not None
+    clock.mono += 2 / rate  # two tokens back: one envelope would fit, 256 would not
+    assert admission.address_exhausted("10.0.0.9") is not None
+    clock.mono += 250 / rate
+    assert admission.address_exhausted("10.0.0.9") is not None
+    clock.mono += 5 / rate
+    assert admission.address_exhausted("10.0.0.9") is None
+    assert admission.admit_address("10.0.0.9", envelopes=256, nbytes=0) is None
+    clock.mono += 1.5 / rate  # admitted: one envelope's worth is again enough
+    assert admission.address_exhausted("10.0.0.9") is None
+    # a refusal for bytes is remembered the same way
+    big = c.address_bytes_burst
+    assert admission.admit_address("10.0.0.10", envelopes=0, nbytes=big) is None
+    assert admission.admit_address("10.0.0.10", envelopes=0, nbytes=big) is not None
+    clock.mono += (big - 1) / c.address_bytes_per_second
+    assert admission.address_exhausted("10.0.0.10") is not None
+    clock.mono += 2 / c.address_bytes_per_second
+    assert admission.address_exhausted("10.0.0.10") is None

@@ -127,6 +127,10 @@ class Budget:
 
     envelopes: TokenBucket
     bytes: TokenBucket
+    #: what the last refused request asked for (envelopes, bytes), capped at the bursts:
+    #: until that is there, a request is refused on its headers (see
+    #: :meth:`Admission.address_exhausted`); cleared by the next admitted charge
+    owed: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def of(cls, envelopes_per_s: float, envelopes_burst: float, bytes_per_s: float,
@@ -141,6 +145,9 @@ class Budget:
         if wait == 0:
             self.envelopes.take(envelopes)
             self.bytes.take(nbytes)
+            self.owed = (0.0, 0.0)
+        else:
+            self.owed = (min(envelopes, self.envelopes.burst), min(nbytes, self.bytes.burst))
         return wait
 
     def is_full(self, now: float) -> bool:
@@ -193,12 +200,22 @@ class Admission:
             self._addresses.popitem(last=False)  # least recently seen
 
     def address_exhausted(self, address: str) -> int | None:
-        """``Retry-After`` if ``address`` cannot have even one envelope now (its request
-        is refused on its headers alone), else None. Charges nothing."""
+        """``Retry-After`` if ``address`` cannot have even one envelope now, or not yet
+        what its last refused request asked for (its request is refused on its headers
+        alone), else None. Charges nothing.
+
+        Why the last refusal counts: a flooder's batches need hundreds of envelopes
+        each; were only one envelope required here, a refill of one token (1 ms at the
+        default rate) would let its next batch through to be read and split, only to be
+        refused on its line count, so nearly every batch would cost the node a body.
+        An honest sender is not held longer than the ``Retry-After`` it was told."""
         budget = self._addresses.get(address)
         if budget is None:
             return None
-        wait = budget.envelopes.wait(1, self._clock.monotonic())
+        now = self._clock.monotonic()
+        owed_envelopes, owed_bytes = budget.owed
+        wait = max(budget.envelopes.wait(max(1.0, owed_envelopes), now),
+                   budget.bytes.wait(owed_bytes, now))
         return None if wait == 0 else retry_after_seconds(wait)
 
     def admit_address(self, address: str, *, envelopes: int, nbytes: int) -> int | None:

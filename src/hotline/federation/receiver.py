@@ -7,16 +7,19 @@ has returned, so a receipt always means "durably stored". Receipts are determini
 (Ed25519 over the stored row), so a retransmitted message gets its original receipt back,
 whether it comes as the same bytes or re-sealed by a sender whose envelope grew stale.
 
-A rejected envelope is never half-applied: it is logged as one line on the
-``hotline.security`` logger and nothing of it is stored, except that two different
-envelopes validly signed for the same sequence number are kept as evidence of
-equivocation (``hotline.store.evidence``: once per distinct pair, a re-send counted).
+A rejected envelope is never half-applied: nothing of it is stored, except that two
+different envelopes validly signed for the same sequence number are kept as evidence of
+equivocation (``hotline.store.evidence``: once per distinct pair, a re-send counted). A
+request with rejected envelopes leaves one line on the ``hotline.security`` logger: the
+first rejection in full and the others counted by reason (a batch of 256 replays is one
+line, not 256: logging must not be what a flood amplifies).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,25 +135,43 @@ class Receiver:
     async def accept(self, raws: list[bytes], source: str) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(raws)
         opened: list[tuple[int, Envelope]] = []
+        rejections: list[tuple[EnvelopeRejected, bytes]] = []
         batch = self._admission.batch() if self._admission is not None else None
+        over: dict[int, Outcome] = {}  # one shared answer per Retry-After value
         for index, raw in enumerate(raws):
             claim = claimed(raw) if batch is not None else None
             if batch is not None and claim is not None and \
                     (wait := batch.precheck(*claim, len(raw))) is not None:
-                outcomes[index] = Outcome(error=_over_budget(wait))
+                outcomes[index] = over.get(wait) or over.setdefault(
+                    wait, Outcome(error=_over_budget(wait)))
                 continue
             try:
                 opened.append((index, await self._open(raw)))
             except EnvelopeRejected as exc:
-                outcomes[index] = self._reject(exc, raw, source)
+                outcomes[index] = Outcome(error=exc)
+                rejections.append((exc, raw))
+        limited = ""
         if batch is not None:
-            opened = self._admit(batch, opened, outcomes, source)
+            opened, limited = self._admit(batch, opened, outcomes)
+        try:
+            await self._store(raws, opened, outcomes, rejections)
+        finally:
+            self._log_request(source, len(raws), limited, rejections)
+        return [o if o is not None else Outcome(error=rejected("internal", "not processed"))
+                for o in outcomes]
+
+    async def _store(self, raws: list[bytes], opened: list[tuple[int, Envelope]],
+                     outcomes: list[Outcome | None],
+                     rejections: list[tuple[EnvelopeRejected, bytes]]) -> None:
+        """Persist the admitted envelopes; their outcomes go into ``outcomes``, and
+        refusals of the stateful checks into ``rejections`` too."""
         if opened:
             stored, released, effects = await self._db.write(
                 lambda conn: self._persist(conn, opened))
             for index, result in stored.items():
                 if isinstance(result, EnvelopeRejected):
-                    outcomes[index] = self._reject(result, raws[index], source)
+                    outcomes[index] = Outcome(error=result)
+                    rejections.append((result, raws[index]))
                 else:
                     outcomes[index] = Outcome(receipt=self._receipt(result),
                                               duplicate=result.duplicate)
@@ -158,13 +179,12 @@ class Receiver:
                 self._on_released(released)
             if effects and self._on_effects is not None:
                 self._on_effects(effects)
-        return [o if o is not None else Outcome(error=rejected("internal", "not processed"))
-                for o in outcomes]
 
     def _admit(self, batch: BatchAdmission, opened: list[tuple[int, Envelope]],
-               outcomes: list[Outcome | None], source: str) -> list[tuple[int, Envelope]]:
-        """The verified envelopes that fit their sender's budget; the others get
-        ``rate-limited`` in ``outcomes`` and, together, one security-log line."""
+               outcomes: list[Outcome | None]) -> tuple[list[tuple[int, Envelope]], str]:
+        """The verified envelopes that fit their sender's budget, and a summary of what
+        this batch had refused for being over a budget ("" if nothing); the refused get
+        ``rate-limited`` in ``outcomes``."""
         admitted: list[tuple[int, Envelope]] = []
         for index, env in opened:
             wait = batch.admit(env.header.sender, env.header.type, len(env.raw))
@@ -172,15 +192,37 @@ class Receiver:
                 admitted.append((index, env))
             else:
                 outcomes[index] = Outcome(error=_over_budget(wait))
-        refusals = batch.refusals()
-        if refusals:
+        return admitted, "; ".join(
+            f"{r.envelopes} envelope(s), {r.nbytes} bytes of {r.sender} "
+            f"({'+'.join(r.lanes)}) refused, retry after {r.retry_after_s} s"
+            for r in batch.refusals())
+
+    def _log_request(self, source: str, total: int, limited: str,
+                     rejections: list[tuple[EnvelopeRejected, bytes]]) -> None:
+        """The request's one security-log line, if anything in it was refused: over a
+        budget (``limited``, through the admission's rate-limited log, which says how
+        many such lines a flood had suppressed) and/or rejected (``rejections``: the
+        first in full, the others counted by reason)."""
+        rejected_text = ""
+        if rejections:
+            exc, raw = rejections[0]
+            first = (f"{exc.error_id}: {exc.message} (sha256 {envelope_digest(raw)}, "
+                     f"{len(raw)} bytes)")
+            if len(rejections) == 1:
+                rejected_text = first
+            else:
+                counts = Counter(e.error_id for e, _ in rejections)
+                rejected_text = (f"{len(rejections)} of {total} envelope(s): "
+                                 + ", ".join(f"{reason} x{n}" for reason, n in
+                                             sorted(counts.items()))
+                                 + f"; the first: {first}")
+        if limited:
             assert self._admission is not None
-            self._admission.log.warning(
-                "rate-limited request from %s: %s", source,
-                "; ".join(f"{r.envelopes} envelope(s), {r.nbytes} bytes of {r.sender} "
-                          f"({'+'.join(r.lanes)}) refused, retry after {r.retry_after_s} s"
-                          for r in refusals))
-        return admitted
+            also = f"; also rejected envelope(s): {rejected_text}" if rejected_text else ""
+            self._admission.log.warning("rate-limited request from %s: %s%s", source,
+                                        limited, also)
+        elif rejected_text:
+            security_log.warning("rejected envelope from %s: %s", source, rejected_text)
 
     async def _open(self, raw: bytes) -> Envelope:
         def open_now() -> Envelope:
@@ -282,7 +324,3 @@ class Receiver:
         security_log.warning("rejected request from %s: %s: %s", source, exc.error_id,
                              exc.message)
 
-    def _reject(self, exc: EnvelopeRejected, raw: bytes, source: str) -> Outcome:
-        security_log.warning("rejected envelope from %s: %s: %s (sha256 %s, %d bytes)",
-                             source, exc.error_id, exc.message, envelope_digest(raw), len(raw))
-        return Outcome(error=exc)
