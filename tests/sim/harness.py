@@ -375,6 +375,8 @@ class World:
         self.placed: dict[str, tuple[str, float]] = {}
         #: (party, task) -> ((party, task, restarts) when first seen down, since when)
         self.down_since: dict[tuple[str, str], tuple[tuple[str, str, int], float]] = {}
+        #: when a task was first seen spawned and not yet stepped, per node life
+        self.starting_since: dict[tuple[str, str, float], float] = {}
         self.unexpected: list[Violation] = []
         self.trace: list[str] = []
         #: per line (unordered pair of parties): [usable from, until (None: still)]

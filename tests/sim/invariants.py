@@ -14,9 +14,10 @@
   stop coalesce into one ring (the engine's documented rule). No ring after the call
   ended. A ring due within the tolerance of "now" or of the call's end may still be
   missing.
-* **Tasks** (:func:`tasks`): every supervised task of a running node is running, or
-  restarting for less than the supervisor's longest backoff, and a task that is down
-  has its ``task-failed`` alarm standing.
+* **Tasks** (:func:`tasks`): every supervised task of a running node is running,
+  starting (spawned, not yet stepped) for at most a second, or restarting for less than
+  the supervisor's longest backoff, and a task that is down has its ``task-failed``
+  alarm standing.
 * **Visible failures** (:func:`visible`): a line that has been unusable long enough for
   the sender to have tried, with envelopes queued, shows as ``unreachable`` or
   ``failing`` in ``status``; a notification channel that failed (error or time-out) and
@@ -39,6 +40,8 @@ EPS = 1e-6
 VISIBLE_AFTER_S = 35.0
 #: How long a failed notification may go unalarmed (the alarm's own write).
 ALARM_AFTER_S = 1.0
+#: How long a task may be spawned without having been stepped by the event loop.
+STARTING_MAX_S = 1.0
 ALARM_AFTER_FAILURES = runner.ALARM_AFTER_FAILURES
 
 Span = list[float | None]
@@ -188,6 +191,16 @@ async def tasks(world: World, now: float) -> list[Violation]:
             key = (party, state.name, state.restarts)
             if state.state == "running":
                 world.down_since.pop((party, state.name), None)
+                continue
+            if state.state == "starting":
+                # spawned, and not yet stepped by the event loop (a notifier lane is
+                # spawned when its channel first has work, so a check can land in
+                # between): fine for a moment, a fault if it lasts
+                first = world.starting_since.setdefault((party, state.name, sim.up_since),
+                                                        now)
+                if now - first > STARTING_MAX_S:
+                    out.append(Violation(now, f"{party}: task {state.name} has been "
+                                              f"starting for {now - first:.1f} s"))
                 continue
             if state.state != "restarting":
                 out.append(Violation(now, f"{party}: task {state.name} is {state.state}"))
