@@ -24,14 +24,14 @@ import httpx
 import pytest
 
 from hotline.accounts.offline import add_operator
-from hotline.accounts.totp import code_at
 from hotline.authz.tokens import issue_token
-from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.envelope import new_envelope_id
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.statement import sign_message_receipt
 from hotline.scenario import directory_toml
 from tests.calls import apply_scenario, apply_toml, place, wait_for_desks, wait_for_state
 from tests.nodes import NodeProcess, link, nodes_on, wait_until
+from tests.peers import console_session, send_sealed
 
 PASSWORD = "correct horse battery staple"
 ENVELOPES = "/federation/v1/envelopes"
@@ -57,30 +57,12 @@ class Fed:
 
     def from_ua(self, type_: str, payload: dict[str, Any]) -> None:
         """UA-GS sends one envelope to US (signed with UA's own key: a linked party)."""
-        head = Header(id=new_envelope_id(), sender="UA-GS", recipient="US-JS",
-                      kid=self.ua_keys.public.key_id, seq=self.ua_seq,
-                      ts=time.time_ns() // 1_000_000, type=type_)
-        raw = seal(head, payload, self.ua_keys, self.us.public_keys())
-        r = httpx.post(self.us.url + ENVELOPES, content=raw, timeout=30.0,
-                       headers={"content-type": "application/x-ndjson"})
-        assert r.status_code == 200, r.text
-        assert "receipt" in r.json()["results"][0], r.text  # stored as an envelope
+        send_sealed(self.us, "UA-GS", self.ua_keys, self.ua_seq, type_, payload)
         self.ua_seq += 1
 
 
 def _log_in(node: NodeProcess, operator: str, secret: str) -> httpx.Client:
-    client = httpx.Client(base_url=node.url, headers={"Origin": node.url}, timeout=30.0)
-    page = client.get("/login?lang=en")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token
-    client.headers["Cookie"] = f"__Host-hotline-login={token.group(1)}"
-    r = client.post("/login", data={"csrf": token.group(1), "operator": operator,
-                                    "password": PASSWORD, "code": code_at(secret, time.time())})
-    assert r.status_code == 303, r.text
-    session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
-    assert session
-    client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
-    return client
+    return console_session(node, operator, secret, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,13 @@ import httpx
 import pytest
 
 from hotline.accounts.offline import add_operator
-from hotline.accounts.totp import code_at
 from hotline.authz.tokens import issue_token, revoke_token
-from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.envelope import new_envelope_id
 from hotline.protocol.keys import PartyKeys
 from hotline.scenario import directory_toml
 from tests.calls import apply_scenario, apply_toml, place, wait_for_desks, wait_for_state
 from tests.nodes import NodeProcess, link, nodes_on, wait_until
+from tests.peers import console_session, send_sealed
 
 PASSWORD = "correct horse battery staple"
 
@@ -46,14 +45,7 @@ class Fed:
 
     def from_ua(self, type_: str, payload: dict[str, Any]) -> None:
         """UA-GS, linked to RU and holding its own keys, sends RU one envelope."""
-        head = Header(id=new_envelope_id(), sender="UA-GS", recipient="RU-GS",
-                      kid=self.ua_keys.public.key_id, seq=self.ua_seq,
-                      ts=time.time_ns() // 1_000_000, type=type_)
-        raw = seal(head, payload, self.ua_keys, self.ru.public_keys())
-        r = httpx.post(self.ru.url + "/federation/v1/envelopes", content=raw, timeout=30.0,
-                       headers={"content-type": "application/x-ndjson"})
-        assert r.status_code == 200, r.text
-        assert "receipt" in r.json()["results"][0], r.text
+        send_sealed(self.ru, "UA-GS", self.ua_keys, self.ua_seq, type_, payload)
         self.ua_seq += 1
 
 
@@ -115,18 +107,7 @@ def security_lines(node: NodeProcess) -> list[str]:
 
 
 def log_in(node: NodeProcess, operator: str, secret: str) -> httpx.Client:
-    client = httpx.Client(base_url=node.url, headers={"Origin": node.url}, timeout=30.0)
-    page = client.get("/login?lang=en")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token
-    client.headers["Cookie"] = f"__Host-hotline-login={token.group(1)}"
-    r = client.post("/login", data={"csrf": token.group(1), "operator": operator,
-                                    "password": PASSWORD, "code": code_at(secret, time.time())})
-    assert r.status_code == 303, r.text
-    session = re.search(r"__Host-hotline-session=([^;]+)", r.headers["set-cookie"])
-    assert session
-    client.headers["Cookie"] = f"__Host-hotline-session={session.group(1)}"
-    return client
+    return console_session(node, operator, secret, PASSWORD)
 
 
 def csrf(client: httpx.Client) -> str:

@@ -5,19 +5,18 @@ reason (not "could not be applied" with a database error), and nothing stored.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.envelope import new_envelope_id
 from hotline.protocol.keys import PartyKeys
 from tests.calls import apply_scenario
 from tests.nodes import NodeProcess, link, nodes_on, wait_until
+from tests.peers import send_sealed
 
 
 @dataclass
@@ -28,16 +27,9 @@ class Peer:
 
     def send(self, type_: str, payload: dict[str, Any]) -> str:
         """UA-GS, linked to RU, sends RU one validly signed envelope; its id."""
-        head = Header(id=new_envelope_id(), sender="UA-GS", recipient="RU-GS",
-                      kid=self.ua_keys.public.key_id, seq=self.seq,
-                      ts=time.time_ns() // 1_000_000, type=type_)
-        raw = seal(head, payload, self.ua_keys, self.ru.public_keys())
-        r = httpx.post(self.ru.url + "/federation/v1/envelopes", content=raw, timeout=30.0,
-                       headers={"content-type": "application/x-ndjson"})
-        assert r.status_code == 200, r.text
-        assert "receipt" in r.json()["results"][0], r.text
+        sent = send_sealed(self.ru, "UA-GS", self.ua_keys, self.seq, type_, payload)
         self.seq += 1
-        return head.id
+        return sent
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
