@@ -34,7 +34,6 @@ from tests.nodes import NodeProcess, link, nodes_on, wait_until
 from tests.peers import console_session, send_sealed
 
 PASSWORD = "correct horse battery staple"
-ENVELOPES = "/federation/v1/envelopes"
 
 
 def ru_directory(cgs2_role: str) -> str:
