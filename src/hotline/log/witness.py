@@ -24,10 +24,11 @@ unknown-sender             the party that signed it       party's log, validly s
 =========================  =============================  ==============================
 
 A malformed request, an unknown or forged signer, an older checkpoint replayed
-(``stale-checkpoint``), a proof from the wrong base (``stale-base``) and a proof that
-does not verify (``inconsistent-checkpoint``: the proof is unsigned, so it shows nothing
-about the origin) are refused with the log line only: anyone can send those, so they
-must not fill the evidence store or ring anyone. The alarm's cause is (kind, party), and
+(``stale-checkpoint``) and a proof from the wrong base (``stale-base``) are refused with
+the log line only: anyone can send those, so they must not fill the evidence store or
+ring anyone. A proof that does not verify (``inconsistent-checkpoint``: the proof is
+unsigned, so it shows nothing about the origin) keeps no evidence but raises one
+coalesced ``log-unproven`` alarm, cleared by the origin's next cosigned checkpoint. The alarm's cause is (kind, party), and
 only a pair seen for the first time can raise it: re-sending one pair counts a repeat
 and rings nothing.
 """
