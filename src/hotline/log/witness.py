@@ -28,9 +28,9 @@ A malformed request, an unknown or forged signer, an older checkpoint replayed
 the log line only: anyone can send those, so they must not fill the evidence store or
 ring anyone. A proof that does not verify (``inconsistent-checkpoint``: the proof is
 unsigned, so it shows nothing about the origin) keeps no evidence but raises one
-coalesced ``log-unproven`` alarm, cleared by the origin's next cosigned checkpoint. The alarm's cause is (kind, party), and
-only a pair seen for the first time can raise it: re-sending one pair counts a repeat
-and rings nothing.
+coalesced ``log-unproven`` alarm, cleared by the origin's next cosigned checkpoint.
+The alarm's cause is (kind, party), and only a pair seen for the first time can raise
+it: re-sending one pair counts a repeat and rings nothing.
 """
 
 from __future__ import annotations
