@@ -52,15 +52,19 @@ ERROR_MEANINGS: dict[int, str] = {
 security_log = logging.getLogger("hotline.security")
 
 
+#: the header a 429 carries, as OpenAPI documents it (both APIs)
+RETRY_AFTER_HEADER: dict[str, Any] = {"Retry-After": {
+    "description": "seconds to wait before sending again",
+    "schema": {"type": "integer", "minimum": 0}}}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route that may answer ``statuses`` with an :class:`ErrorBody`."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {"model": ErrorBody, "description": ERROR_MEANINGS[status]}
         if status == 429:
-            entry["headers"] = {"Retry-After": {
-                "description": "seconds to wait before sending again",
-                "schema": {"type": "integer", "minimum": 0}}}
+            entry["headers"] = RETRY_AFTER_HEADER
         out[status] = entry
     return out
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hotline import __version__
-from hotline.api.errors import ERROR_MEANINGS, ErrorBody
+from hotline.api.errors import ERROR_MEANINGS, RETRY_AFTER_HEADER, ErrorBody
 from hotline.bounds import SAFE_MAX
 from hotline.protocol.tree import MAX_TREE_SIZE, max_consistency_proof
 
@@ -63,9 +63,7 @@ def _answers(statuses: dict[int, type[BaseModel] | tuple[type[BaseModel], ...]]
         entry: dict[str, Any] = {"description": ERROR_MEANINGS.get(status, "accepted"),
                                  "content": {"application/json": {"schema": schema}}}
         if status == 429:
-            entry["headers"] = {"Retry-After": {
-                "description": "seconds to wait before sending again",
-                "schema": {"type": "integer", "minimum": 0}}}
+            entry["headers"] = RETRY_AFTER_HEADER
         out[status] = entry
     return out
 
