@@ -25,6 +25,8 @@ processes come from /proc. CPU used meanwhile by other processes is reported as
 ``other_processes``: it should be near zero, or the figures are skewed.
 
 Prints one JSON object on stdout; progress goes to stderr. See docs/performance.md.
+Calls placed while bulk flows (issue 17's "calls during bulk" phase, on the same kind of
+node pair) are ``bench/calls_under_bulk.py``, which reuses this module's parts.
 
     .venv/bin/python bench/delivery.py --duration 10
 """

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hotline.admin import apply_directory
+from hotline.admin import apply_directory, list_links
 from hotline.scenario import directory_toml
 from tests.nodes import NodeProcess, link, wait_until
 
@@ -16,16 +16,27 @@ SPEED = 200.0
 
 def apply_scenario(node: NodeProcess, speed: float = SPEED,
                    deliver_within_ms: int | None = 5000) -> None:
+    """The scenario's directory of ``node``'s party, with policies for the parties it is
+    linked with (all of its scenario peers if none yet)."""
+    linked = [link.party for link in list_links(node.dir)] or None
     path = node.dir / "directory.toml"
-    path.write_text(directory_toml(node.party, speed, deliver_within_ms), encoding="utf-8")
-    apply_directory(node.dir, path)
+    path.write_text(directory_toml(node.party, speed, deliver_within_ms, peers=linked),
+                    encoding="utf-8")
+    _apply(node, path)
 
 
 def apply_toml(node: NodeProcess, text: str, name: str = "directory.toml") -> Path:
     path = node.dir / name
     path.write_text(text, encoding="utf-8")
-    apply_directory(node.dir, path)
+    _apply(node, path)
     return path
+
+
+def _apply(node: NodeProcess, path: Path) -> None:
+    # Forced: a test links a node with some of the scenario's parties only, or none yet,
+    # or links it with one the scenario has no policy for; the link checks are tested on
+    # their own (tests/integration/test_directory_links.py).
+    apply_directory(node.dir, path, force=True)
 
 
 def place(node: NodeProcess, to: str, as_role: str, reason: str | None = None) -> str:

@@ -21,6 +21,8 @@ class FaultProxy:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._blocked = False
+        self._holding = False
+        self._released = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -40,6 +42,18 @@ class FaultProxy:
         with self._lock:
             self._blocked = False
 
+    def hold_replies(self) -> None:
+        """Keep back the answers on connections opened from now on."""
+        with self._lock:
+            self._holding = True
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let the kept-back answers through, and answers on new connections."""
+        with self._lock:
+            self._holding = False
+            self._released.set()
+
     def close(self) -> None:
         self._closed = True
         self.partition()
@@ -52,7 +66,7 @@ class FaultProxy:
             except OSError:
                 return
             with self._lock:
-                blocked = self._blocked
+                blocked, holding = self._blocked, self._holding
             if blocked:
                 client.close()
                 continue
@@ -63,15 +77,17 @@ class FaultProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, hold in ((client, upstream, False), (upstream, client, holding)):
+                threading.Thread(target=self._pump, args=(a, b, hold), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, hold: bool = False) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if hold:
+                    self._released.wait()
                 sink.sendall(data)
         except OSError:
             pass

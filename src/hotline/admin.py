@@ -24,7 +24,7 @@ from hotline.nodedir.config import (
     load_config,
     write_config,
 )
-from hotline.nodedir.keystore import unlock, write_keystore
+from hotline.nodedir.keystore import write_keystore
 from hotline.nodedir.token import write_token
 from hotline.protocol.keys import PartyKeys, b64e, safety_number
 from hotline.protocol.offer import LinkOffer, make_offer, parse_offer
@@ -48,6 +48,52 @@ class Created:
     key_id: str
     safety_number: str
     token: str
+    #: the offline revocation certificate of the first key, written beside the keystore
+    #: for the operator to move somewhere apart (``docs/protocol.md``, "Revocation")
+    revocation_cert: Path | None = None
+
+
+def revocation_cert_path(node_dir: Path, kid: str) -> Path:
+    return node_dir / f"revocation-cert-{kid}.json"
+
+
+def write_revocation_cert(path: Path, cert: dict[str, object]) -> Path:
+    """Write a revocation certificate (owner-only; never over an existing file)."""
+    import json
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError("file-exists", f"{path} exists; it is never overwritten",
+                          hint="give another --out") from None
+    except OSError as exc:
+        raise ConfigError("unwritable-file", f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(cert, sort_keys=True, separators=(",", ":")) + "\n")
+    return path
+
+
+def current_keys(node_dir: Path, passphrase: str) -> tuple[NodeConfig, PartyKeys]:
+    """The node's config and the pair its key history names as current (the keystore's
+    newest pair before the first rotation)."""
+    from hotline.keys.service import own_history
+    from hotline.nodedir.keystore import unlock_all
+
+    config = load_config(node_dir)
+    pairs, _kek = unlock_all(node_dir / KEYSTORE_NAME, passphrase)
+    engine = create_engine(config.db)
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            current = own_history(conn, config.party, pairs[0]).current
+    finally:
+        engine.dispose()
+    pair = next((p for p in pairs if current is not None and p.public.key_id == current.kid),
+                None)
+    if pair is None:
+        raise ConfigError("key-missing", "the keystore does not hold this party's current key")
+    return config, pair
 
 
 def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
@@ -60,12 +106,15 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
     db_url = db or sqlite_url(node_dir / DB_NAME)
     from pydantic import ValidationError
 
+    from hotline.fieldtext import describe
+
     try:
         config = NodeConfig(party=party, name=name or party, listen=listen,
                             endpoints=endpoints or [f"http://{listen}"], db=db_url)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError("bad-option", f"{first['loc'][0]}: {first['msg']}") from None
+        field, problem = describe(exc.errors()[0])
+        option = {"endpoints": "endpoint"}.get(field.split(".")[0], field.split(".")[0])
+        raise ConfigError("bad-option", f"--{option}: {problem}") from None
     driver_url(config.db)
     if not passphrase:
         raise ConfigError("empty-passphrase", "the keystore passphrase must not be empty")
@@ -89,6 +138,11 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
                     "enc_key": b64e(pub.enc_bytes)}, SystemClock().now_ms())
         finally:
             engine.dispose()
+        from hotline.protocol.keyhistory import make_certificate
+
+        cert_path = revocation_cert_path(node_dir, keys.public.key_id)
+        write_revocation_cert(cert_path, make_certificate(party, keys, SystemClock().now_ms()))
+        created.append(cert_path)
         write_config(node_dir, config)
     except BaseException:
         for path in created:
@@ -96,12 +150,12 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
                 path.unlink()
         raise
     pub = keys.public
-    return Created(config, pub.key_id, safety_number(party, pub.sign_bytes, pub.enc_bytes), token)
+    return Created(config, pub.key_id, safety_number(party, pub.sign_bytes, pub.enc_bytes), token,
+                   cert_path)
 
 
 def make_link_offer(node_dir: Path, passphrase: str) -> tuple[bytes, str]:
-    config = load_config(node_dir)
-    keys = unlock(node_dir / KEYSTORE_NAME, passphrase)
+    config, keys = current_keys(node_dir, passphrase)
     offer = make_offer(party=config.party, name=config.name, keys=keys,
                        endpoints=config.endpoints, at_ms=SystemClock().now_ms())
     pub = keys.public
@@ -112,13 +166,16 @@ def read_offer(data: bytes) -> LinkOffer:
     return parse_offer(data)
 
 
-def accept_link(node_dir: Path, offer: LinkOffer) -> bool:
+def accept_link(node_dir: Path, offer: LinkOffer, statements: object = None) -> bool:
+    """Store a verified offer (``store/links.py``); ``statements``: the party's signed
+    key statements, for a removed link whose key it changed meanwhile."""
     config = load_config(node_dir)
     engine = create_engine(config.db)
     try:
         upgrade(engine)
         with engine.begin() as conn:
-            return link_store.accept_offer(conn, offer, config.party, SystemClock().now_ms())
+            return link_store.accept_offer(conn, offer, config.party, SystemClock().now_ms(),
+                                           statements)
     finally:
         engine.dispose()
 
@@ -134,8 +191,8 @@ def list_links(node_dir: Path) -> list[Link]:
         engine.dispose()
 
 
-def apply_directory(node_dir: Path, file: Path, *, base: int | None = None
-                    ) -> tuple[int, bool, Directory]:
+def apply_directory(node_dir: Path, file: Path, *, base: int | None = None,
+                    force: bool = False) -> tuple[int, bool, Directory, list[str]]:
     """Validate a directory file and store it as the node's newest version.
 
     Applying the same content again changes nothing (the version stays); a file with any
@@ -143,9 +200,13 @@ def apply_directory(node_dir: Path, file: Path, *, base: int | None = None
     (the version the file was edited from), a newer stored version refuses it with
     ``directory-conflict``. Writers beside this one (a running node, other ``roles
     apply``) are waited for, not raced (:func:`hotline.store.directory.write`).
+
+    The link policies are checked against the node's links and its peers' desk reports
+    (:func:`hotline.calls.registry.validate_for_node`): a problem refuses the file unless
+    ``force``. Returns ``(version, changed, directory, warnings)``.
     """
     from hotline.calls.directory import parse_directory
-    from hotline.calls.registry import apply, check_for
+    from hotline.calls.registry import apply, link_facts, validate_for_node
     from hotline.store import directory as directory_store
 
     try:
@@ -153,10 +214,14 @@ def apply_directory(node_dir: Path, file: Path, *, base: int | None = None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("unreadable-file", f"cannot read {file}: {exc}") from None
     config = load_config(node_dir)
-    directory = check_for(parse_directory(text, file.name), config.party)
+    directory = parse_directory(text, file.name)
     engine = create_engine(config.db)
     try:
         upgrade(engine)
+        with engine.connect() as conn:
+            facts = link_facts(conn)
+        warnings = validate_for_node(directory, config.party, facts, filename=file.name,
+                                     text=text, force=force)
         version, changed = _write_retrying(
             engine, lambda conn: apply(conn, directory, SystemClock().now_ms(), base=base))
     except directory_store.DirectoryConflict as exc:
@@ -164,7 +229,7 @@ def apply_directory(node_dir: Path, file: Path, *, base: int | None = None
         raise
     finally:
         engine.dispose()
-    return version, changed, directory
+    return version, changed, directory, warnings
 
 
 #: Transactions a ``roles apply`` tries before it gives up on transient lock failures.

@@ -23,6 +23,9 @@ class Effects:
     #: security-log lines of refusals decided inside the transaction: written once, after
     #: the commit (a work function may be run twice; its refusal is one line)
     security: list[str] = field(default_factory=list)
+    #: a link was removed, or a peer's keys changed (rotation, revocation), in the
+    #: transaction: the node reloads its links
+    links: bool = False
 
     def send(self, peer: str, pending: list[Pending]) -> None:
         if pending:
@@ -34,8 +37,9 @@ class Effects:
         self.timers = self.timers or other.timers
         self.notifications = self.notifications or other.notifications
         self.security.extend(other.security)
+        self.links = self.links or other.links
         return self
 
     def __bool__(self) -> bool:
         return bool(self.outgoing or self.journal or self.timers or self.notifications
-                    or self.security)
+                    or self.security or self.links)

@@ -90,6 +90,10 @@ SEQUENCE_TOO_FAR_AHEAD = "sequence-too-far-ahead"
 TIMESTAMP_OUT_OF_WINDOW = "timestamp-out-of-window"
 UNSUPPORTED_VERSION = "unsupported-version"
 UNDECRYPTABLE = "undecryptable"
+LINK_GENERATION = "link-generation"
+KEY_RETIRED = "key-retired"
+KEY_BACKDATED = "key-backdated"
+KEY_REVOKED = "key-revoked"
 
 REJECTION_STATUS: dict[str, int] = {
     MALFORMED: 400,
@@ -104,6 +108,10 @@ REJECTION_STATUS: dict[str, int] = {
     TIMESTAMP_OUT_OF_WINDOW: 400,
     UNSUPPORTED_VERSION: 400,
     UNDECRYPTABLE: 400,
+    LINK_GENERATION: 409,
+    KEY_RETIRED: 401,
+    KEY_BACKDATED: 401,
+    KEY_REVOKED: 401,
 }
 
 

@@ -7,7 +7,7 @@ cursor gets exactly what it missed, from the database, and then live events.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,21 @@ from hotline.store.database import Database
 from hotline.store.inbound import Released
 
 CATCH_UP_PAGE = 500
+
+#: what people wrote (``hotline send``; a formatted notification another party's
+#: operator sent, ``hotline notify``), and the stand-in a repair leaves for a lost
+#: envelope; the rest (desk reports, ``call.*``, ``conv.*``, receipts, key notices) is
+#: the nodes' own traffic, shown elsewhere (calls, conversations, status)
+PEOPLE_TYPES = ("message", "notice", "seq.lost")
+
+
+def _text(type_: str, payload: dict[str, Any]) -> Any:
+    """What a person reads of a message: its text; for a formatted notification, which
+    one it is and the command that shows it in the reader's language."""
+    if type_ == "notice" and isinstance(payload.get("notice"), str):
+        return (f"notification {payload.get('template')}: "
+                f"hotline notification show {payload['notice']}")
+    return payload.get("text")
 
 
 def iso(ms: int | None) -> str | None:
@@ -45,7 +60,7 @@ class InboxMessage:
 
     def as_dict(self) -> dict[str, Any]:
         return {"cursor": self.cursor, "id": self.envelope_id, "from": self.sender,
-                "seq": self.seq, "type": self.type, "text": self.payload.get("text"),
+                "seq": self.seq, "type": self.type, "text": _text(self.type, self.payload),
                 "payload": self.payload, "sent_at": iso(self.sent_at),
                 "received_at": iso(self.received_at)}
 
@@ -59,8 +74,12 @@ class Inbox:
         for r in released:
             self._live.publish(InboxMessage.from_released(r))
 
-    async def list(self, after: int, limit: int) -> list[InboxMessage]:
-        rows = await self._db.read(lambda conn: inbound.released_after(conn, after, limit))
+    async def list(self, after: int, limit: int,
+                   types: Collection[str] | None = None) -> list[InboxMessage]:
+        """Up to ``limit`` messages released after cursor ``after`` (only ``types``, if
+        given)."""
+        rows = await self._db.read(
+            lambda conn: inbound.released_after(conn, after, limit, types))
         return [InboxMessage.from_released(r) for r in rows]
 
     async def follow(self, after: int) -> AsyncIterator[InboxMessage]:

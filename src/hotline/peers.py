@@ -1,6 +1,7 @@
 """The in-memory view of accepted links, read by both directions of the line.
 
-The table is small and read on every envelope, so it is cached; the cache is reloaded
+The table is small and read on every envelope, so it is cached (the links in force; removed
+links apart, for reading the history they signed and for ``status``); the cache is reloaded
 when this process changes a link and, rate-limited, when an envelope names a party the
 cache does not know (another process, such as ``hotline link accept``, may have added it).
 """
@@ -11,7 +12,10 @@ import asyncio
 from collections.abc import Callable
 
 from hotline.clock import Clock
+from hotline.errors import EnvelopeRejected, rejected
+from hotline.protocol.keyhistory import DEFAULT_GRACE_MS, KeyHistory
 from hotline.protocol.keys import PublicKeys
+from hotline.store import keys as key_store
 from hotline.store import links as link_store
 from hotline.store.database import Database
 from hotline.store.links import Link
@@ -20,10 +24,13 @@ RELOAD_MIN_INTERVAL = 1.0
 
 
 class PeerDirectory:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, grace_ms: int = DEFAULT_GRACE_MS) -> None:
         self._db = db
         self._clock = clock
+        self.grace_ms = grace_ms
         self._links: dict[str, Link] = {}
+        self._former: dict[str, Link] = {}
+        self._histories: dict[str, KeyHistory] = {}
         self._last_reload = float("-inf")
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[list[Link]], None]] = []
@@ -33,11 +40,15 @@ class PeerDirectory:
 
     async def reload(self) -> None:
         async with self._lock:
-            found = await self._db.read(link_store.all_links)
+            found, removed, histories = await self._db.read(
+                lambda conn: (link_store.all_links(conn), link_store.removed_links(conn),
+                              key_store.load_all(conn)))
             fresh = {link.party: link for link in found}
+            self._former = {link.party: link for link in removed}
             self._last_reload = self._clock.monotonic()
             changed = fresh != self._links
             self._links = fresh
+            self._histories = histories
         if changed:
             for listener in self._listeners:
                 listener(list(fresh.values()))
@@ -50,9 +61,53 @@ class PeerDirectory:
     def get(self, party: str) -> Link | None:
         return self._links.get(party)
 
+    def former(self, party: str) -> Link | None:
+        """A removed link (not trusted for anything new; its keys verify its history)."""
+        return self._former.get(party)
+
+    def removed(self) -> list[Link]:
+        return list(self._former.values())
+
+    def known_keys(self) -> dict[str, PublicKeys]:
+        """Every linked party's keys, removed links' too: what the log's history (its
+        receipts, statements and cosigned checkpoints) was signed with."""
+        return {link.party: link.keys for link in [*self._former.values(),
+                                                    *self._links.values()]}
+
     def all(self) -> list[Link]:
         return list(self._links.values())
 
     def keys_by_id(self, party: str) -> dict[str, PublicKeys] | None:
+        """Every key ``party`` ever announced, by id (whether one may still be used is
+        :meth:`refusal`'s question, asked after its signature verified)."""
         link = self._links.get(party)
-        return None if link is None else {link.keys.key_id: link.keys}
+        if link is None:
+            return None
+        history = self._histories.get(party)
+        known = {} if history is None else {r.kid: r.keys for r in history.records}
+        return {**known, link.keys.key_id: link.keys}
+
+    def history(self, party: str) -> KeyHistory | None:
+        return self._histories.get(party)
+
+    def refusal(self, party: str, kid: str, ts: int) -> EnvelopeRejected | None:
+        """Why an item ``party`` signed with ``kid`` at signed time ``ts`` is refused now
+        (``key-retired``, ``key-backdated``, ``key-revoked``), or None: the key-history
+        rule of docs/protocol.md, on this node's clock."""
+        history = self._histories.get(party)
+        if history is None:
+            return None
+        found = history.find(kid)
+        if found is not None and found.retired_at is None and found.revoked_at is None:
+            return None  # a key in force: no need of the clock
+        reason = history.check(kid, ts, self._clock.now_ms(), self.grace_ms)
+        if reason is None:
+            return None
+        record = history.find(kid)
+        why = {"key-retired": "was rotated out and its grace period is over",
+               "key-backdated": "was rotated out before the time this item claims",
+               "key-revoked": "is revoked",
+               "unknown-key": "was never announced"}.get(reason, reason)
+        detail = "" if record is None or record.rotated_at is None else \
+            f" (rotation signed at {record.rotated_at}, item at {ts})"
+        return rejected(reason, f"{party}'s key {kid} {why}{detail}")

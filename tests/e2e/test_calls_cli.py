@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from hotline.admin import list_links
 from hotline.scenario import directory_toml
 from tests.calls import wait_for_desks, wait_for_event
 from tests.e2e.test_cli import as_json, hotline
@@ -15,7 +16,8 @@ Make = Callable[..., NodeProcess]
 
 def _apply(node: NodeProcess, speed: float = 200) -> None:
     path = node.dir / "directory.toml"
-    path.write_text(directory_toml(node.party, speed, 5000))
+    linked = [link.party for link in list_links(node.dir)]
+    path.write_text(directory_toml(node.party, speed, 5000, peers=linked))
     result = hotline("roles", "apply", str(path), "--dir", str(node.dir), "--json")
     assert as_json(result)["changed"] is True
 

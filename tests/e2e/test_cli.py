@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,9 @@ def test_serve_with_a_wrong_passphrase_refuses_to_start(tmp_path: Path) -> None:
 def test_demo_check_links_four_parties_and_refuses_ru_to_pl(tmp_path: Path) -> None:
     ports = [free_port() for _ in range(8)]
     start = next(p for p in ports if all(_port_free(p + i) for i in range(4)))
+    began = datetime.now(UTC).isoformat()
     result = hotline("demo", "--dir", str(tmp_path / "demo"), "--port", str(start), "--check")
+    ended = datetime.now(UTC).isoformat()
     checks = [line for line in result.stdout.splitlines() if " -> " in line]
     assert sum(line.endswith(" delivered") for line in checks) == 8
     assert "NOT delivered" not in result.stdout
@@ -171,14 +174,56 @@ def test_demo_check_links_four_parties_and_refuses_ru_to_pl(tmp_path: Path) -> N
     for step in ("ringing cgs signed by RU-GS (verified)",
                  "ringing cgs-1d signed by RU-GS (verified)",
                  "ringing ccp-do signed by RU-GS (verified)",
-                 "answered ccp-do by ccp-1 signed by RU-GS (verified)",
                  "answered cinc by cinc-1 signed by UA-GS (verified)",
                  "answered cgs by cgs-1 signed by PL-GS (verified)"):
         assert step in lines, step
+    # the duty officer who answered is the one the rotation had on watch: 12-hour watches
+    # among four, so which one depends on the time of day (a hand-over may fall in the run)
+    answered = [line for line in lines if line.startswith("answered ccp-do by ")]
+    assert len(answered) == 1, lines
+    on_watch = {json.loads(hotline("schedule", "who", "ccp-do", "--at", at, "--json", "--dir",
+                                   str(tmp_path / "demo" / "ru")).stdout)["holders"][0]
+                for at in (began, ended)}
+    assert answered[0] in {f"answered ccp-do by {officer} signed by RU-GS (verified)"
+                           for officer in on_watch}
     assert "NOT verified" not in result.stdout
     for key in ("us", "ru", "ua", "pl"):
         assert (tmp_path / "demo" / key / "hotline.db").exists()
+    _demo_incident_rows(tmp_path / "demo", lines)
     _demo_console_logins_work(tmp_path / "demo", result.stdout)
+
+
+def _demo_incident_rows(base: Path, lines: list[str]) -> None:
+    """The outcome table's incident rows, and every member holding the same signed
+    timeline (read from each node's own database, the nodes stopped)."""
+    def row(what: str) -> str:
+        found = [line for line in lines if line.startswith(f"│ {what} │")]
+        assert len(found) == 1, (what, lines)
+        return found[0]
+    assert "9 entries, same at every member" in row("incident timeline")
+    # the US attribution query, answered "unknown" by RU's officer on watch in time
+    assert "answered: unknown by ccp-" in row("attribution query to RU-GS")
+    assert "delivered to UA-GS, US-JS" in row("incident notification")
+    assert "Повідомлення про інцидент" in row("UA-GS reads it (uk)")
+    assert "Przewodów impact" in row("incident")
+    timelines = {}
+    for key in ("pl", "us", "ua", "ru"):
+        db = sqlite3.connect(base / key / "hotline.db")
+        try:
+            timelines[key] = [(t, s) for t, s in db.execute(
+                "SELECT e.id, e.statement FROM incident_entries e JOIN incidents i "
+                "ON i.id = e.incident_id WHERE i.title = 'Przewodów impact' "
+                "ORDER BY e.at, e.author, e.n")]
+        finally:
+            db.close()
+    assert len(timelines["pl"]) == 9
+    assert timelines["us"] == timelines["pl"] == timelines["ua"]
+    assert timelines["ru"] == []  # not a member: it holds nothing of the incident
+    types = [json.loads(s)["type"] for _id, s in timelines["pl"]]
+    assert types == ["opened", "joined", "joined", "notification", "link", "assessment",
+                     "assessment", "claim", "link"]
+    kinds = [json.loads(s).get("link_kind") for _id, s in timelines["pl"]]
+    assert kinds.count("query") == 1
 
 
 def _demo_console_logins_work(base: Path, stdout: str) -> None:

@@ -45,6 +45,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         link(us, pl)
         apply_scenario(pl)
         pl.start()
+        # ccp-1 takes the watch (an override), whoever the rotation has on it now
+        taken = ru.api("POST", "/api/v1/roster", json={"operator": "ccp-1", "role": "ccp-do"})
+        assert taken.status_code == 200, taken.text
         secrets = {"nmcc-1": add_operator(us, "nmcc-1"), "ccp-1": add_operator(ru, "ccp-1"),
                    "cjcs-1": add_operator(us, "cjcs-1"), "dcd-1": add_operator(ru, "dcd-1")}
         yield {"us": us, "ru": ru, "pl": pl, "secrets": secrets}

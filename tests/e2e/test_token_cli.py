@@ -59,12 +59,22 @@ def test_issue_use_list_and_revoke(node: NodeProcess) -> None:
     assert r.status_code == 403
     assert _api(node, token, "POST", "/api/v1/presence",
                 json={"operator": "nmcc-1"}).status_code == 204
-    # and it cannot rewrite the directory or the roster
-    r = _api(node, token, "POST", "/api/v1/roster",
-             json={"operator": "nmcc-1", "role": "nmcc-do", "status": "off-duty"})
+    # it cannot rewrite the directory, nor change another operator's duty
+    r = _api(node, token, "PUT", "/api/v1/directory", json={"toml": "x = 1"})
     assert r.status_code == 403
     assert r.json()["error"] == "admin-only"
     assert node.log_lines("refused operator nmcc-1 (token:" + token_id)
+    r = _api(node, token, "POST", "/api/v1/roster",
+             json={"operator": "cjcs-1", "role": "cjcs", "status": "off-duty"})
+    assert r.status_code == 403
+    assert r.json()["error"] == "operator-mismatch"
+    # but it may give up (or take) its own watch: an override, logged as by nmcc-1
+    r = _api(node, token, "POST", "/api/v1/roster",
+             json={"operator": "nmcc-1", "role": "nmcc-do", "status": "off-duty",
+                   "from_ms": 4_000_000_000_000, "until_ms": 4_000_000_003_600})
+    assert r.status_code == 200, r.text
+    assert r.json()["override"]["created_by"] == "nmcc-1"
+    assert r.json()["override"]["unavailable"] is True
     assert node.log_lines(f"api POST /api/v1/presence for operator nmcc-1 (token:{token_id})")
 
     listed = as_json(hotline("token", "list", "--dir", str(node.dir), "--json"))["tokens"]

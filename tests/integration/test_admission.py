@@ -135,7 +135,7 @@ def test_the_address_budget_refuses_before_reading_the_body(world: World) -> Non
         assert again.headers["connection"] == "close"
         assert again.json()["retry_after"] >= 1
         assert client.get(b.url + "/healthz").status_code == 200  # httpx reconnects
-    assert b.log_lines("rate-limited request from 127.0.0.3: address over its budget")
+    assert b.log_lines("rate-limited request from 127.0.0.3: address over its control budget")
 
 
 def test_the_sender_backs_off_on_429_and_delivers_everything_exactly_once(

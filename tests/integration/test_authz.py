@@ -209,13 +209,21 @@ def _api_cases(f: Fed) -> list[tuple[str, str, str, dict[str, Any] | None, Any]]
              None if actor == "admin" else (OK if sees else
                                             (403 if actor == "cgs-2" else 404))),
         ]
-    # a request that names another operator, and the admin-only writes
+    # a request that names another operator, the admin-only writes, overrides
     rows += [
         ("cgs-1", "POST", f"/api/v1/conversations/{x}/messages",
          {**say, "operator": "dcd-1"}, 403),
         ("cgs-1", "PUT", "/api/v1/directory", {"toml": "x = 1"}, 403),
+        # an override: an operator only for itself, in a role it holds
         ("cgs-1", "POST", "/api/v1/roster",
-         {"operator": "cgs-1", "role": "cgs", "status": "on-duty"}, 403),
+         {"operator": "dcd-1", "role": "dcd", "status": "on-duty"}, 403),
+        ("cgs-1", "POST", "/api/v1/roster",
+         {"operator": "cgs-1", "role": "dcd", "status": "on-duty"}, 403),
+        ("cgs-2", "POST", "/api/v1/roster",
+         {"operator": "cgs-2", "role": "cgs", "status": "on-duty"}, 403),  # a lost role
+        ("cgs-1", "POST", "/api/v1/roster",
+         {"operator": "cgs-1", "role": "cgs", "status": "unavailable",
+          "from_ms": 4_000_000_000_000, "until_ms": 4_000_000_000_001}, OK),
         ("dcd-1", "POST", f"/api/v1/conversations/{x}/members", {"party": "UA-GS"}, 404),
         ("cgs-1", "POST", f"/api/v1/calls/{y}/answer", {"as": "cgs"}, OK),
     ]
@@ -239,6 +247,18 @@ def test_operator_api_table(fed: Fed) -> None:
             assert r.status_code == expected, (where, r.status_code, r.text)
             label = "admin" if actor == "admin" else f"operator {actor} (token:"
             expect_refusal(ru, before, label)
+    # an operator's override, not over the past: who held a role then is the record (the
+    # console refuses the same); one refusal line, nothing stored
+    before = len(security_lines(ru))
+    stored = len(ru.query("SELECT id FROM schedule_overrides"))
+    r = httpx.post(ru.url + "/api/v1/roster", timeout=30.0, json={
+        "operator": "cgs-1", "role": "cgs", "status": "unavailable",
+        "from_ms": 1_000_000_000_000, "until_ms": 1_000_000_000_001},
+        headers={"authorization": f"Bearer {tokens['cgs-1']}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("until_ms: is in the past"), r.text
+    expect_refusal(ru, before, "until_ms")
+    assert len(ru.query("SELECT id FROM schedule_overrides")) == stored
     # lists show only what the asker may see
     for actor, sees in (("cgs-1", True), ("dcd-1", False), ("cgs-2", False)):
         auth = {"authorization": f"Bearer {tokens[actor]}"}

@@ -29,6 +29,9 @@ CALL_ID = "0" * 32
 #: then replaced by each boundary value)
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/roster": {"operator": OPERATOR, "role": ROLE, "status": "on-duty"},
+    # a certificate of a key the node never had: answered as a missing object (404)
+    "POST /api/v1/keys/revoke": {"cert": {"v": 1, "type": "key-revocation", "party": "US-JS",
+                                          "kid": "0" * 16, "made_at": 0, "sig": "AA"}},
 }
 
 
@@ -111,12 +114,19 @@ def _send(node: NodeProcess, method: str, path: str, where: str, name: str,
     elif where == "body":
         body = {**BODIES[f"{method} {path}"], name: value}
     url = node.url + path.replace("{call_id}", CALL_ID).replace("{conv_id}", CALL_ID) \
-        .replace("{message_id}", CALL_ID)
+        .replace("{message_id}", CALL_ID).replace("{role}", ROLE)
     with httpx.stream(method, url, params=params, headers=headers, json=body,
                       timeout=10) as response:
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             response.read()
         return response
+
+
+def _refused_on_meaning(response: httpx.Response) -> bool:
+    """A value within its bounds that contradicts another field (a schedule's end before
+    its start, by default now): a 400 naming the time range, not a 422 or a 500."""
+    return response.status_code == 400 and \
+        response.json()["error"] in ("bad-override", "bad-range")
 
 
 def test_integer_boundaries(node: NodeProcess,
@@ -134,7 +144,8 @@ def _boundaries(node: NodeProcess, method: str, path: str, where: str, name: str
     case = f"{method} {path} {where}.{name}"
     for taken in (low, high):
         response = _send(node, method, path, where, name, taken)
-        assert response.status_code in (200, 201, 204, 404), (case, taken, response.text)
+        assert response.status_code in (200, 201, 204, 404) or \
+            _refused_on_meaning(response), (case, taken, response.text)
     field = f"{where}.{name}"
     for refused in (high + 1, low - 1, -1 if low >= 0 else None, "twelve", "1.5", "²"):
         if refused is None:
@@ -157,8 +168,7 @@ def test_the_reported_overflow_is_a_422(node: NodeProcess) -> None:
                what="the refusal's security-log line")
     assert "query.after" in node.log_lines("refused input from")[-1]
     assert r.json() == {"error": "invalid-request", "field": "query.after", "message":
-                        "query.after: Input should be less than or equal to "
-                        "9223372036854775807"}
+                        "query.after: must be at most 9223372036854775807"}
     r = node.api("GET", "/api/v1/inbox?after=9223372036854775807")
     assert r.status_code == 200
     assert r.json() == {"messages": [], "next_cursor": INT64_MAX}

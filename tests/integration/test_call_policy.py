@@ -97,7 +97,9 @@ def test_desks_show_staffed_only_with_an_on_duty_operator_seen_recently(
     desks = {d["role"]: d for d in wait_for_desks(us, "RU-GS")}
     assert set(desks) == {"cgs", "cgs-1d", "ccp-do", "dcd"}
     assert not desks["ccp-do"]["staffed"]  # on duty, but nobody seen yet
-    assert ru.api("POST", "/api/v1/presence", json={"operator": "ccp-1"}).status_code == 204
+    # the officer on watch (the rotation's) is seen: what `hotline schedule who` names
+    [officer] = ru.api("GET", "/api/v1/schedules/ccp-do/who").json()["holders"]
+    assert ru.api("POST", "/api/v1/presence", json={"operator": officer}).status_code == 204
     assert ru.api("POST", "/api/v1/presence", json={"operator": "cgs-1"}).status_code == 204
 
     def staffed() -> dict[str, bool]:
@@ -132,7 +134,7 @@ def test_the_directory_file_is_checked_and_applied_idempotently(
     from hotline.errors import HotlineError
 
     node = make_sqlite_node("RU-GS")
-    text = directory_toml("RU-GS", 60)
+    text = directory_toml("RU-GS", 60, peers=())  # not linked: no policies
     path = node.dir / "d.toml"
     path.write_text(text)
     first = apply_directory(node.dir, path)
@@ -261,14 +263,19 @@ def test_the_directory_and_the_roster_change_through_the_operator_api(
     assert bad.status_code == 400
     assert "directory.toml:2: roles.cgs.title" in bad.json()["message"]
     before = ru.api("GET", "/api/v1/directory").json()["version"]
+    # an old-style roster request: now an override, outside directory versions
     duty = ru.api("POST", "/api/v1/roster", json={"operator": "cgs-1", "role": "cgs",
                                                   "status": "on-duty"})
     assert duty.status_code == 200, duty.text
-    assert duty.json() == {"version": before + 1, "changed": True}
+    assert duty.json()["version"] == before
+    assert duty.json()["override"]["operator"] == "cgs-1"
+    assert duty.json()["override"]["unavailable"] is False
     not_held = ru.api("POST", "/api/v1/roster", json={"operator": "ccp-1", "role": "cgs",
                                                       "status": "on-duty"})
     assert not_held.status_code == 400
-    assert ru.api("GET", "/api/v1/directory").json()["version"] == before + 1
+    assert "role: operator 'ccp-1' does not hold role 'cgs'" in not_held.json()["message"]
+    assert ru.api("GET", "/api/v1/directory").json()["version"] == before
+    assert ru.api("GET", "/api/v1/schedules/cgs/who").json()["holders"] == ["cgs-1"]
     ru.api("POST", "/api/v1/presence", json={"operator": "cgs-1"})
 
     def cgs_staffed() -> bool:
@@ -277,11 +284,16 @@ def test_the_directory_and_the_roster_change_through_the_operator_api(
     wait_until(cgs_staffed, 15, what="the principal's desk to be staffed")
     same = ru.api("PUT", "/api/v1/directory",
                   json={"toml": directory_toml("RU-GS", 200, 5000)})
-    assert same.json()["changed"] is True  # back to the file: the roster entry is gone
-    again = ru.api("PUT", "/api/v1/directory",
-                   json={"toml": directory_toml("RU-GS", 200, 5000)})
-    assert again.json() == {"version": same.json()["version"], "changed": False}
-
+    assert same.json() == {"version": before, "changed": False,  # the file is unchanged
+                           "warnings": []}
+    # and the override outlives any directory apply
+    changed = ru.api("PUT", "/api/v1/directory", json={"toml": directory_toml(
+        "RU-GS", 200, 5000).replace('staffed_within = "', 'staffed_within = "1', 1)})
+    assert changed.json()["changed"] is True
+    assert ru.api("GET", "/api/v1/schedules/cgs/who").json()["holders"] == ["cgs-1"]
+    logged = ru.query("SELECT entry FROM log_entries WHERE kind = 'duty-override'")
+    assert len(logged) == 1
+    assert '"by":"admin"' in logged[0].entry.replace(" ", "")
 
 
 def test_the_calls_event_stream_shows_every_step_live_and_resumes(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -317,3 +318,91 @@ async def test_the_banner_follows_alarms_and_tasks_down_until_cleared(make_node:
             assert "<section" not in await banner()
     finally:
         await node.stop()
+
+
+def test_a_shift_in_a_role_not_held_is_refused_once_and_changes_nothing(
+        node: NodeProcess) -> None:
+    """nmcc-1 holds nmcc-do only. Taking a shift in cjcs — by the watch or by a window —
+    is refused 403 ``role-not-held`` with the console's sentence, one security-log line
+    each, and no override stored; so is the page of cjcs. A take without the session's
+    token is refused before the role is looked at; a bad local time names its field.
+    The role nmcc-1 holds works through the same route."""
+    from hotline.accounts.offline import add_operator
+
+    secret = add_operator(node.dir, "nmcc-1", PASSWORD).secret
+
+    def overrides() -> list[tuple[object, ...]]:
+        return [tuple(r) for r in node.query(
+            "SELECT role, operator, from_ms, until_ms FROM schedule_overrides")]
+
+    def refused_once(before: int) -> str:
+        lines = wait_until(lambda: node.log_lines("hotline.security:")[before:] or None, 10,
+                           what="the refusal's security-log line")
+        assert len(lines) == 1, lines
+        return str(lines[0])
+
+    cjcs_before = node.api("GET", "/api/v1/schedules/cjcs/who").json()["holders"]
+    with httpx.Client(base_url=node.url) as client:
+        _log_in(client, secret)
+        page = client.get("/schedules/nmcc-do")
+        assert page.status_code == 200
+        assert "America/New_York" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        origin = {"Origin": node.url}
+        for form in ({"when": "current"},
+                     {"when": "window", "from": "2030-01-01T08:00",
+                      "until": "2030-01-01T20:00"}):
+            seen = len(node.log_lines("hotline.security:"))
+            r = client.post("/schedules/cjcs/take", data={"csrf": csrf.group(1), **form},
+                            headers=origin)
+            assert r.status_code == 403
+            assert "You do not hold that role, so you cannot act in it. Nothing was " \
+                   "changed." in r.text.replace("&#39;", "'")
+            line = refused_once(seen)
+            assert "nmcc-1" in line
+            assert "cjcs" in line
+        seen = len(node.log_lines("hotline.security:"))
+        assert client.get("/schedules/cjcs").status_code == 403
+        refused_once(seen)
+        seen = len(node.log_lines("hotline.security:"))
+        r = client.post("/schedules/nmcc-do/take", data={"when": "current"}, headers=origin)
+        assert r.status_code == 403  # no token
+        assert "csrf" in refused_once(seen)
+        seen = len(node.log_lines("hotline.security:"))
+        r = client.post("/schedules/nmcc-do/take", headers=origin, data={
+            "csrf": csrf.group(1), "when": "window", "from": "2030-01-01T08:00",
+            "until": "soon"})
+        assert r.status_code == 422
+        assert "until: " in refused_once(seen)
+        seen = len(node.log_lines("hotline.security:"))
+        assert client.get("/schedules/NMCC").status_code == 422  # not a role id
+        assert "path.role" in refused_once(seen)
+        assert overrides() == []
+        assert node.api("GET", "/api/v1/schedules/cjcs/who").json()["holders"] == cjcs_before
+
+        r = client.post("/schedules/nmcc-do/take", headers=origin, data={
+            "csrf": csrf.group(1), "when": "window", "from": "2030-01-01T08:00",
+            "until": "2030-01-01T20:00"})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/schedules/nmcc-do?done=taken"
+    # 08:00 in New York in January is 13:00 UTC
+    start = int(datetime(2030, 1, 1, 13, tzinfo=UTC).timestamp() * 1000)
+    assert overrides() == [("nmcc-do", "nmcc-1", start, start + 12 * 3600 * 1000)]
+    who = node.api("GET", f"/api/v1/schedules/nmcc-do/who?at_ms={start + 60_000}")
+    assert who.json()["holders"] == ["nmcc-1"]
+    # a role without a schedule (cjcs: the roster only) is shown in UTC, holder as the API
+    secret = add_operator(node.dir, "cjcs-1", PASSWORD).secret
+    with httpx.Client(base_url=node.url) as client:
+        _log_in(client, secret, "cjcs-1")
+        page = client.get("/schedules/cjcs")
+        assert page.status_code == 200
+        assert "Times in UTC, the schedule" in page.text.replace("&#39;", "'")
+        shown = re.search(r'class="on-duty-now" data-holders="([^"]*)"', page.text)
+        assert shown
+        holders = node.api("GET", "/api/v1/schedules/cjcs/who").json()["holders"]
+        assert shown.group(1) == ",".join(holders)
+        listing = client.get("/schedules")
+        assert listing.status_code == 200
+        assert 'data-role="cjcs"' in listing.text
+        assert 'data-role="nmcc-do"' not in listing.text

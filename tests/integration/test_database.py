@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
-from hotline.store.database import Database, WriterStopped
+from hotline.store.database import RETRIES, Database, RetryTransaction, WriterStopped
 from hotline.store.engine import create_engine, sqlite_url
 
 # No test waits longer than this for a thread; a blocked work gives up after it too, so a
@@ -196,6 +196,37 @@ async def test_a_failing_work_gets_its_own_exception_and_the_others_commit(
     # The writer goes on working after the failures.
     assert await store.db.write(insert(11)) == "caller 11"
     assert 11 in await store.rows()
+
+
+async def test_a_transaction_that_read_stale_state_is_run_again_until_it_commits(
+        store: Store) -> None:
+    """Another process (a CLI command) changed what the transaction read: the writer rolls
+    back and runs the work again, so the caller gets its result, not the race."""
+    runs: list[int] = []
+
+    def stale_twice(conn: Connection) -> str:
+        runs.append(1)
+        conn.execute(text("INSERT INTO items (k, v) VALUES (:k, 'try')"), {"k": len(runs)})
+        if len(runs) < 3:
+            raise RetryTransaction("the log grew in another process")
+        return "done"
+
+    assert await store.db.write(stale_twice) == "done"
+    assert len(runs) == 3
+    assert await store.rows() == {3: "try"}  # the two stale runs left nothing behind
+
+
+async def test_a_transaction_stale_every_time_gives_up_with_the_error(store: Store) -> None:
+    runs: list[int] = []
+
+    def always_stale(conn: Connection) -> str:
+        runs.append(1)
+        raise RetryTransaction("stale")
+
+    with pytest.raises(RetryTransaction):
+        await store.db.write(always_stale)
+    assert len(runs) == RETRIES + 1  # once in its batch, then RETRIES times alone
+    assert await store.db.write(insert(1)) == "caller 1"  # the writer goes on
 
 
 async def test_write_after_stop_raises_writer_stopped(store: Store) -> None:

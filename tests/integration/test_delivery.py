@@ -37,8 +37,8 @@ def _received_count(node: NodeProcess, sender: str) -> int:
 
 def _assert_receipts_verified(sender: NodeProcess, receiver: NodeProcess, count: int) -> None:
     """Every outbox row of ``sender`` holds a receipt that verifies with the receiver's key."""
-    rows = sender.query("SELECT envelope_id, seq, type, payload, receipt, delivered_at FROM outbox "
-                        "WHERE peer = :peer ORDER BY seq", peer=receiver.party)
+    rows = sender.query("SELECT envelope_id, seq, type, payload, receipt, delivered_at, lane "
+                        "FROM outbox WHERE peer = :peer ORDER BY seq", peer=receiver.party)
     assert len(rows) == count
     keys = receiver.public_keys()
     for row in rows:
@@ -48,7 +48,8 @@ def _assert_receipts_verified(sender: NodeProcess, receiver: NodeProcess, count:
                        envelope_id=row.envelope_id, sender=sender.party, seq=row.seq,
                        digest=message_digest(envelope_id=row.envelope_id, sender=sender.party,
                                              recipient=receiver.party, seq=row.seq,
-                                             type_=row.type, payload=json.loads(row.payload)))
+                                             type_=row.type, payload=json.loads(row.payload),
+                                             lane=row.lane))
 
 
 def test_thousand_messages_each_way_exactly_once_in_order(make_node: MakeNode) -> None:

@@ -1,7 +1,7 @@
 """Concurrent directory writers on a real database (SQLite and PostgreSQL): the node's own
 writer (the operator API's path) and offline ``roles apply`` writers beside it, all at
-once. Every write gets its own version or a clean ``directory-conflict``; a roster change
-is built on the newest version and never reverts one."""
+once. Every write gets its own version or a clean ``directory-conflict``; duty overrides
+added meanwhile are all kept and make no version."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 
 from hotline.admin import apply_directory, init_node
+from hotline.calls.duty import DutyService
 from hotline.calls.registry import DirectoryAdmin, Registry
 from hotline.clock import SystemClock
 from hotline.scenario import directory_toml
 from hotline.store import log as log_store
+from hotline.store import schedules as schedule_store
 from hotline.store.database import Database
 from hotline.store.directory import DirectoryConflict
 from hotline.store.engine import create_engine, sqlite_url
@@ -35,7 +37,7 @@ SECURITY = "hotline.security"
 def variant(i: int) -> str:
     """The scenario's directory, made distinct by its staffed_within (``i + 1`` seconds)."""
     return re.sub(r'staffed_within = "[^"]*"', f'staffed_within = "{i + 1}s"',
-                  directory_toml(ME, 200, 5000), count=1)
+                  directory_toml(ME, 200, 5000, peers=()), count=1)
 
 
 def staffed_s(body: dict[str, Any]) -> int:
@@ -47,6 +49,7 @@ class Node:
     dir: Path
     db: Database
     admin: DirectoryAdmin
+    duty: DutyService
 
     async def versions(self) -> dict[int, dict[str, Any]]:
         """Every stored version's body, read back from the database."""
@@ -67,8 +70,13 @@ class Node:
         """``hotline roles apply`` (its own engine and connection), on a thread."""
         path = self.dir / name
         path.write_text(text)
-        version, changed, _ = await asyncio.to_thread(apply_directory, self.dir, path,
-                                                      base=base)
+        version, changed, _, _ = await asyncio.to_thread(apply_directory, self.dir, path,
+                                                         base=base)
+        return version, changed
+
+    async def apply(self, text: str, base: int | None = None) -> tuple[int, bool]:
+        """``PUT /api/v1/directory``'s path, in this process."""
+        version, changed, _ = await self.admin.apply_text(text, base=base)
         return version, changed
 
 
@@ -95,14 +103,16 @@ async def node(db_url: str, tmp_path: Path) -> AsyncIterator[Node]:
     db = Database(engine, fatal.append, hooks=[log_store.HOOKS])  # as the node builds it
     db.start()
     try:
-        yield Node(node_dir, db, DirectoryAdmin(ME, Registry(db), db, SystemClock()))
+        registry = Registry(db)
+        yield Node(node_dir, db, DirectoryAdmin(ME, registry, db, SystemClock()),
+                   DutyService(registry=registry, db=db, clock=SystemClock()))
     finally:
         await db.stop()
     assert fatal == []
 
 
 async def test_concurrent_applies_each_get_their_own_version(node: Node) -> None:
-    in_node = [node.admin.apply_text(variant(i)) for i in range(WRITERS)]
+    in_node = [node.apply(variant(i)) for i in range(WRITERS)]
     offline = [node.offline(variant(WRITERS + i), f"d{i}.toml") for i in range(WRITERS)]
     results = await asyncio.gather(*in_node, *offline)
     assert sorted(v for v, _ in results) == list(range(1, 2 * WRITERS + 1))
@@ -118,7 +128,7 @@ async def test_concurrent_applies_each_get_their_own_version(node: Node) -> None
 async def test_the_same_file_applied_concurrently_is_stored_once(node: Node) -> None:
     text = variant(0)
     results = await asyncio.gather(
-        *[node.admin.apply_text(text) for _ in range(4)],
+        *[node.apply(text) for _ in range(4)],
         *[node.offline(text, f"same{i}.toml") for i in range(4)])
     assert {v for v, _ in results} == {1}
     assert sum(changed for _, changed in results) == 1
@@ -127,10 +137,10 @@ async def test_the_same_file_applied_concurrently_is_stored_once(node: Node) -> 
 
 async def test_a_stale_base_is_refused_with_the_current_version_and_one_log_line(
         node: Node, caplog: pytest.LogCaptureFixture) -> None:
-    assert await node.admin.apply_text(variant(0), base=0) == (1, True)
+    assert await node.apply(variant(0), base=0) == (1, True)
     caplog.set_level(logging.WARNING, logger=SECURITY)
     with pytest.raises(DirectoryConflict) as api:
-        await node.admin.apply_text(variant(1), base=0)
+        await node.apply(variant(1), base=0)
     assert api.value.status == 409
     assert api.value.to_dict()["current_version"] == 1
     assert "based on directory version 0" in api.value.message
@@ -148,10 +158,10 @@ async def test_a_stale_base_is_refused_with_the_current_version_and_one_log_line
 
 async def test_concurrent_writers_on_one_base_one_wins_the_rest_conflict(
         node: Node, caplog: pytest.LogCaptureFixture) -> None:
-    await node.admin.apply_text(variant(0))
+    await node.apply(variant(0))
     caplog.set_level(logging.WARNING, logger=SECURITY)
     results = await asyncio.gather(
-        *[node.admin.apply_text(variant(1 + i), base=1) for i in range(WRITERS)],
+        *[node.apply(variant(1 + i), base=1) for i in range(WRITERS)],
         *[node.offline(variant(1 + WRITERS + i), f"b{i}.toml", base=1)
           for i in range(WRITERS)], return_exceptions=True)
     won = [r for r in results if not isinstance(r, BaseException)]
@@ -163,27 +173,21 @@ async def test_concurrent_writers_on_one_base_one_wins_the_rest_conflict(
     assert sorted(await node.versions()) == [1, 2]
 
 
-async def test_roster_changes_racing_applies_are_never_lost_nor_revert_a_version(
+async def test_overrides_racing_applies_are_all_kept_and_make_no_version(
         node: Node) -> None:
-    first, _ = await node.admin.apply_text(variant(0))
-    duties = [node.admin.set_duty("cgs-1", "cgs", "unavailable", 1000 * i, 1000 * i + 1)
+    """Overrides (``POST /api/v1/roster``'s path) live outside directory versions: added
+    while files are applied, none is lost, none makes a version, and the applies each get
+    their own version as before."""
+    first, _ = await node.apply(variant(0))
+    duties = [node.duty.take_shift("cgs", "cgs-1", 1000 * i, 1000 * i + 1, unavailable=True)
               for i in range(WRITERS)]
-    applies = [node.admin.apply_text(variant(1 + i)) for i in range(WRITERS // 2)]
+    applies = [node.apply(variant(1 + i)) for i in range(WRITERS // 2)]
     offline = [node.offline(variant(100 + i), f"r{i}.toml") for i in range(WRITERS // 2)]
     results = await asyncio.gather(*duties, *applies, *offline)
-    duty_versions = {v: i for i, (v, _) in enumerate(results[:WRITERS])}
-    apply_versions = {v: i for i, (v, _) in enumerate(results[WRITERS:])}
     stored = await node.versions()
-    assert sorted(stored) == list(range(first, first + 2 * WRITERS + 1))
-    assert len(duty_versions) == WRITERS
-    assert len(apply_versions) == WRITERS
-    for version, i in duty_versions.items():
-        before, after = stored[version - 1], stored[version]
-        entry = {"operator": "cgs-1", "role": "cgs", "status": "unavailable",
-                 "from_ms": 1000 * i, "until_ms": 1000 * i + 1}
-        # the entry added to the version just before it, and nothing else changed
-        assert after["roster"] == [*before["roster"], entry]
-        assert {**after, "roster": None} == {**before, "roster": None}
-    expected = [1 + i for i in range(WRITERS // 2)] + [100 + i for i in range(WRITERS // 2)]
-    for version, i in apply_versions.items():
-        assert staffed_s(stored[version]) == expected[i] + 1
+    assert sorted(stored) == list(range(first, first + WRITERS + 1))
+    rows = await node.db.read(lambda conn: schedule_store.overrides(conn, "cgs"))
+    assert sorted((r.from_ms, r.until_ms, r.unavailable) for r in rows) == \
+        [(1000 * i, 1000 * i + 1, True) for i in range(WRITERS)]
+    assert {r.id for r in results[:WRITERS]} == {r.id for r in rows}  # type: ignore[union-attr]
+    assert all(body["roster"] == stored[first]["roster"] for body in stored.values())

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from hotline.clock import SystemClock
 from hotline.health.alarms import Alarm
 from hotline.node import Node, open_node
+from hotline.store import schedules as schedule_store
 from hotline.store import timers
 from hotline.store.schema import journal, log_entries
 from hotline.store.schema import timers as timers_table
@@ -65,7 +66,8 @@ async def test_a_failing_task_is_alarmed_once_shown_and_cleared(node: Node) -> N
     await _until(lambda: runs >= 3)
     tasks, alarms = await node.node_health()
     assert {t.name for t in tasks} >= {"probe", "timers", "notifier", "checkpointer",
-                                       "clock-watch", "link-poller", "desk-reporter"}
+                                       "clock-watch", "link-poller", "desk-reporter",
+                                       "duty-watch"}
     probe_state = next(t for t in tasks if t.name == "probe")
     assert probe_state.restarts >= 2
     assert "probe failure" in (probe_state.last_error or "")
@@ -136,6 +138,9 @@ async def test_a_wall_clock_step_moves_duration_deadlines_only(
             conn.execute(timers_table.insert().values(key="handover", kind="handover",
                                                       call_id="-", due_at=now + 90_000,
                                                       basis="calendar"))
+            schedule_store.add_override(conn, role="duty", operator="duty-1",
+                                        from_ms=now + 90_000, until_ms=now + 120_000,
+                                        unavailable=False, created_by="admin", now_ms=now)
         await node.db.write(plant)
         source.step_ms = step_s * 1000
         await _until(lambda: bool(node.clock_watch.steps))
@@ -147,6 +152,8 @@ async def test_a_wall_clock_step_moves_duration_deadlines_only(
         # the wait still ends 60 s from when it was set; the calendar instant did not move
         assert abs(due["c1:ring:1"] - (now + 60_000 + step_s * 1000)) < 1000
         assert due["handover"] == now + 90_000
+        [override] = await node.db.read(schedule_store.overrides)  # a calendar instant too
+        assert (override.from_ms, override.until_ms) == (now + 90_000, now + 120_000)
         assert abs(node.clock.now_ms() - source.now_ms()) < 100
         alarms = await node.alarms.standing()
         assert any(a.kind == "clock-step" for a in alarms)

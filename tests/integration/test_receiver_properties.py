@@ -17,6 +17,7 @@ The properties (docs/protocol.md §4.3, §7, §8, §11):
    evidence, and changes nothing that is released.
 4. The reorder window: ``seq >= recv_next + window`` is refused ``sequence-too-far-ahead``
    and nothing of it is stored; once the gap fills the same bytes are accepted.
+5. After a link removal, only the link's new generation is taken (``link-generation``).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, event, func, select
 
-from hotline.errors import REPLAYED_ID, SEQUENCE_REUSED, SEQUENCE_TOO_FAR_AHEAD
+from hotline.errors import LINK_GENERATION, REPLAYED_ID, SEQUENCE_REUSED, SEQUENCE_TOO_FAR_AHEAD
 from hotline.federation.receiver import Outcome, Receiver
 from hotline.peers import PeerDirectory
 from hotline.protocol.envelope import Header, new_envelope_id, seal
+from hotline.protocol.generation import GENERATION_BITS, first_seq
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.offer import make_offer, parse_offer
 from hotline.protocol.receipt import message_digest, verify_receipt
@@ -229,6 +231,9 @@ class Harness:
 
     async def recv_next(self, party: str) -> int:
         return await self.db.read(lambda conn: link_store.recv_next(conn, party))
+
+    async def gaps(self) -> dict[Any, int]:
+        return await self.db.read(inbound_store.gaps)
 
     async def count_inbound(self) -> int:
         return await self.db.read(
@@ -549,5 +554,39 @@ def test_too_far_ahead_is_refused_until_the_gap_fills(window: int, beyond: int,
             outcomes = await h.accept([sender.copy(seq, 0) for seq in rest])
             assert all(o.error is None for o in outcomes)
             assert_released_exactly(await h.released(), sender, ahead)
+
+    asyncio.run(scenario())
+
+
+@SETTINGS
+@given(removals=st.integers(1, 3), other=st.integers(0, 4),
+       offset=st.integers(0, 2**GENERATION_BITS - 1))
+def test_after_removal_only_the_new_generation_is_taken(removals: int, other: int,
+                                                         offset: int) -> None:
+    """5. A link removed and accepted again ``removals`` times takes only sequence numbers
+    of its generation: one of any other generation is refused ``link-generation`` and
+    stores nothing; the new generation starts at its first number (docs/protocol.md
+    §6.1)."""
+    assume(other != removals)
+
+    async def scenario() -> None:
+        async with Harness(PARTIES[:1], window=BIG_WINDOW) as h:
+            sender = h.senders[PARTIES[0]]
+            expect_receipt((await h.accept([sender.copy(1, 0)]))[0], duplicate=False)
+            offer = parse_offer(make_offer(party=sender.party, name="again",
+                                           keys=sender.keys, endpoints=["http://h:1"],
+                                           at_ms=START_MS))
+            for _ in range(removals):
+                await h.db.write(lambda c: link_store.mark_removed(c, sender.party, START_MS))
+                assert await h.db.write(
+                    lambda c: link_store.accept_offer(c, offer, ME, START_MS)) is True
+            await h.peers.reload()
+            stored = await h.count_inbound()
+            [outcome] = await h.accept([sender.seal(first_seq(other) + offset)])
+            expect_error(outcome, LINK_GENERATION)
+            assert await h.count_inbound() == stored
+            expect_receipt((await h.accept([sender.seal(first_seq(removals))]))[0],
+                           duplicate=False)
+            assert [r.seq for r in await h.released()] == [1, first_seq(removals)]
 
     asyncio.run(scenario())

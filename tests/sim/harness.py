@@ -89,7 +89,7 @@ MONITOR_S = 1.0
 #: watch looks every second (a node looks every 0.25 s; the delay only matters for how
 #: long :meth:`World.step` waits for the node to see the step).
 SIM_POLLS = Polls(timers_s=300.0, notifier_s=300.0, links_s=300.0, desks_s=300.0,
-                  checkpoints_s=300.0, clock_s=5.0)
+                  checkpoints_s=300.0, clock_s=5.0, duty_s=60.0)
 
 
 class SimClock:
@@ -158,7 +158,7 @@ _TEMPLATE_DIR: tempfile.TemporaryDirectory[str] | None = None
 def _directory(party: str) -> str:
     """The scenario's directory (real-time durations) with two webhook channels on every
     step of the chains, besides the console."""
-    text = directory_toml(party, 1.0)
+    text = directory_toml(party, 1.0, peers=[p for p in PARTIES if p != party])
     channels = ", ".join(['"console"', *(f'"hook-{h}"' for h in HOOKS)])
     text = re.sub(r'(\[\[chains\.[\w-]+\.steps\]\]\nring = \[[^\]]*\]\n)',
                   rf'\1channels = [{channels}]\n', text)
@@ -211,6 +211,8 @@ class Sent:
     text: str
     at: float
     released: list[float] = field(default_factory=list)
+    #: the lane ``seq`` numbers (docs/protocol.md §11.1)
+    lane: str = "control"
     #: the receiver's release number (inbox cursor) of each release
     cursors: list[int] = field(default_factory=list)
 
@@ -488,7 +490,7 @@ class World:
         accepted = await node.messenger.send_texts(receiver, texts)
         out = []
         for a, text in zip(accepted, texts, strict=True):
-            sent = Sent(a.envelope_id, sender, receiver, a.seq, text, self.now)
+            sent = Sent(a.envelope_id, sender, receiver, a.seq, text, self.now, lane=a.lane)
             self.sent[a.envelope_id] = sent
             out.append(sent)
         self.note(f"{sender} sends {count} message(s), seq {accepted[0].seq}..")

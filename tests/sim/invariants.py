@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from hotline.health.supervisor import RESTART_MAX_S
 from hotline.notify import runner
+from hotline.protocol.lanes import LANES
 from tests.sim.harness import HOOKS, PARTIES, CallSeen, SimNode, Violation, World
 
 DELIVERY_BUDGET_S = 30.0
@@ -77,12 +78,23 @@ def deliveries(world: World, now: float) -> list[Violation]:
                                       f"by {due:.3f}; " + (f"released at {got:.3f}" if got
                                                            else "not released yet")))
     for sender in PARTIES:
-        released = sorted((s.cursors[0], s.seq, s.text) for s in world.sent.values()
-                          if s.sender == sender and s.cursors)
-        seqs = [seq for _, seq, _ in released]
-        if seqs != sorted(seqs):
-            out.append(Violation(now, f"messages from {sender} released out of order: "
-                                      f"{[t for _, _, t in released]}"))
+        # in order per (peer, lane): each lane numbers its own sequence
+        for lane in LANES:
+            released = sorted((s.cursors[0], s.seq, s.text) for s in world.sent.values()
+                              if s.sender == sender and s.lane == lane and s.cursors)
+            seqs = [seq for _, seq, _ in released]
+            if seqs != sorted(seqs):
+                out.append(Violation(now, f"messages from {sender} on the {lane} lane "
+                                          "released out of order: "
+                                          f"{[t for _, _, t in released]}"))
+        # and across lanes in commit order: a bulk message never overtakes a control one
+        # accepted before it (the dependency rule, docs/protocol.md §11.1)
+        mine = [s for s in world.sent.values() if s.sender == sender and s.cursors]
+        for later in (s for s in mine if s.lane == "bulk"):
+            for earlier in (s for s in mine if s.lane == "control" and s.at < later.at
+                            and s.cursors[0] > later.cursors[0]):
+                out.append(Violation(now, f"bulk {later.text!r} released before control "
+                                          f"{earlier.text!r}, accepted before it"))
     for call_id, (caller, placed_at) in world.placed.items():
         seen = world.calls.get(call_id)
         due = usable_by(spans, placed_at, DELIVERY_BUDGET_S, now)

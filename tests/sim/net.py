@@ -84,14 +84,16 @@ class SimTransport:
         self._net = network
         self._source = source
 
-    async def post_batch(self, endpoint: str, envelopes: list[bytes]) -> BatchAnswer:
+    async def post_batch(self, endpoint: str, envelopes: list[bytes],
+                         lane: str = "control") -> BatchAnswer:
         target = self._net.route(self._source, endpoint)
         raws = split_batch(encode_batch(envelopes))
         # The peer's side runs on its own, as a server would: a sender stopped mid-request
         # does not cancel the peer's handling of it.
-        handling = asyncio.ensure_future(target.up.receiver.accept(raws, f"sim:{self._source}"))
+        handling = asyncio.ensure_future(
+            target.up.receiver.accept_batch(raws, f"sim:{self._source}"))
         try:
-            outcomes = await asyncio.shield(handling)
+            outcomes, waiting = await asyncio.shield(handling)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # what a real node answers with HTTP 500
@@ -100,12 +102,17 @@ class SimTransport:
             log.warning("%s failed to take a batch from %s: %r", target.party, self._source,
                         exc)
             raise TransportError(f"{endpoint}: HTTP 500 without a usable answer") from None
-        status, body = batch_answer(outcomes)
+        status, body = batch_answer(outcomes, waiting, target.up.receiver.protocol)
         try:
             self._net.route(self._source, endpoint)
         except TransportError as exc:
             raise TransportError(f"{endpoint}: ReadError: answer lost ({exc})") from None
         return parse_answer(endpoint, status, json.dumps(body).encode(), len(envelopes))
+
+    async def get_protocol(self, endpoint: str) -> int:
+        """What ``GET /federation/v1/protocol`` answers (404 from protocol 1: 1)."""
+        target = self._net.route(self._source, endpoint)
+        return target.up.receiver.protocol
 
     async def close(self) -> None:
         return None

@@ -77,6 +77,8 @@ def test_idle_days_pass_at_once_but_thread_work_takes_no_virtual_time() -> None:
 # -- outages -------------------------------------------------------------------------
 
 
+# three virtual days of retries take minutes of real time on a loaded 2-CPU machine
+@pytest.mark.timeout(900)
 def test_three_days_of_outage_then_everything_within_30_s_of_the_return(
         sim_root: Path) -> None:
     async def scenario(world: World) -> tuple[list[float], float]:

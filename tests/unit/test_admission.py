@@ -18,6 +18,7 @@ from hotline.federation.admission import (
     TokenBucket,
     claimed,
     lane_of,
+    request_lane,
     retry_after_seconds,
 )
 from hotline.nodedir.config import AdmissionConfig, PeerLimits
@@ -190,7 +191,7 @@ def test_address_budget_and_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> N
 def test_claimed_reads_sender_and_type_without_parsing() -> None:
     raw = b'{"ct":"x","from":"AA-ONE","id":"1","kid":"k","seq":1,"sig":"s","to":"B",' \
           b'"ts":1,"type":"call.state","v":1}'
-    assert claimed(raw) == ("AA-ONE", "call.state")
+    assert claimed(raw) == ("AA-ONE", "call.state", "control")
     assert claimed(b"garbage") is None
 
 
@@ -263,3 +264,36 @@ def test_after_a_refusal_the_address_is_refused_on_headers_until_that_request_fi
     assert admission.address_exhausted("10.0.0.10") is not None
     clock.mono += 2 / c.address_bytes_per_second
     assert admission.address_exhausted("10.0.0.10") is None
+
+
+def test_bulk_lane_cannot_use_up_what_the_control_lane_needs() -> None:
+    """A peer's bulk-lane flood empties only the bulk lane's budget: its conversation
+    messages and call signals (both on the control protocol lane) still pass, so the
+    control lane's sequence gets no hole for bulk's sake."""
+    admission = Admission(_config(), VirtualClock())
+    batch = admission.batch()
+    assert [batch.admit("AA-ONE", "message", 100, "bulk") for _ in range(6)] == \
+        [None] * 5 + [1]
+    assert batch.admit("AA-ONE", "conv.message", 100) is None
+    assert batch.admit("AA-ONE", "call.place", 100) is None
+    assert batch.precheck("AA-ONE", "conv.message", 100, "control") is None
+    # and the bulk lane stays bounded: refused before verification once empty
+    assert admission.batch().precheck("AA-ONE", "message", 100, "bulk") == 1
+    assert claimed(b'{"from":"AA-ONE","lane":"bulk","type":"message"}') == \
+        ("AA-ONE", "message", "bulk")
+
+
+def test_address_budget_is_per_declared_lane_and_each_is_bounded() -> None:
+    c = AdmissionConfig()
+    admission = Admission(c, VirtualClock())
+    assert request_lane(b"lane=bulk") == "bulk"
+    assert request_lane("") == request_lane(b"lane=bulky") == "control"
+    assert admission.admit_address("10.0.0.7", envelopes=c.address_envelopes_burst,
+                                   nbytes=0, lane="bulk") is None
+    assert admission.address_exhausted("10.0.0.7", "bulk") is not None
+    # the same address's control requests have their own budget ...
+    assert admission.address_exhausted("10.0.0.7", "control") is None
+    assert admission.admit_address("10.0.0.7", envelopes=1, nbytes=100) is None
+    # ... which is bounded too
+    assert admission.admit_address("10.0.0.7", envelopes=c.address_envelopes_burst,
+                                   nbytes=0) is not None

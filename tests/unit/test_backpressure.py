@@ -11,7 +11,14 @@ import pytest
 from hotline.delivery import sender as sender_module
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.sender import PeerSender, _rate_limited
-from hotline.delivery.transport import BatchAnswer, TransportError, parse_answer, parse_retry_after
+from hotline.delivery.transport import (
+    BatchAnswer,
+    TransportError,
+    parse_answer,
+    parse_protocol,
+    parse_retry_after,
+)
+from hotline.protocol.lanes import PROTOCOL
 
 
 class VirtualClock:
@@ -83,3 +90,13 @@ def test_back_pressure_is_not_a_failure_until_nothing_gets_through() -> None:
     assert sender._pause_s == sender_module.MAX_PAUSE_S
     sender._throttled(0.0, progressed=False)              # never a busy loop
     assert sender._pause_s == 0.1
+
+
+@pytest.mark.parametrize("version", [3, 2**70, 10**30])
+def test_a_peer_naming_a_protocol_above_ours_is_spoken_to_in_ours(version: int) -> None:
+    """A garbage or future version is capped at ours: an absurd number must not reach
+    the links table's integer column (it would fail the bookkeeping of every batch)."""
+    assert parse_protocol(200, json.dumps({"protocol": version}).encode()) == PROTOCOL
+    answer = parse_answer("http://peer", 200, json.dumps(
+        {"results": [{"receipt": "r"}], "protocol": version}).encode(), 1, None)
+    assert answer.protocol == PROTOCOL

@@ -172,3 +172,55 @@ def test_spaced_re_encoding_is_rejected(value: dict[str, Any]) -> None:
 
 def test_huge_integer_literal_is_malformed() -> None:
     _assert_malformed(b'{"a":' + b"1" * 5000 + b"}")
+
+
+def _reference_problem(value: Any, depth: int = 0) -> str | None:
+    """The rules of the module docstring as a plain recursive walk, one call per value:
+    the first problem found (depth-first, keys before their values), or None."""
+    if depth > canonical.MAX_DEPTH:
+        return "deeper"
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if -MAX_SAFE <= value <= MAX_SAFE else "safe range"
+    if isinstance(value, str):
+        return "NUL" if "\x00" in value else None
+    if isinstance(value, list):
+        return next((p for item in value if (p := _reference_problem(item, depth + 1))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return "not a string"
+            if problem := (_reference_problem(key, depth + 1)
+                           or _reference_problem(item, depth + 1)):
+                return problem
+        return None
+    return "no canonical encoding"
+
+
+# Values that break each rule somewhere inside, at any depth up to past the limit.
+_bad_scalars = (_scalars | st.just("a\x00b") | st.integers(MAX_SAFE + 1, MAX_SAFE + 9)
+                | st.integers(-MAX_SAFE - 9, -MAX_SAFE - 1) | st.floats(allow_nan=False))
+_any_values = st.recursive(
+    _bad_scalars,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(_text | st.just("k\x00") | st.integers(0, 3), inner, max_size=3),
+    max_leaves=40)
+
+
+@settings(max_examples=400)
+@given(_any_values, st.integers(0, canonical.MAX_DEPTH + 1))
+def test_encode_refuses_exactly_what_the_rules_refuse(value: Any, wrap: int) -> None:
+    """The checking walk (which checks plain strings and integers of a container in
+    place, for speed) refuses the same values, for the same first reason, as the plain
+    one-call-per-value walk of the rules."""
+    for _ in range(wrap):
+        value = [value]
+    expected = _reference_problem(value)
+    if expected is None:
+        canonical.encode(value)  # raises nothing
+        return
+    with pytest.raises(EnvelopeRejected) as info:
+        canonical.encode(value)
+    assert info.value.error_id == MALFORMED
+    assert expected in str(info.value), (expected, str(info.value))

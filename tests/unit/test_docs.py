@@ -6,9 +6,13 @@ import re
 from pathlib import Path
 
 from hotline.cli.calls import conversation_app, roles_app
+from hotline.cli.incidents import incident_app
+from hotline.cli.keys import key_app
 from hotline.cli.log import export_app, log_app
 from hotline.cli.main import app, link_app
+from hotline.cli.notices import notification_app
 from hotline.cli.operator import operator_app
+from hotline.cli.schedule import schedule_app
 from hotline.cli.tokens import token_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +39,15 @@ def test_every_cli_command_is_in_the_readme_table() -> None:
     names = [c.name or (c.callback.__name__ if c.callback else "") for c in
              app.registered_commands]
     names += [f"link {c.name}" for c in link_app.registered_commands]
+    names += [f"key {c.name}" for c in key_app.registered_commands]
     names += [f"roles {c.name}" for c in roles_app.registered_commands]
     names += [f"conversation {c.name}" for c in conversation_app.registered_commands]
+    names += [f"incident {c.name}" for c in incident_app.registered_commands]
     names += [f"log {c.name}" for c in log_app.registered_commands]
     names += [f"export {c.name}" for c in export_app.registered_commands]
     names += [f"operator {c.name}" for c in operator_app.registered_commands]
+    names += [f"notification {c.name}" for c in notification_app.registered_commands]
+    names += [f"schedule {c.name}" for c in schedule_app.registered_commands]
     names += ["token"] + [f"token {c.name}" for c in token_app.registered_commands]
     for name in names:
         assert f"`hotline {name}`" in README, f"hotline {name} is not documented"
@@ -68,6 +76,17 @@ def test_every_admission_setting_is_documented() -> None:
     for name in [*AdmissionConfig.model_fields, *PeerLimits.model_fields]:
         assert f"`{name}`" in protocol or f"`default.{name}`" in protocol \
             or f"/ `{name}`" in protocol, f"setting {name} missing from docs/protocol.md"
+
+
+def test_every_health_setting_and_link_health_field_is_documented() -> None:
+    from hotline.nodedir.config import HealthConfig
+
+    protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for name in HealthConfig.model_fields:
+        assert f"| `{name}` |" in protocol, f"[health] {name} missing from docs/protocol.md"
+    for name in ("health", "rtt_ms", "current_endpoint", "last_good_test_at",
+                 "endpoint_health", "rtt_last_hour", "desks_staffed", "clock_offset_ms"):
+        assert f"`{name}`" in README, f"status field {name} missing from README"
 
 
 def test_the_notification_retry_schedule_is_the_one_in_docs_calls() -> None:

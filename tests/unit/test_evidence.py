@@ -37,7 +37,7 @@ from hotline.store import log as log_store
 from hotline.store.engine import create_engine, sqlite_url
 from hotline.store.log import Record
 from hotline.store.migrate import upgrade
-from hotline.store.schema import inbound, log_checkpoints, outbox
+from hotline.store.schema import calls, inbound, log_checkpoints, outbox
 
 ME, PEER = "US-JS", "RU-GS"
 CALL = "c0ffee0000000001"
@@ -481,6 +481,11 @@ def test_log_verify_and_export_on_a_real_node_directory(tmp_path: Path) -> None:
             log_store.append(conn, [_state(1, "placed", ME, own, T0 + 10),
                                     _state(1, "delivered", PEER, PEER_KEYS, T0 + 20),
                                     _state(2, "ringing", PEER, PEER_KEYS, T0 + 30)])
+            # the call's row, as its statements leave it (the state check compares them)
+            conn.execute(insert(calls).values(
+                id=CALL, direction="out", peer=PEER, caller_role="nmcc-do",
+                callee_role="cgs", state="ringing", placed_at=T0 + 10, statements=1,
+                updated_at=T0 + 30))
     finally:
         engine.dispose()
 

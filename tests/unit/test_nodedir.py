@@ -312,3 +312,41 @@ def test_parse_listen_rejects(value: str) -> None:
 def test_parse_listen_rejects_superscript_digit() -> None:
     with pytest.raises(ConfigError):
         parse_listen("host:²")
+
+
+@pytest.mark.parametrize("kind", ["directory", "not-ascii"])
+def test_token_checker_refuses_everything_for_an_unusable_file(
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "metrics.token"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes("tökén\n".encode())
+    checker = TokenChecker(path)
+    with caplog.at_level("WARNING", logger="hotline.security"):
+        assert not checker.check("tökén")
+        assert not checker.check("")
+        assert not checker.check("anything")
+    unusable = [r for r in caplog.records if "is unusable" in r.getMessage()]
+    assert len(unusable) == 1  # said once, not on every request
+
+
+@pytest.mark.parametrize(("section", "field", "value"), [
+    ("health", "window", True), ("health", "test_every_seconds", True),
+    ("health", "test_every_seconds", "5"), ("health", "down_after", 2.0),
+    ("delivery", "batch_size", "10")])
+def test_a_value_of_the_wrong_type_is_named_not_coerced(
+        tmp_path: Path, section: str, field: str, value: object) -> None:
+    data = _base_data()
+    data.setdefault(section, {})[field] = value
+    _write_raw(tmp_path, data)
+    err = _load_error(tmp_path)
+    assert err.error_id == "bad-config"
+    assert f"{section}.{field}" in err.message
+
+
+def test_an_integer_still_fills_a_float(tmp_path: Path) -> None:
+    data = _base_data()
+    data["health"] = {"test_every_seconds": 5, "degraded_rtt_ms": 800}
+    _write_raw(tmp_path, data)
+    assert load_config(tmp_path).health.test_every_seconds == 5.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from hotline.delivery.backoff import Backoff
 from hotline.delivery.sender import PeerSender
+from hotline.protocol.lanes import BULK, CONTROL, LANES, Lane
 from hotline.store.outbox import Pending
 
 
@@ -52,8 +54,9 @@ def test_backoff_reaches_the_cap_and_stays_there_for_ten_million_failures() -> N
     assert all(0.001 <= d <= 0.002 for d in delays[1:])
 
 
-def _pending(seq: int) -> Pending:
-    return Pending(f"{seq:032x}", seq, "message", '{"text":"x"}', b"x" * 10, 0)
+def _pending(seq: int, lane: Lane = CONTROL) -> Pending:
+    return Pending(f"{seq:032x}{lane[:1]}"[-32:], seq, "message", '{"text":"x"}', b"x" * 10,
+                   0, lane=lane)
 
 
 def _sender(batch_size: int = 10) -> PeerSender:
@@ -65,25 +68,87 @@ def _sender(batch_size: int = 10) -> PeerSender:
 
 @settings(max_examples=300)
 @given(order=st.permutations(list(range(1, 16))), acked=st.integers(0, 15),
-       batch_size=st.integers(1, 20))
+       batch_size=st.integers(1, 20), other=st.permutations(list(range(1, 6))),
+       lane=st.sampled_from(LANES))
 def test_memory_batches_are_unbroken_runs_right_after_the_last_receipt(
-        order: list[int], acked: int, batch_size: int) -> None:
+        order: list[int], acked: int, batch_size: int, other: list[int], lane: Lane) -> None:
+    """Per lane: the other lane's envelopes (same numbers, own sequence) never mix in."""
     sender = _sender(batch_size)
-    sender._acked_upto = acked
-    sender.offer([_pending(seq) for seq in order])
-    batch = sender._from_memory()
+    state = sender.lanes[lane]
+    state.acked_upto = acked
+    others = BULK if lane == CONTROL else CONTROL
+    mixed = [_pending(seq, lane) for seq in order] + [_pending(seq, others) for seq in other]
+    sender.offer(sorted(mixed, key=lambda p: (p.seq * 7 + len(p.lane)) % 11))
+    batch = sender._from_memory(state)
     if batch is None:
         return  # the sender then reads the outbox, which is always right
     assert [p.seq for p in batch] == list(range(acked + 1, acked + 1 + len(batch)))
+    assert {p.lane for p in batch} == {lane}
     assert 1 <= len(batch) <= batch_size
 
 
 def test_buffer_overflow_falls_back_to_the_outbox() -> None:
     sender = _sender()
     sender.offer([_pending(seq) for seq in range(1, 10_001)])
-    assert sender._from_memory() is not None
+    assert sender._from_memory(sender.lanes[CONTROL]) is not None
     sender.offer([_pending(10_001)])
-    assert sender._from_memory() is None
+    assert sender._from_memory(sender.lanes[CONTROL]) is None
+
+
+class _Clock:
+    def now_ms(self) -> int:
+        return 0
+
+
+class _EmptyOutbox:
+    """The outbox holds nothing beyond what was offered (the buffer has it all)."""
+
+    async def read(self, fn: Any) -> list[Pending]:
+        return []
+
+
+@settings(max_examples=100, deadline=None)
+@given(bulk=st.integers(0, 600), control=st.lists(st.integers(0, 600), max_size=5),
+       batch_size=st.integers(1, 300))
+def test_the_control_lane_is_served_first_and_waits_at_most_one_request(
+        bulk: int, control: list[int], batch_size: int) -> None:
+    """However many bulk envelopes wait, and whenever control envelopes are offered
+    between requests, the next request is the control lane's if any waits: a control
+    envelope waits for at most the one request already on the line (here: the request
+    taken just before it was offered), and no request is larger than ``batch_size``."""
+    sender = PeerSender(me="AA-ONE", link=Any, db=_EmptyOutbox(),  # type: ignore[arg-type]
+                        transport=None,  # type: ignore[arg-type]
+                        clock=_Clock(), backoff=Backoff(0.1, 1.0),  # type: ignore[arg-type]
+                        batch_size=batch_size, batch_bytes=1 << 20, reseal=None,  # type: ignore[arg-type]
+                        reseal_after_ms=60_000)
+    sender.offer([_pending(seq, BULK) for seq in range(1, bulk + 1)])
+    next_control = 1
+    offers = iter(control)
+    at = next(offers, None)
+
+    async def drive() -> None:
+        nonlocal next_control, at
+        sent = 0
+        while True:
+            batch = await sender._next_batch()
+            if not batch:
+                break
+            assert len(batch) <= batch_size
+            assert len({p.lane for p in batch}) == 1
+            if batch[0].lane == BULK:
+                # nothing of the control lane was waiting when this request was taken
+                assert sender.lanes[CONTROL].acked_upto == next_control - 1
+            state = sender.lanes[batch[0].lane]
+            state.acked_upto = batch[-1].seq  # its receipts came back
+            sent += 1
+            if at is not None and sent >= at // max(1, batch_size):
+                sender.offer([_pending(next_control, CONTROL)])
+                next_control += 1
+                at = next(offers, None)
+
+    asyncio.run(drive())
+    assert sender.lanes[CONTROL].acked_upto == next_control - 1
+    assert sender.lanes[BULK].acked_upto == bulk
 
 
 def _sealed(sealed_at: int, deadline_at: int | None = None, budget: int = 30_000) -> Pending:

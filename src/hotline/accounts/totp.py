@@ -14,7 +14,6 @@ import hmac
 import io
 import os
 
-import segno
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.hotp import HOTP
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
@@ -80,6 +79,8 @@ def provisioning_uri(secret: str, operator: str, party: str) -> str:
 def qr_svg(uri: str, *, title: str = "Authenticator enrolment code") -> str:
     """The QR code of ``uri`` as inline SVG markup. Colours are presentation attributes,
     never ``style=``, because the console's Content-Security-Policy forbids inline styles."""
+    import segno  # enrolment only: not loaded by an idle node (about 4 MB)
+
     buffer = io.BytesIO()
     segno.make(uri, error="m", micro=False).save(
         buffer, kind="svg", xmldecl=False, svgns=True, title=title, scale=5, dark="#000",
@@ -89,6 +90,8 @@ def qr_svg(uri: str, *, title: str = "Authenticator enrolment code") -> str:
 
 def qr_terminal(uri: str) -> str:
     """The QR code of ``uri`` drawn with block characters, for a terminal."""
+    import segno  # see qr_svg
+
     buffer = io.StringIO()
     segno.make(uri, error="m", micro=False).terminal(out=buffer, compact=True)
     return buffer.getvalue()

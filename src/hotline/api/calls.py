@@ -24,9 +24,10 @@ from hotline.api.errors import error_responses
 from hotline.api.fields import Cursor, EpochMs, PageLimit
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Admin
-from hotline.bounds import ID_PATTERN
+from hotline.bounds import ID_PATTERN, MAX_TIME_MS
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
+from hotline.calls.duty import DutyService
 from hotline.calls.feed import Feed
 from hotline.calls.registry import DirectoryAdmin
 from hotline.calls.service import CallService
@@ -74,6 +75,10 @@ class DeclineRequest(AnswerRequest):
 
 class DirectoryRequest(_Body):
     toml: Annotated[str, Field(min_length=1, max_length=1_000_000)]
+    force: Annotated[bool, Field(description=(
+        "Store it despite link problems (a policy for a party with no link, a linked "
+        "party without a policy, a role the peer does not offer); they come back as "
+        "warnings."))] = False
 
 
 class DirectoryConflictBody(BaseModel):
@@ -85,6 +90,9 @@ class DirectoryConflictBody(BaseModel):
     current_version: Annotated[int | None, Field(
         description="the newest version when the write was refused")] = None
 
+
+#: What a schedule without ``until_ms`` shows: 14 days.
+SCHEDULE_DAYS_MS = 14 * 24 * 3600 * 1000
 
 #: The largest version a client may name (JSON numbers are exact up to here).
 MAX_VERSION = 2**53 - 1
@@ -105,11 +113,40 @@ def _version_tag(value: str) -> int:
 
 
 class DutyRequest(_Body):
+    """An override: ``on-duty`` puts the operator on duty in the role over the window,
+    whatever the schedule says; ``unavailable`` (or ``off-duty``, the same) takes them
+    off it. ``from_ms`` defaults to now, ``until_ms`` to no end."""
+
     operator: OperatorId
     role: RoleId
-    status: Annotated[str, Field(pattern=r"^(on-duty|off-duty|unavailable)$")]
+    status: Annotated[str, Field(pattern=r"^(on-duty|off-duty|unavailable)$")] = "on-duty"
     from_ms: EpochMs | None = None
     until_ms: EpochMs | None = None
+
+
+class ShiftBody(BaseModel):
+    """One shift of a final schedule: who holds the role from ``from_ms`` until
+    ``until_ms`` (exclusive); ``source`` says where it comes from (a layer's name,
+    ``override``, ``roster``, or ``gap``: nobody, ``holders`` empty)."""
+
+    role: str
+    holders: list[str]
+    from_ms: int
+    until_ms: int
+    source: str
+
+
+class ScheduleResponse(BaseModel):
+    role: str
+    from_ms: int
+    until_ms: int
+    shifts: list[ShiftBody]
+
+
+class WhoResponse(BaseModel):
+    role: str
+    at_ms: int
+    holders: list[str]
 
 
 class PresenceRequest(_Body):
@@ -142,6 +179,7 @@ class CallServices:
     directory: Callable[[], Awaitable[dict[str, Any]]]
     admin: DirectoryAdmin
     guard: Guard
+    duty: DutyService
 
 
 def calls_router(s: CallServices) -> APIRouter:
@@ -222,21 +260,56 @@ def calls_router(s: CallServices) -> APIRouter:
         """Replace the directory with a TOML file's content (checked as strictly as
         ``hotline roles apply``; the same content again changes nothing). Concurrent
         writers are serialised, each gets its own version. The administrator's token
-        only."""
+        only. Link policies are checked against the node's links and its peers' desks;
+        what is wrong refuses it (400 ``bad-directory``) unless ``force``, and what is
+        merely worth knowing comes back in ``warnings``."""
         s.guard.require_admin(actor, "replace directory")
         base = None if if_match is None else _version_tag(if_match)
-        version, changed = await s.admin.apply_text(body.toml, base=base)
+        version, changed, warnings = await s.admin.apply_text(body.toml, base=base,
+                                                              force=body.force)
         response.headers["ETag"] = f'"{version}"'
-        return {"version": version, "changed": changed}
+        return {"version": version, "changed": changed, "warnings": warnings}
 
     @router.post("/roster", responses=OBJECT)
     async def set_duty(body: DutyRequest, actor: Authenticated) -> dict[str, Any]:
-        """Add a duty entry (the last entry covering a time wins): put an operator on or
-        off duty in a role, now or for a window. The administrator's token only."""
-        s.guard.require_admin(actor, "change roster")
-        version, changed = await s.admin.set_duty(body.operator, body.role, body.status,
-                                                  body.from_ms, body.until_ms)
-        return {"version": version, "changed": changed}
+        """Add an override to the role's schedule (overrides win over every layer; the
+        operators that overlapping ones put on duty hold the role together): put an
+        operator on duty in a role, or take them off it, now or for a window. Overrides
+        are kept apart from directory versions, so a later ``roles apply`` keeps them.
+        The administrator may add one for any operator; an operator's token only for
+        itself, in a role it holds (403 otherwise). Answers the override and the
+        directory version it was checked against (unchanged)."""
+        operator = s.guard.acting_operator(actor, body.operator, "take shift") \
+            or body.operator
+        s.guard.require_role(actor, body.role, "take shift")
+        row = await s.duty.take_shift(body.role, operator, body.from_ms, body.until_ms,
+                                      unavailable=body.status != "on-duty",
+                                      by="admin" if isinstance(actor, Admin) else operator)
+        return {"override": row.as_dict(), "version": await s.admin.version(),
+                "changed": True}
+
+    @router.get("/schedules/{role}", response_model=ScheduleResponse,
+                responses=error_responses(404))
+    async def schedule(role: RoleId, from_ms: Annotated[EpochMs | None, Query()] = None,
+                       until_ms: Annotated[EpochMs | None, Query()] = None
+                       ) -> ScheduleResponse:
+        """The final schedule of one of our roles: every shift from ``from_ms`` (default
+        now) until ``until_ms`` (default 14 days later), gaps included, the same answer
+        escalation and desk staffing use."""
+        start = s.duty.now_ms() if from_ms is None else from_ms
+        end = min(start + SCHEDULE_DAYS_MS, MAX_TIME_MS) if until_ms is None else until_ms
+        shifts = await s.duty.final_schedule_for(role, start, end)
+        return ScheduleResponse(role=role, from_ms=start, until_ms=end, shifts=[
+            ShiftBody(role=x.role, holders=list(x.holders), from_ms=x.from_ms,
+                      until_ms=x.until_ms, source=x.source) for x in shifts])
+
+    @router.get("/schedules/{role}/who", response_model=WhoResponse,
+                responses=error_responses(404))
+    async def who(role: RoleId, at_ms: Annotated[EpochMs | None, Query()] = None
+                  ) -> WhoResponse:
+        """Who holds one of our roles at ``at_ms`` (default now); empty: nobody."""
+        at = s.duty.now_ms() if at_ms is None else at_ms
+        return WhoResponse(role=role, at_ms=at, holders=list(await s.duty.who(role, at)))
 
     @router.post("/presence", status_code=204, responses=OBJECT)
     async def presence(body: PresenceRequest, actor: Authenticated) -> None:

@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from hotline.clock import Clock
-from hotline.federation.admission import Admission, ThrottledLog
+from hotline.federation.admission import Admission, ThrottledLog, request_lane
 from hotline.nodedir.config import AdmissionConfig
 
 Scope = MutableMapping[str, Any]
@@ -259,13 +259,18 @@ class ConnectionGuard:
         if self.admission is None or not data.startswith(_BATCH_LINE) \
                 or data[len(_BATCH_LINE):len(_BATCH_LINE) + 1] not in (b" ", b"?"):
             return False
+        rest = data[len(_BATCH_LINE):]
+        end = rest.find(b" ")
+        if end < 0:
+            return False  # the query may be cut: the application's check sees it whole
+        lane = request_lane(rest[1:end])
         address = conn.key[0]
-        wait = self.admission.address_exhausted(address)
+        wait = self.admission.address_exhausted(address, lane)
         if wait is None:
             return False
-        self.log.warning("rate-limited request from %s: address over its budget, retry "
+        self.log.warning("rate-limited request from %s: address over its %s budget, retry "
                          "after %d s; refused on its request line, nothing read or "
-                         "verified", address, wait)
+                         "verified", address, lane, wait)
         conn.answer_and_close(raw_answer(
             429, "Too Many Requests", "rate-limited", f"{address} is over its budget "
             "before authentication; nothing was stored", wait))
@@ -307,7 +312,8 @@ class ConnectionGuard:
                 return
             conn.request_started()
             try:
-                wait = guard.admission.address_exhausted(conn.key[0]) \
+                wait = guard.admission.address_exhausted(
+                    conn.key[0], request_lane(scope.get("query_string", b""))) \
                     if scope.get("path") == FEDERATION_BATCH and guard.admission else None
                 if wait is not None:  # refused on the headers: no routing, no body read
                     await _refuse_batch(guard, conn.key[0], wait, send)

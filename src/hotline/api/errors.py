@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from hotline.bounds import log_refused
 from hotline.errors import HotlineError, InvalidInput
+from hotline.fieldtext import describe
 
 
 class ErrorBody(BaseModel):
@@ -27,8 +28,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="stable kebab-case id: scripts and peers match on it",
                        examples=["invalid-request"])
     message: str = Field(description="what went wrong, for people",
-                         examples=["query.after: Input should be less than or equal to "
-                                   "9223372036854775807"])
+                         examples=["query.after: must be at most 9223372036854775807"])
     hint: str | None = Field(default=None, description="what to do next, where useful")
     field: str | None = Field(default=None, description="with 422: the request field "
                               "refused, as `query.NAME`, `header.NAME`, `path.NAME`, "
@@ -70,15 +70,20 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def error_response(exc: HotlineError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+    """``exc`` as its JSON answer; a refusal that says when to come back (an attribute
+    ``retry_after_s``, whole seconds: a full bulk queue) carries ``Retry-After``."""
+    wait = getattr(exc, "retry_after_s", None)
+    headers = {"retry-after": str(wait)} if isinstance(wait, int) else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
 def invalid_input(exc: RequestValidationError) -> InvalidInput:
-    """The first problem FastAPI found in a request, as one 422 naming its field."""
-    first = exc.errors()[0] if exc.errors() else {"loc": ("request",),
-                                                  "msg": "invalid request"}
-    where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-    return InvalidInput(where, str(first.get("msg", "invalid")))
+    """The first problem FastAPI found in a request, as one 422 naming its field, in
+    the user's terms (:func:`hotline.fieldtext.describe`), never the validator's."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidInput("request", "the request could not be read")
+    return InvalidInput(*describe(errors[0]))
 
 
 #: error ids of the answers the framework gives by itself (no route, wrong method, ...)

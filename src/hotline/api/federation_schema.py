@@ -37,13 +37,25 @@ class EnvelopeResult(BaseModel):
 
 
 class BatchResults(BaseModel):
-    """One result per line of the batch, in order."""
+    """One result per line of the batch, in order; the gap report per lane; the
+    protocol this node speaks (docs/protocol.md §7, §11.1)."""
 
     results: list[EnvelopeResult]
+    waiting_for: dict[str, int] | None = Field(default=None, description="per sender: "
+                                               "the control-lane seq this node waits on")
+    waiting_for_bulk: dict[str, int] | None = Field(default=None, description="per "
+                                                    "sender: the bulk-lane seq it waits on")
+    protocol: int | None = Field(default=None, ge=1, description="the federation "
+                                 "protocol this node speaks (absent: 1, before lanes)")
 
 
 class Cosigned(BaseModel):
     cosignature: dict[str, Any] = Field(description="the witness's signed cosignature")
+
+
+class LinkTestAnswer(BaseModel):
+    answer: dict[str, Any] = Field(description="this node's signed answer to the probe "
+                                   "(docs/protocol.md §7.2)")
 
 
 class CheckpointRefusal(ErrorBody):
@@ -100,6 +112,16 @@ CHECKPOINT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": 
                       "description": "consistency proof from `from_size`"}}}}}}}
 
 
+LINKTEST_ANSWERS = _answers({200: LinkTestAnswer, 400: ErrorBody, 401: ErrorBody,
+                             403: ErrorBody, 413: ErrorBody, 429: ErrorBody})
+
+LINKTEST_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "description": "the sender's signed probe, canonical JSON (sorted "
+        "keys, no spaces), at most 4 KiB", "additionalProperties": False,
+        "required": ["v", "from", "to", "endpoint", "nonce", "at", "kid", "sig"]}}}}}
+
+
 def federation_openapi(router: APIRouter) -> dict[str, Any]:
     """The OpenAPI document of ``router``'s federation routes, with their models."""
     document = get_openapi(
@@ -108,7 +130,8 @@ def federation_openapi(router: APIRouter) -> dict[str, Any]:
                     "level: every envelope and checkpoint is authenticated by its "
                     "signature (docs/protocol.md).")
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (BatchResults, EnvelopeResult, ErrorBody, Cosigned, CheckpointRefusal):
+    for model in (BatchResults, EnvelopeResult, ErrorBody, Cosigned, CheckpointRefusal,
+                  LinkTestAnswer):
         defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(defs.pop("$defs", {}))
         schemas[model.__name__] = defs

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,14 +20,22 @@ from hotline.api.auth import Authenticated, still_authenticated
 from hotline.api.calls import SSE_ANSWER, CallServices, calls_router
 from hotline.api.errors import error_responses
 from hotline.api.fields import Cursor, PageLimit
+from hotline.api.incidents import IncidentServices, incidents_router
+from hotline.api.keys import keys_router
+from hotline.api.links import links_router
+from hotline.api.notices import notices_router
+from hotline.api.queries import queries_router
 from hotline.authz.guard import Guard
 from hotline.authz.policy import Actor, Admin
 from hotline.authz.tokens import TokenBook
 from hotline.bounds import LABEL_PATTERN
 from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
+from hotline.forms.service import NoticeService
 from hotline.health.alarms import Alarms
-from hotline.inbox import Inbox, iso
+from hotline.inbox import PEOPLE_TYPES, Inbox, iso
+from hotline.keys.service import KeyService
+from hotline.links.removal import LinkRemoval
 from hotline.nodedir.token import TokenChecker
 from hotline.status import AlarmStatus, PeerStatus, TaskStatus, alarm_status
 
@@ -73,6 +81,10 @@ class InboxEntry(BaseModel):
     received_at: str | None
 
 
+#: which messages ``GET /api/v1/inbox`` lists
+InboxKind = Literal["all", "people"]
+
+
 class InboxResponse(BaseModel):
     messages: list[InboxEntry]
     next_cursor: int
@@ -107,6 +119,14 @@ class OperatorServices:
     #: per-operator tokens and the authorization policy (None: administrator token only)
     book: TokenBook | None = None
     guard: Guard | None = None
+    #: link removal (None: the routes are not offered)
+    removal: LinkRemoval | None = None
+    #: this node's key lifecycle (None: no key routes)
+    keys: KeyService | None = None
+    #: formatted notifications (None: the routes are not offered)
+    notices: NoticeService | None = None
+    #: incidents (None: no incident routes)
+    incidents: IncidentServices | None = None
 
 
 def operator_router(services: OperatorServices) -> APIRouter:
@@ -149,12 +169,19 @@ def operator_router(services: OperatorServices) -> APIRouter:
                        tags=["operator"], responses=error_responses(400, 401, 403, 422))
 
     @router.post("/messages", status_code=201, response_model=SendResponse,
-                 responses=error_responses(404, 409))
+                 responses=error_responses(404, 409, 429))
     async def send_messages(body: SendRequest, idempotency_key: Annotated[
             str | None, Header(description="Repeat a request safely: the same key and body "
                                            "answer what was first accepted, sending nothing "
                                            "again.")] = None) -> SendResponse:
-        """Enqueue messages to a linked party; answers once they are durable in the outbox."""
+        """Enqueue messages to a linked party; answers once they are durable in the outbox.
+
+        The messages go on the bulk lane (docs/protocol.md, "Lanes"). If the bulk queue
+        to the party has no room for all of them (``[delivery] bulk_queue_max_messages``,
+        ``bulk_queue_max_bytes``), the answer is 429 ``bulk-queue-full`` with
+        ``Retry-After`` and the queue's fill (``queued``, ``queued_bytes``,
+        ``max_messages``, ``max_bytes``) and nothing is stored; calls and conversation
+        messages are never refused for it."""
         texts = body.texts if body.texts is not None else [body.text or ""]
         accepted = await services.messenger.send_texts(body.to, texts, idempotency_key)
         return SendResponse(messages=[AcceptedMessage(id=a.envelope_id, to=a.peer, seq=a.seq,
@@ -163,9 +190,15 @@ def operator_router(services: OperatorServices) -> APIRouter:
 
     @router.get("/inbox", response_model=InboxResponse)
     async def inbox(after: Annotated[Cursor, Query()] = 0,
-                    limit: Annotated[PageLimit, Query()] = 100) -> InboxResponse:
+                    limit: Annotated[PageLimit, Query()] = 100,
+                    kind: Annotated[InboxKind, Query(
+                        description="`people`: only what people sent (`message`, and a "
+                                    "repair's `seq.lost`); `all`: also the nodes' own "
+                                    "traffic (desk reports, `call.*`, `conv.*`, key "
+                                    "notices)")] = "all") -> InboxResponse:
         """Messages released to this node, in release order, after a cursor."""
-        messages = await services.inbox.list(after, limit)
+        messages = await services.inbox.list(
+            after, limit, PEOPLE_TYPES if kind == "people" else None)
         entries = [InboxEntry.model_validate(m.as_dict()) for m in messages]
         return InboxResponse(messages=entries,
                              next_cursor=messages[-1].cursor if messages else after)
@@ -194,14 +227,29 @@ def operator_router(services: OperatorServices) -> APIRouter:
         offset; the node's supervised tasks and standing alarms."""
         peers = await services.status()
         tasks, alarms = await services.health() if services.health else ([], [])
+        key_id = services.keys.current_kid() if services.keys else services.key_id
         return StatusResponse(party=services.party, name=services.name,
-                              key_id=services.key_id, listen=services.listen,
+                              key_id=key_id, listen=services.listen,
                               peers=peers, tasks=tasks, alarms=alarms)
 
     if services.alarms is not None:
         router.include_router(alarms_router(services.alarms, services.guard))
     if services.calls is not None:
         router.include_router(calls_router(services.calls))
+    if services.removal is not None and services.guard is not None:
+        router.include_router(links_router(services.removal, services.guard))
+    if services.keys is not None:
+        router.include_router(keys_router(services.keys))
+    if services.notices is not None and services.calls is not None:
+        router.include_router(notices_router(
+            services.notices, services.calls.apply, services.calls.guard,
+            services.incidents.incidents if services.incidents is not None else None))
+    if services.incidents is not None:
+        router.include_router(incidents_router(services.incidents))
+    if services.calls is not None:
+        router.include_router(queries_router(
+            services.calls, None if services.incidents is None
+            else services.incidents.incidents))
     return router
 
 

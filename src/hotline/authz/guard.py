@@ -110,13 +110,17 @@ class Guard:
             raise HotlineError("role-not-held", f"{actor.operator} does not hold the role "
                                                 f"{as_role}", status=403).already_logged()
 
-    def require_admin(self, actor: Actor, what: str) -> None:
-        """Only the node's administrator changes the directory and the roster (403)."""
+    def require_admin(self, actor: Actor, what: str, kind: str = "directory",
+                      obj_id: str | None = None) -> None:
+        """Only the node's administrator changes the directory and the roster, and
+        removes links (403)."""
         if not isinstance(actor, Admin):
-            refused(actor, "directory", self.me, what,
+            refused(actor, kind, obj_id or self.me, what,
                     Decision(False, 403, "only the administrator"))
-            raise HotlineError("admin-only", "only the node's administrator token may "
-                                             "change the directory or the roster",
+            things = "change the directory or the roster" if kind == "directory" \
+                else f"{what}"
+            raise HotlineError("admin-only", f"only the node's administrator token may "
+                                             f"{things}",
                                hint="run it on the node with its own token",
                                status=403).already_logged()
 

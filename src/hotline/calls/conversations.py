@@ -38,7 +38,14 @@ from hotline.protocol.statement import (
 from hotline.store import journal
 from hotline.store import log as log_store
 from hotline.store.database import Database
-from hotline.store.schema import conversation_messages, conversations, message_receipts
+from hotline.store.schema import (
+    conversation_messages,
+    conversations,
+    links,
+    log_entries,
+    message_receipts,
+    outbox,
+)
 
 #: the longest role or operator name a column holds (``String(32)``)
 NAME_MAX = 32
@@ -89,6 +96,34 @@ def _log_receipt(conn: Connection, conv_id: str, message: str, signer: str, kind
     log_store.append_one(conn, "message-receipt", {
         "conversation": conv_id, "message": message, "signer": signer, "receipt": kind,
         "statement": statement}, now, conv_id)
+
+
+def _undeliverable(conn: Connection, conv_id: str) -> list[tuple[str, str, str, int]]:
+    """(message id, party, why, when) of our messages in ``conv_id`` that will never reach
+    a party: given up while they waited (its link was removed), or written after its
+    link was removed (never sealed: the log's ``undeliverable`` entry is the record).
+    No signed receipt, our own record."""
+    rows = conn.execute(select(outbox.c.peer, outbox.c.payload, outbox.c.failure,
+                               outbox.c.failed_at).where(
+        outbox.c.subject == conv_id, outbox.c.type == "conv.message",
+        outbox.c.failed_at.isnot(None)))
+    found = [(str(json.loads(r.payload).get("message")), r.peer, r.failure,
+              int(r.failed_at)) for r in rows]
+    for entry in conn.execute(select(log_entries.c.entry, log_entries.c.at).where(
+            log_entries.c.subject == conv_id, log_entries.c.kind == "undeliverable")):
+        body = json.loads(entry.entry)["body"]
+        if "message" in body:
+            found.append((str(body["message"]), str(body["peer"]), str(body["reason"]),
+                          int(entry.at)))
+    return found
+
+
+def _removed_members(conn: Connection, members: list[str]) -> list[str]:
+    """The members whose link with us is removed (read in the writer's transaction, not
+    from a cache that a removal committed a moment ago may not have reached yet)."""
+    rows = conn.execute(select(links.c.party).where(links.c.party.in_(members),
+                                                    links.c.removed_at.isnot(None)))
+    return sorted(r.party for r in rows)
 
 
 def _set_members(conn: Connection, conv_id: str, members: list[str]) -> None:
@@ -142,12 +177,20 @@ class ConversationService:
             payload = {"conversation": conv_id, "message": msg_id, "role": as_role,
                        "operator": operator, "text": text, "sent_at": now,
                        "topic": conv["topic"], "members": conv["members"]}
+            removed = _removed_members(conn, conv["members"])
             for member in conv["members"]:
-                if member != self.me and self._out.has_link(member):
+                if member in removed:  # never sent: said so, in the log and the answer
+                    log_store.append_one(conn, "undeliverable", {
+                        "peer": member, "conversation": conv_id, "message": msg_id,
+                        "type": "conv.message", "subject": conv_id,
+                        "reason": f"undeliverable: the link with {member} was removed"},
+                        now, conv_id)
+                elif member != self.me and self._out.has_link(member):
                     effects.send(member, self._out.enqueue(conn, member, "conv.message",
                                                            [payload], now, conv_id))
             message = {"id": msg_id, "conversation": conv_id, "party": self.me,
-                       "role": as_role, "operator": operator, "text": text, "sent_at": now}
+                       "role": as_role, "operator": operator, "text": text, "sent_at": now,
+                       "undeliverable": removed}
             effects.journal.append(journal.append(conn, "conversation", conv_id,
                                                   {"conversation": conv,
                                                    "event": {"type": "message", **message}},
@@ -354,6 +397,11 @@ class ConversationService:
                                                    "operator": r.operator, "role": r.role,
                                                    "at": int(r.at),
                                                    "verified": bool(r.verified)})
+            for message_id, party, failure, at in _undeliverable(conn, conv_id):
+                if message_id in receipts:  # our message that will never reach ``party``
+                    receipts[message_id].append({"party": party, "receipt": "undeliverable",
+                                                 "operator": None, "role": None, "at": at,
+                                                 "verified": None, "reason": failure})
             conv["messages"] = [{"id": r.id, "party": r.party, "role": r.role,
                                  "operator": r.operator, "text": r.text,
                                  "sent_at": int(r.sent_at), "received_at": r.received_at,

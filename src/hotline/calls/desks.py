@@ -10,16 +10,18 @@ ordinary envelope, so it arrives exactly once and in order with everything else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection
 
+from hotline.calls import duty
 from hotline.calls.directory import ROLE_RE, Directory
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.outbound import Outbound
 from hotline.effects import Effects
-from hotline.errors import HotlineError, PeerRefused
+from hotline.errors import HotlineError, LinkError, PeerRefused
 from hotline.store import directory as directory_store
 from hotline.store.database import Database
 from hotline.store.directory import Desk
@@ -29,8 +31,9 @@ MAX_DESKS = 200
 
 
 def report_for(directory: Directory, peer: str, last_seen: dict[str, int],
-               now: int) -> list[dict[str, Any]]:
-    """The desks ``peer`` may call, staffed or not, in a stable order."""
+               holders: Mapping[str, tuple[str, ...]], now: int) -> list[dict[str, Any]]:
+    """The desks ``peer`` may call, staffed or not, in a stable order. ``holders``: who
+    is on duty in each role now (:func:`hotline.calls.duty.on_duty`)."""
     policy = directory.policy_for(peer)
     if policy is None:
         return []
@@ -43,7 +46,7 @@ def report_for(directory: Directory, peer: str, last_seen: dict[str, int],
         if role not in directory.roles:
             continue
         staffed = any(now - last_seen.get(op, -(10**15)) <= directory.staffed_within_ms
-                      for op in directory.on_duty(role, now))
+                      for op in holders.get(role, ()))
         report.append({"role": role, "titles": dict(directory.roles[role].titles),
                        "staffed": staffed, "callers": sorted(callers[role])})
     return report
@@ -75,32 +78,44 @@ class DeskService:
         self._registry = registry
         self._db = db
         self._clock = clock
-        self._sent: dict[str, list[dict[str, Any]]] = {}
+        #: the last report sent, per (party, link generation): a link accepted again
+        #: after a removal (which dropped our desks on the party's side) is told afresh
+        self._sent: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
     async def publish(self) -> Effects:
         """Send each peer its report if it changed since the last one sent."""
         await self._registry.reload()
         directory = self._registry.current
-        seen = await self._db.read(directory_store.last_seen)
         now = self._clock.now_ms()
+
+        def read(conn: Connection) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
+            return directory_store.last_seen(conn), {
+                role: duty.on_duty(conn, directory, role, now) for role in directory.roles}
+        seen, holders = await self._db.read(read)
         changed = {}
         for link in self._out.peers.all():
-            report = report_for(directory, link.party, seen, now)
-            if not report and link.party not in self._sent:
+            key = (link.party, link.generation)
+            report = report_for(directory, link.party, seen, holders, now)
+            if not report and key not in self._sent:
                 continue  # no policy for this peer: nothing to tell it
-            if self._sent.get(link.party) != report:
-                changed[link.party] = report
+            if self._sent.get(key) != report:
+                changed[key] = report
         if not changed:
             return Effects()
 
-        def work(conn: Connection) -> Effects:
+        def work(conn: Connection) -> tuple[Effects, list[tuple[str, int]]]:
             effects = Effects()
-            for peer, report in changed.items():
-                effects.send(peer, self._out.enqueue(conn, peer, "desks",
-                                                     [{"desks": report, "at": now}], now))
-            return effects
-        effects = await self._db.write(work)
-        self._sent.update(changed)
+            told = []
+            for (peer, generation), report in changed.items():
+                try:
+                    effects.send(peer, self._out.enqueue(conn, peer, "desks",
+                                                         [{"desks": report, "at": now}], now))
+                except LinkError:
+                    continue  # removed a moment ago: nothing to tell it
+                told.append((peer, generation))
+            return effects, told
+        effects, told = await self._db.write(work)
+        self._sent.update((key, changed[key]) for key in told)
         return effects
 
     def on_report(self, conn: Connection, peer: str, payload: dict[str, Any],

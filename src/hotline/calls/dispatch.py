@@ -15,7 +15,8 @@ may run this work twice (a failed group commit is re-run item by item).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -26,15 +27,26 @@ from hotline.calls.service import CallService, PlaceRequest
 from hotline.effects import Effects
 from hotline.errors import PeerRefused
 from hotline.protocol import canonical
+from hotline.protocol.generation import REMOVED_TYPE
 from hotline.store import log as log_store
-from hotline.store.inbound import Released
+from hotline.store.inbound import LOST_TYPE, Released
+
+if TYPE_CHECKING:
+    from hotline.federation.keys import KeyStatements
+
+#: a handler of one envelope type from another domain package (notices, incidents):
+#: (conn, peer, payload, now, effects), raising PeerRefused to refuse it
+Handler = Callable[[Connection, str, dict[str, Any], int, Effects], None]
 
 log = logging.getLogger("hotline.calls")
 
 
 class Dispatcher:
     def __init__(self, *, calls: CallService, conversations: ConversationService,
-                 desks: DeskService) -> None:
+                 desks: DeskService, keys: KeyStatements | None = None,
+                 handlers: Mapping[str, Handler] | None = None) -> None:
+        self._keys = keys
+        self._handlers = dict(handlers or {})
         self._calls = calls
         self._conversations = conversations
         self._desks = desks
@@ -42,7 +54,9 @@ class Dispatcher:
     def __call__(self, conn: Connection, released: list[Released], now: int) -> Effects:
         effects = Effects()
         for item in released:
-            if item.type == "message":
+            # a message and a repair's stand-in are for the inbox only; a removal notice
+            # is taken on arrival
+            if item.type in ("message", LOST_TYPE, REMOVED_TYPE):
                 continue
             mine = Effects()
             try:
@@ -92,5 +106,11 @@ class Dispatcher:
             self._conversations.on_invite(conn, peer, payload, now, effects)
         elif item.type == "conv.receipt":
             self._conversations.on_receipt(conn, peer, payload, now, effects)
+        elif item.type in self._handlers:
+            self._handlers[item.type](conn, peer, payload, now, effects)
+        elif item.type == "key.rotate" and self._keys is not None:
+            self._keys.on_rotation(conn, peer, payload, now, effects)
+        elif item.type == "key.revoke" and self._keys is not None:
+            self._keys.on_revocation(conn, peer, payload, now, effects)
         else:
             raise PeerRefused(f"the envelope type {item.type!r} is not understood")

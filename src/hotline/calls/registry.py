@@ -8,21 +8,24 @@ write goes through :func:`hotline.store.directory.write`, which serialises the w
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+import logging
 
 from sqlalchemy import Connection
 
 from hotline.calls.directory import (
     DEFAULT_STAFFED_WITHIN_MS,
     Directory,
-    RosterEntry,
+    DirectoryError,
     parse_directory,
 )
+from hotline.calls.directory.links import LinkFacts, check_links
+from hotline.calls.directory.locate import Locator
 from hotline.clock import Clock
-from hotline.errors import HotlineError
 from hotline.store import directory as directory_store
+from hotline.store import links as link_store
 from hotline.store.database import Database
+
+log = logging.getLogger("hotline.directory")
 
 EMPTY = Directory(staffed_within_ms=DEFAULT_STAFFED_WITHIN_MS, roles={}, operators={},
                   roster=(), chains={}, channels={}, links={})
@@ -47,23 +50,50 @@ def apply(conn: Connection, directory: Directory, now_ms: int, *, base: int | No
     return written.version, written.changed
 
 
-def add_duty(conn: Connection, entry: RosterEntry, now_ms: int) -> tuple[int, bool, Directory]:
-    """Add ``entry`` to the roster of the newest stored version, read under the write lock,
-    so a version another writer stored meanwhile is built upon, never reverted."""
-    def change(current: directory_store.Version | None) -> dict[str, Any]:
-        now = EMPTY if current is None else Directory.from_dict(current.body)
-        changed = replace(now, roster=(*now.roster, entry))
-        return Directory.from_dict(changed.to_dict(), "roster change").to_dict()
+def link_facts(conn: Connection) -> LinkFacts:
+    """The node's links in force, its removed links, and the roles each peer's latest
+    desk report offers us: what :func:`validate_for_node` checks a directory against."""
+    linked = frozenset(link.party for link in link_store.all_links(conn))
+    removed = frozenset(link.party for link in link_store.removed_links(conn)) - linked
+    offered: dict[str, set[str]] = {}
+    for desk in directory_store.desks(conn):
+        offered.setdefault(desk.party, set()).add(desk.role)
+    return LinkFacts(linked, removed, {party: frozenset(roles)
+                                       for party, roles in offered.items()})
 
-    written = directory_store.write(conn, change, now_ms)
-    return written.version, written.changed, Directory.from_dict(written.body)
+
+def validate_for_node(directory: Directory, me: str, facts: LinkFacts, *, filename: str,
+                      text: str | None = None, force: bool = False) -> list[str]:
+    """The checks that need to know whose directory it is and what its links are
+    (:func:`hotline.calls.directory.links.check_links`), for every path a directory
+    enters by; ``text`` (the file) gives the problems their lines.
+
+    Raises :class:`DirectoryError` (``bad-directory``) naming every error, unless
+    ``force``; returns the warnings (with ``force``, the errors too), rendered
+    ``file:line: field: message``. A policy for this node's own party is refused even
+    forced: it can never be right.
+    """
+    locate = Locator(text).line_of if text is not None else (lambda _path: None)
+    errors, warnings = check_links(directory, me, facts, locate)
+    own = [p for p in errors if p.field == f"links.{me}"]
+    if own or (errors and not force):
+        raise DirectoryError(filename, own or errors)
+    return [p.render(filename) for p in (*errors, *warnings)]
 
 
 class Registry:
-    def __init__(self, db: Database) -> None:
+    """``me``: this node's party; with it, each newly loaded version is checked against
+    the node's links (:func:`validate_for_node`) and what is wrong is logged: a stored
+    directory is used as it is (refusing it would leave the node with none), but a link
+    accepted or removed since it was applied shows up in the node's log."""
+
+    def __init__(self, db: Database, me: str | None = None) -> None:
         self._db = db
+        self._me = me
         self.version = 0
         self.current = EMPTY
+        #: the current version's link problems, rendered (empty if all is well)
+        self.warnings: list[str] = []
 
     async def reload(self) -> bool:
         """Pick up a newer stored version; True if it changed."""
@@ -71,6 +101,16 @@ class Registry:
         if number == self.version:
             return False
         self.version, self.current = await self._db.read(load)
+        if self._me is not None and self.version:
+            facts = await self._db.read(link_facts)
+            try:
+                self.warnings = validate_for_node(
+                    self.current, self._me, facts,
+                    filename=f"directory version {self.version}", force=True)
+            except DirectoryError as exc:
+                self.warnings = [p.render(exc.filename) for p in exc.problems]
+            for warning in self.warnings:
+                log.warning("%s", warning)
         return True
 
     def adopt(self, version: int, directory: Directory) -> None:
@@ -78,17 +118,10 @@ class Registry:
             self.version, self.current = version, directory
 
 
-def check_for(directory: Directory, me: str) -> Directory:
-    """Checks that need to know whose directory it is."""
-    if me in directory.links:
-        raise HotlineError("bad-directory", f"[links.{me}] names this node's own party; "
-                                            "link policies are for peers")
-    return directory
-
-
 class DirectoryAdmin:
-    """Changing the directory through the operator API: a whole file, or one duty entry.
-    Either way the result is checked as strictly as a file and stored as a new version."""
+    """Changing the directory through the operator API: a whole file, checked as strictly
+    as ``roles apply`` and stored as a new version. (Duty overrides are not directory
+    versions: see :mod:`hotline.calls.duty`.)"""
 
     def __init__(self, me: str, registry: Registry, db: Database, clock: Clock) -> None:
         self._me = me
@@ -97,15 +130,21 @@ class DirectoryAdmin:
         self._clock = clock
 
     async def apply_text(self, text: str, filename: str = "directory.toml", *,
-                         base: int | None = None) -> tuple[int, bool]:
+                         base: int | None = None, force: bool = False
+                         ) -> tuple[int, bool, list[str]]:
         """Check ``text`` and store it as the newest version.
 
         ``base``, if given, is the version the text was edited from: if the newest is
         another one, raises :class:`~hotline.store.directory.DirectoryConflict` (409),
-        with one security-log line, and stores nothing.
+        with one security-log line, and stores nothing. The link checks
+        (:func:`validate_for_node`) refuse it unless ``force``; returns ``(version,
+        changed, warnings)``.
         """
-        directory = check_for(parse_directory(text, filename), self._me)
         now = self._clock.now_ms()
+        directory = parse_directory(text, filename, now)
+        facts = await self._db.read(link_facts)
+        warnings = validate_for_node(directory, self._me, facts, filename=filename,
+                                     text=text, force=force)
         try:
             version, changed = await self._db.write(
                 lambda conn: apply(conn, directory, now, base=base))
@@ -113,14 +152,9 @@ class DirectoryAdmin:
             directory_store.refused(exc, "api")
             raise
         self._registry.adopt(version, directory)
-        return version, changed
+        return version, changed, warnings
 
-    async def set_duty(self, operator: str, role: str, status: str, from_ms: int | None,
-                       until_ms: int | None) -> tuple[int, bool]:
-        """Add a duty entry to the newest version, whoever wrote it (see :func:`add_duty`)."""
-        entry = RosterEntry(operator, role, status, from_ms, until_ms)
-        now = self._clock.now_ms()
-        version, changed, directory = await self._db.write(
-            lambda conn: add_duty(conn, entry, now))
-        self._registry.adopt(version, directory)
-        return version, changed
+    async def version(self) -> int:
+        """The newest stored version's number (0: none yet)."""
+        await self._registry.reload()
+        return self._registry.version

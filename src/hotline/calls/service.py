@@ -28,20 +28,22 @@ from sqlalchemy import Connection
 
 from hotline.authz import facts
 from hotline.authz.guard import peer_require
+from hotline.calls import duty, queries
 from hotline.calls.directory import ROLE_RE, Chain, Directory, Step
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
 from hotline.delivery.outbound import Outbound, no_link
 from hotline.effects import Effects
-from hotline.errors import HotlineError, PeerRefused
+from hotline.errors import HotlineError, LinkError, PeerRefused
 from hotline.escalation.engine import Timing, plan
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
-from hotline.protocol.keys import PublicKeys
+from hotline.protocol.keys import KeyRing, PublicKeys
 from hotline.protocol.statement import BadStatement, CallState, sign_call_state, verify_call_state
 from hotline.store import calls as call_store
 from hotline.store import directory as directory_store
 from hotline.store import evidence as evidence_store
 from hotline.store import journal, notifications, timers
+from hotline.store import queries as query_store
 from hotline.store.alarms import AlarmRow
 from hotline.store.calls import CallRow
 from hotline.store.database import Database
@@ -111,11 +113,17 @@ class PlaceRequest:
     #: None: the link does not expire late calls (docs/protocol.md, "Call lateness")
     budget_ms: int | None
     parent: str | None
+    #: a query's (question, deadline_ms); None for a plain call (docs/queries.md)
+    query: tuple[str, int] | None = None
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> PlaceRequest:
         expected = {"call", "caller_role", "callee_role", "reason", "placed_at", "budget_ms",
                     "parent"}
+        query = None
+        if "query" in payload:
+            query = queries.parse_place(payload["query"])
+            payload = {k: v for k, v in payload.items() if k != "query"}
         if set(payload) != expected:
             raise ValueError("call.place has the wrong fields")
         p = payload
@@ -132,7 +140,7 @@ class PlaceRequest:
         if not ok:
             raise ValueError("call.place has a malformed field")
         return cls(p["call"], p["caller_role"], p["callee_role"], p["reason"], p["placed_at"],
-                   p["budget_ms"], p["parent"])
+                   p["budget_ms"], p["parent"], query)
 
 
 class VerifiedStatements:
@@ -187,22 +195,42 @@ class CallService:
 
     # -- operator actions ----------------------------------------------------------------
     async def place(self, to: str, as_role: str, reason: str | None = None,
-                    operator: str | None = None) -> tuple[CallRow, Effects]:
+                    operator: str | None = None, query: tuple[str, int] | None = None
+                    ) -> tuple[CallRow, Effects]:
         """Place a call; ``operator``, when a person is known (the console), is named in
-        the signed ``placed`` statement and so in the log."""
+        the signed ``placed`` statement and so in the log. ``query``: (question,
+        deadline_ms) makes it a query (docs/queries.md); errors ``bad-question``,
+        ``bad-deadline`` before anything is sent."""
         callee_role, peer = parse_address(to)
         reason = check_reason(reason)
+        if query is not None:
+            query = (queries.check_question(query[0]), queries.check_deadline(query[1]))
         await self._registry.reload()
         if self._peers.get(peer) is None:
             await self._peers.maybe_reload()
-        self._check_may_call(as_role, peer, callee_role)
+        try:
+            self._check_may_call(as_role, peer, callee_role)
+        except HotlineError as exc:
+            if exc.error_id == "call-forbidden":
+                await self._no_such_desk(peer, callee_role)
+            raise
 
         def work(conn: Connection) -> tuple[CallRow, Effects]:
             effects = Effects()
             call = self._place(conn, as_role, callee_role, peer, reason, None,
-                               self._clock.now_ms(), effects, operator)
+                               self._clock.now_ms(), effects, operator, query)
             return call, effects
         return await self._db.write(work)
+
+    async def _no_such_desk(self, peer: str, callee_role: str) -> None:
+        """Raise ``no-desk`` if ``peer`` reported its desks and ``callee_role`` is not
+        among them (a mistyped role is not a policy to change), naming those it offers."""
+        desks = await self._db.read(directory_store.desks)
+        offered = sorted(d.role for d in desks if d.party == peer)
+        if offered and callee_role not in offered:
+            raise HotlineError("no-desk", f"{peer} offers no desk {callee_role}; nothing was "
+                               "sent", hint=f"{peer} offers: {', '.join(offered)} "
+                                            "(`hotline desks`)", status=404) from None
 
     def _check_may_call(self, as_role: str, peer: str, callee_role: str) -> None:
         if peer == self.me:
@@ -222,7 +250,8 @@ class CallService:
 
     def _place(self, conn: Connection, as_role: str, callee_role: str, peer: str,
                reason: str | None, parent: str | None, now: int, effects: Effects,
-               operator: str | None = None) -> CallRow:
+               operator: str | None = None, query: tuple[str, int] | None = None
+               ) -> CallRow:
         policy = self.directory.policy_for(peer)
         assert policy is not None
         call_id = new_envelope_id()
@@ -231,10 +260,12 @@ class CallService:
         # budget when sealed, and is re-sealed with 0 once deliver_by has passed.
         expires = policy.late == "expire"
         expires_at = deliver_by if expires else None
-        payload = {"call": call_id, "caller_role": as_role, "callee_role": callee_role,
-                   "reason": reason, "placed_at": now,
-                   "budget_ms": policy.deliver_within_ms if expires else None,
-                   "parent": parent}
+        payload: dict[str, Any] = {
+            "call": call_id, "caller_role": as_role, "callee_role": callee_role,
+            "reason": reason, "placed_at": now,
+            "budget_ms": policy.deliver_within_ms if expires else None, "parent": parent}
+        if query is not None:
+            payload["query"] = {"question": query[0], "deadline_ms": query[1]}
         pending = self._out.enqueue(conn, peer, "call.place", [payload], now, call_id,
                                     deadline_at=expires_at)
         effects.send(peer, pending)
@@ -245,15 +276,22 @@ class CallService:
                           statements=0, updated_at=now)
         timers.schedule(conn, key=f"{call_id}:deliver", kind="deliver", call_id=call_id,
                         due_at=deliver_by)
+        if query is not None:
+            self._start_query(conn, call_id, query, now)
         effects.timers = True
         call = call_store.get(conn, call_id)
         assert call is not None
         return self._state(conn, call, "placed", now, effects, role=as_role, reason=reason,
                            operator=operator)
 
-    async def answer(self, call_id: str, as_role: str, operator: str | None
-                     ) -> tuple[CallRow, Effects]:
-        return await self._respond(call_id, as_role, operator, "answered", None)
+    async def answer(self, call_id: str, as_role: str, operator: str | None,
+                     reply: tuple[str, str | None] | None = None) -> tuple[CallRow, Effects]:
+        """Answer a call, or a query with ``reply`` = (answer, details). Errors
+        ``query-needs-answer`` / ``not-a-query`` when ``reply`` does not fit the call,
+        ``call-ended`` after a query's deadline (it is then unanswered, signed)."""
+        if reply is not None:
+            reply = queries.check_answer(*reply)
+        return await self._respond(call_id, as_role, operator, "answered", None, reply)
 
     async def decline(self, call_id: str, as_role: str, reason: str | None,
                       operator: str | None) -> tuple[CallRow, Effects]:
@@ -261,23 +299,38 @@ class CallService:
                                    check_reason(reason, required=True))
 
     async def _respond(self, call_id: str, as_role: str, operator: str | None, state: str,
-                       reason: str | None) -> tuple[CallRow, Effects]:
+                       reason: str | None, reply: tuple[str, str | None] | None = None
+                       ) -> tuple[CallRow, Effects]:
         await self._registry.reload()
 
         def work(conn: Connection) -> tuple[CallRow, Effects]:
             now = self._clock.now_ms()
             call = self._incoming(conn, call_id)
+            if call.state == "unanswered" and query_store.get(conn, call.id) is not None:
+                raise HotlineError("query-deadline-passed", f"query {call_id} passed its "
+                                   "deadline and is recorded unanswered (signed); a late "
+                                   "answer is refused", status=409)
             if call.state in FINAL:
                 raise HotlineError("call-ended", f"call {call_id} is already {call.state}",
                                    status=409)
-            who = self._responder(call, as_role, operator, now)
+            is_query = query_store.get(conn, call.id) is not None
+            if is_query and state == "answered" and reply is None:
+                raise HotlineError("query-needs-answer", f"call {call_id} is a query: answer "
+                                   "it with yes, no, unknown or will-not-answer",
+                                   hint="hotline query answer ID --answer unknown ...")
+            if reply is not None and not is_query:
+                raise HotlineError("not-a-query", f"call {call_id} is not a query",
+                                   status=409)
+            who = self._responder(conn, call, as_role, operator, now)
             effects = Effects()
             timers.void_for_call(conn, call.id, now)
             if operator is not None:
                 directory_store.seen(conn, operator, now)
+            answer, details = reply if reply is not None else (None, None)
             call = self._state(conn, call, state, now, effects, role=as_role, operator=who,
-                               reason=reason, step=call.step)
-            if state == "answered":
+                               reason=reason, step=call.step, answer=answer,
+                               details=details)
+            if state == "answered" and not is_query:
                 self._open_conversation(conn, call, now, effects)
             return call, effects
         return await self._db.write(work)
@@ -288,8 +341,8 @@ class CallService:
             raise HotlineError("no-call", f"there is no incoming call {call_id}", status=404)
         return call
 
-    def _responder(self, call: CallRow, as_role: str, operator: str | None,
-                   now: int) -> str | None:
+    def _responder(self, conn: Connection, call: CallRow, as_role: str,
+                   operator: str | None, now: int) -> str | None:
         """Who answers: the role must have been rung on this call (or be the one called),
         and a named operator must hold it."""
         d = self.directory
@@ -303,8 +356,8 @@ class CallService:
                                            f"it can be answered as {', '.join(sorted(rung))}",
                                status=403)
         if operator is None:
-            on_duty = d.on_duty(as_role, now)
-            return on_duty[0] if len(on_duty) == 1 else None
+            holders = duty.on_duty(conn, d, as_role, now)
+            return holders[0] if len(holders) == 1 else None
         op = d.operators.get(operator)
         if op is None or as_role not in op.roles:
             raise HotlineError("role-not-held", f"operator {operator!r} does not hold the role "
@@ -331,6 +384,22 @@ class CallService:
                                operator=operator), effects
         return await self._db.write(work)
 
+    def end_for_link(self, conn: Connection, peer: str, reason: str, now: int,
+                     effects: Effects) -> list[str]:
+        """End every open call with ``peer`` (both directions) because the link is being
+        removed: each gets our signed ``cancelled`` statement with ``reason``, kept here
+        and not sent (the link's own notice tells the peer). Returns the call ids."""
+        ended = []
+        for call in call_store.open_with(conn, peer):
+            if call.state in FINAL or (call.direction == "out" and call.state not in ACTIVE):
+                continue
+            timers.void_for_call(conn, call.id, now)
+            self._state(conn, call, "cancelled", now, effects, step=call.step,
+                        role=call.caller_role if call.direction == "out" else None,
+                        reason=reason, send=False)
+            ended.append(call.id)
+        return ended
+
     # -- statements ----------------------------------------------------------------------
     def _addresses(self, call: CallRow) -> tuple[str, str]:
         if call.direction == "out":
@@ -340,15 +409,17 @@ class CallService:
     def _state(self, conn: Connection, call: CallRow, state: str, now: int, effects: Effects,
                *, step: int | None = None, role: str | None = None,
                operator: str | None = None, who: tuple[str, ...] = (),
-               reason: str | None = None, set_state: bool = True,
+               reason: str | None = None, set_state: bool = True, send: bool = True,
+               answer: str | None = None, details: str | None = None,
                **changes: Any) -> CallRow:
         """Sign our statement ``state`` about ``call``, store it, stream it, and (callee
-        side) send it to the caller — all in the caller's transaction."""
+        side, unless not ``send``) send it to the caller — all in the caller's
+        transaction."""
         caller, callee = self._addresses(call)
         stmt = sign_call_state(call=call.id, signer=self.me, n=call.statements + 1,
                                state=state, at=now, caller=caller, callee=callee,
                                keys=self._keys, step=step, role=role, operator=operator,
-                               who=who, reason=reason)
+                               who=who, reason=reason, answer=answer, details=details)
         call_store.add_event(conn, call_id=call.id, signer=self.me, n=stmt.n, state=state,
                              statement=stmt.raw, verified=True, at=now, fresh=True)
         values: dict[str, Any] = {"statements": stmt.n, "updated_at": now, **changes}
@@ -357,7 +428,7 @@ class CallService:
         if step is not None:
             values["step"] = step
         call_store.change(conn, call.id, **values)
-        if call.direction == "in" and self._peers.get(call.peer) is not None:
+        if send and call.direction == "in" and self._peers.get(call.peer) is not None:
             effects.send(call.peer, self._out.enqueue(conn, call.peer, "call.state",
                                                       [{"statement": stmt.raw}], now, call.id))
         updated = replace(call, **values)  # the row as just written, without reading it
@@ -386,6 +457,9 @@ class CallService:
                           updated_at=now)
         call = call_store.get(conn, req.call)
         assert call is not None
+        if req.query is not None:
+            query_store.insert(conn, call_id=req.call, question=req.query[0],
+                               deadline_ms=req.query[1])
         if req.callee_role not in d.roles or not d.accepts(peer, req.caller_role,
                                                            req.callee_role):
             self._state(conn, call, "refused", now, effects, role=req.callee_role,
@@ -400,6 +474,10 @@ class CallService:
         chain = d.chain_for(req.callee_role)
         call = self._state(conn, call, "delivered", now, effects, role=req.callee_role,
                            chain=chain_to_json(chain), started_at=now, next_ring=0)
+        if req.query is not None:  # the callee's deadline counts from delivery
+            timers.schedule(conn, key=query_store.deadline_key(call.id), kind="query",
+                            call_id=call.id, due_at=now + req.query[1])
+            effects.timers = True
         self._escalate(conn, call, now, effects)
 
     def _escalate(self, conn: Connection, call: CallRow, now: int, effects: Effects) -> None:
@@ -412,25 +490,29 @@ class CallService:
         for ring in due.rings:
             index = timing.step_of(ring)
             step = chain.steps[index]
-            who = self._who(step, now)
+            who = self._who(conn, step, now)
             call = self._state(conn, call, "ringing", now, effects, step=index,
                                role=",".join(step.ring) or None, who=who,
                                next_ring=ring + 1)
             self._notify(conn, call, step, index, ring, who, now, effects)
         if due.unanswered:
-            self._state(conn, call, "unanswered", now, effects, step=call.step,
-                        reason="nobody answered by the end of the escalation chain")
+            # a query's last step can still answer until the query's deadline
+            if query_store.get(conn, call.id) is None:
+                self._state(conn, call, "unanswered", now, effects, step=call.step,
+                            reason="nobody answered by the end of the escalation chain")
             return
         if due.next_due_ms is not None:
             timers.schedule(conn, key=f"{call.id}:ring:{due.next_ring}", kind="escalate",
                             call_id=call.id, due_at=due.next_due_ms)
             effects.timers = True
 
-    def _who(self, step: Step, now: int) -> tuple[str, ...]:
+    def _who(self, conn: Connection, step: Step, now: int) -> tuple[str, ...]:
+        """Who a step rings at ``now``: each role's holders as the final schedule names
+        them at that instant (:func:`hotline.calls.duty.on_duty`), then named operators."""
         d = self.directory
         names: list[str] = []
         for role in step.ring:
-            names.extend(d.on_duty(role, now))
+            names.extend(duty.on_duty(conn, d, role, now))
         names.extend(step.operators)
         return tuple(dict.fromkeys(names))
 
@@ -481,10 +563,14 @@ class CallService:
         link = self._peers.get(peer)
         if link is None:
             raise PeerRefused("no link with the sender")
+        public = self._key_named(peer, raw) or link.keys
         try:
-            stmt = verify_call_state(raw, signer=peer, public=link.keys)
+            stmt = verify_call_state(raw, signer=peer, public=public)
         except BadStatement as exc:
             raise PeerRefused(exc.message) from None
+        refusal = self._peers.refusal(peer, public.key_id, stmt.at)
+        if refusal is not None:
+            raise PeerRefused(f"{refusal.error_id}: {refusal.message}")
         call = call_store.get(conn, stmt.call)
         peer_require(peer, "call", stmt.call, "state",
                      None if call is None else facts.load_call(conn, self.me, stmt.call))
@@ -494,8 +580,15 @@ class CallService:
             self._repeated_statement(conn, peer, call.id, stmt.n, raw, now, effects)
             return
         changes: dict[str, Any] = {"updated_at": now}
-        if call.state not in FINAL or call.state == "cancelled":
-            changes["state"] = stmt.state
+        asked = query_store.get(conn, call.id)
+        step = queries.asker_step(call.state, asked is not None and asked.late, stmt.state,
+                                  stmt.answer)
+        if asked is not None and step.late and not asked.late:
+            # we recorded it unanswered at our deadline (the callee's counts from delivery,
+            # so it may answer in the gap): kept, shown as late, the fallback already ran
+            query_store.mark_late(conn, call.id)
+        if step.state != call.state:
+            changes["state"] = step.state
         if stmt.step is not None:
             changes["step"] = stmt.step
         call_store.change(conn, call.id, **changes)
@@ -504,9 +597,10 @@ class CallService:
         if stmt.state in FINAL:
             timers.void_for_call(conn, call.id, now)
         self._journal(conn, updated, stmt, True, effects)
-        if stmt.state == "answered":
+        if stmt.state == "answered" and asked is None:
             self._open_conversation(conn, updated, now, effects)
-        if stmt.state in ("unanswered", "declined"):
+        # a plain call falls back on every such end, as it always did; a query once
+        if step.fall_back or (asked is None and stmt.state in ("unanswered", "declined")):
             self._fall_back(conn, updated, stmt.state, now, effects)
 
     def on_timer(self, conn: Connection, kind: str, call_id: str, now: int,
@@ -520,6 +614,8 @@ class CallService:
                 return False
             self._escalate(conn, call, now, effects)
             return True
+        if kind == "query":
+            return self._query_deadline(conn, call, now, effects)
         if kind == "deliver":
             if call.direction != "out" or call.state != "placed":
                 return False
@@ -534,6 +630,33 @@ class CallService:
             return True
         return False
 
+    def _start_query(self, conn: Connection, call_id: str, query: tuple[str, int],
+                     now: int) -> None:
+        """The asker's side of a new query: its row and its deadline from placing."""
+        query_store.insert(conn, call_id=call_id, question=query[0], deadline_ms=query[1])
+        timers.schedule(conn, key=query_store.deadline_key(call_id), kind="query",
+                        call_id=call_id, due_at=now + query[1])
+
+    def _query_deadline(self, conn: Connection, call: CallRow, now: int,
+                        effects: Effects) -> bool:
+        """A query's deadline: if nobody answered, it ends ``unanswered``, signed by this
+        node (the callee sends its statement to the asker; the asker records its own,
+        alerts its people and runs the link's fallback)."""
+        if call.state in FINAL or query_store.get(conn, call.id) is None:
+            return False
+        # the other deadlines (rings, delivery) end here; this one is the runner's to claim
+        timers.void_for_call(conn, call.id, now, firing=query_store.deadline_key(call.id))
+        reason = "nobody answered the query by its deadline"
+        if call.direction == "in":
+            self._state(conn, call, "unanswered", now, effects, step=call.step,
+                        reason=reason)
+            return True
+        call = self._state(conn, call, "unanswered", now, effects, role=call.caller_role,
+                           reason=reason)
+        self._alert_caller(conn, call, "unanswered", now, effects)
+        self._fall_back(conn, call, "unanswered", now, effects)
+        return True
+
     def _alert_caller(self, conn: Connection, call: CallRow, outcome: str, now: int,
                       effects: Effects, roles: tuple[str, ...] | None = None) -> None:
         """Ring our own people about a call that failed: the first step of the chain of
@@ -546,7 +669,7 @@ class CallService:
                 continue
             chain = self.directory.chain_for(role)
             step = chain.steps[0]
-            who = self._who(step, now)
+            who = self._who(conn, step, now)
             alert = {"kind": outcome, "party": self.me, "call_id": call.id, "caller": caller,
                      "callee": callee, "step": None, "roles": list(step.ring),
                      "operators": list(who), "reason": call.reason, "at_ms": now,
@@ -567,7 +690,7 @@ class CallService:
         digest = hashlib.sha256(f"{alarm.cause}:{alarm.first_at}".encode()).hexdigest()[:32]
         alert = {"kind": "alarm", "party": self.me, "call_id": "", "caller": f"node@{self.me}",
                  "callee": f"{role}@{self.me}", "step": None, "roles": list(step.ring),
-                 "operators": list(self._who(step, now)),
+                 "operators": list(self._who(conn, step, now)),
                  "reason": f"{alarm.kind}: {alarm.message}"[:MAX_REASON], "at_ms": now,
                  "key": f"alarm:{digest}"}
         if notifications.add_for_channels(conn, alert, step.channels, now):
@@ -629,12 +752,18 @@ class CallService:
     def _fall_back_notify(self, conn: Connection, call: CallRow, ally: str, outcome: str,
                           now: int, effects: Effects) -> CallRow:
         caller, callee = self._addresses(call)
-        if self._peers.get(ally) is None:
-            return self._state(conn, call, "fallback", now, effects, set_state=False,
-                               reason=f"cannot inform {ally}: no link")
         text = (f"[{self.me}] Our call {caller} -> {callee} ended {outcome}"
                 + (f" (reason given: {call.reason})" if call.reason else "") + ".")
-        effects.send(ally, self._out.enqueue(conn, ally, "message", [{"text": text}], now))
+        try:
+            if self._peers.get(ally) is None:
+                raise LinkError("no-link", f"no link with {ally}")
+            # the database decides: a removal committed a moment ago may not have
+            # reached the cache yet
+            pending = self._out.enqueue(conn, ally, "message", [{"text": text}], now)
+        except LinkError:
+            return self._state(conn, call, "fallback", now, effects, set_state=False,
+                               reason=f"cannot inform {ally}: no link")
+        effects.send(ally, pending)
         return self._state(conn, call, "fallback", now, effects, set_state=False,
                            reason=f"informed {ally}")
 
@@ -647,12 +776,28 @@ class CallService:
         conversations.open_for_call(conn, call.id, f"{caller} / {callee}",
                                     sorted({self.me, call.peer}), now, effects)
 
+    async def set_incident(self, call_id: str, incident_id: str) -> None:
+        """Note on our query the incident it was linked to (shown with it)."""
+        await self._db.write(lambda conn: query_store.set_incident(conn, call_id,
+                                                                   incident_id))
+
     # -- reading -------------------------------------------------------------------------
-    async def recent(self, limit: int = 100, active_only: bool = False) -> list[dict[str, Any]]:
+    async def recent(self, limit: int = 100, active_only: bool = False,
+                     queries_only: bool = False) -> list[dict[str, Any]]:
+        """Calls (queries too, with ``kind`` "query"), newest first; ``queries_only``:
+        only queries."""
         def read(conn: Connection) -> list[dict[str, Any]]:
-            rows = call_store.recent(conn, limit, active_only)
+            if queries_only:
+                ids = query_store.all_ids(conn)
+                found = (call_store.get(conn, i) for i in ids)
+                rows = sorted((r for r in found if r is not None),
+                              key=lambda r: (-r.placed_at, r.id))[:limit]
+            else:
+                rows = call_store.recent(conn, limit, active_only)
             history = call_store.events(conn, [r.id for r in rows])
-            return [self.describe(r, history[r.id]) for r in rows]
+            asked = query_store.many(conn, [r.id for r in rows])
+            return [self.describe(r, history[r.id], asked.get(r.id))
+                    for r in rows]
         return await self._db.read(read)
 
     async def get(self, call_id: str) -> dict[str, Any]:
@@ -660,10 +805,12 @@ class CallService:
             row = call_store.get(conn, call_id)
             if row is None:
                 raise HotlineError("no-call", f"there is no call {call_id}", status=404)
-            return self.describe(row, call_store.events(conn, [row.id])[row.id])
+            info = query_store.get(conn, call_id)
+            return self.describe(row, call_store.events(conn, [row.id])[row.id], info)
         return await self._db.read(read)
 
-    def describe(self, call: CallRow, events: list[call_store.EventRow]) -> dict[str, Any]:
+    def describe(self, call: CallRow, events: list[call_store.EventRow],
+                 query: query_store.QueryRow | None = None) -> dict[str, Any]:
         caller, callee = self._addresses(call)
         # In the order this node stored them, not by their signed times: those come from
         # two parties' clocks, and ordering by them would put a statement of a callee
@@ -674,20 +821,41 @@ class CallService:
             entry = self._history_entry(event)
             if entry is not None:
                 history.append(entry)
-        return {"id": call.id, "direction": call.direction, "peer": call.peer,
-                "caller": caller, "callee": callee, "state": call.state, "step": call.step,
-                "reason": call.reason, "parent": call.parent_id, "placed_at": call.placed_at,
-                "history": history}
+        out: dict[str, Any] = {"id": call.id, "kind": "call" if query is None else "query",
+               "direction": call.direction, "peer": call.peer,
+               "caller": caller, "callee": callee, "state": call.state, "step": call.step,
+               "reason": call.reason, "parent": call.parent_id, "placed_at": call.placed_at,
+               "history": history}
+        if query is not None:
+            out["query"] = queries.describe(query, call.direction, call.peer, call.state,
+                                            history)
+        return out
+
+    def _key_named(self, signer: str, raw: str) -> PublicKeys | None:
+        """The key of ``signer``'s history (or this node's ring) that a signed statement
+        names by its ``kid``, if known: statements made before a key rotation stay
+        verifiable after it."""
+        try:
+            kid = json.loads(raw).get("kid")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(kid, str):
+            return None
+        if signer == self.me:
+            pair = self._keys.pair(kid) if isinstance(self._keys, KeyRing) else None
+            return None if pair is None else pair.public
+        return (self._peers.keys_by_id(signer) or {}).get(kid)
 
     def _history_entry(self, event: call_store.EventRow) -> dict[str, Any] | None:
-        """A stored statement, re-verified now against the signer's current key."""
+        """A stored statement, re-verified now against the key it names (any key of the
+        signer's history; the current key if it names none known)."""
         if event.signer == self.me:
-            public = self._keys.public
-        else:
-            link = self._peers.get(event.signer)
+            public = self._key_named(self.me, event.statement) or self._keys.public
+        else:  # a removed link's statements stay readable, under the keys it had
+            link = self._peers.get(event.signer) or self._peers.former(event.signer)
             if link is None:
                 return None
-            public = link.keys
+            public = self._key_named(event.signer, event.statement) or link.keys
         stmt = self._verified.get(event.statement, event.signer, public, event.call_id)
         verified = stmt is not None
         if stmt is None:

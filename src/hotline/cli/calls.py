@@ -15,10 +15,10 @@ import typer
 from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
-from hotline.cli.common import DirOption, JsonOption, client, out, print_json
+from hotline.cli.common import DirOption, JsonOption, client, err, out, print_json
+from hotline.cli.tables import Col, fit, show
 
 roles_app = typer.Typer(no_args_is_help=True,
                         help="Roles, operators, rosters, chains and link policies.")
@@ -48,23 +48,34 @@ def roles_apply(file: Annotated[Path, typer.Argument(help="The directory file (T
                     "--base-version", min=0, max=2**53 - 1, metavar="N",
                     help="The directory version FILE was edited from (0: none yet); if "
                          "the node's directory has moved on since, nothing is applied and "
-                         "the command fails with directory-conflict.")] = None) -> None:
+                         "the command fails with directory-conflict.")] = None,
+                force: Annotated[bool, typer.Option(
+                    "--force", help="Apply it despite link problems (a policy for a "
+                                    "party with no link, a linked party without one, a "
+                                    "role the peer does not offer); they are shown as "
+                                    "warnings.")] = False) -> None:
     """Validate FILE and make it this node's directory (idempotent: the same file again
     changes nothing). A running node picks it up within a second. Concurrent applies
-    are serialised: each gets its own version."""
+    are serialised: each gets its own version. Link policies are checked against the
+    node's links and the desks its peers offer."""
     from hotline.admin import apply_directory
 
-    version, changed, directory = apply_directory(node_dir, file, base=base_version)
+    version, changed, directory, warnings = apply_directory(
+        node_dir, file, base=base_version, force=force)
     links = sorted(directory.links)
     summary: dict[str, Any] = {
         "version": version, "changed": changed, "roles": len(directory.roles),
-        "operators": len(directory.operators), "chains": len(directory.chains), "links": links}
+        "operators": len(directory.operators), "chains": len(directory.chains),
+        "schedules": sorted(directory.schedules), "links": links, "warnings": warnings}
+    for warning in warnings:
+        err.print(f"[yellow]warning[/]: {escape(warning)}", highlight=False)
     if as_json:
         print_json(summary)
         return
     verb = "applied as version" if changed else "unchanged; still version"
     out.print(f"Directory {verb} {version}: {summary['roles']} roles, "
               f"{summary['operators']} operators, {summary['chains']} chains, "
+              f"schedules for {', '.join(directory.schedules) or 'no roles'}, "
               f"policies for {', '.join(links) or 'no links'}.")
 
 
@@ -143,34 +154,87 @@ def calls(node_dir: DirOption, as_json: JsonOption = False,
     if as_json:
         print_json({"calls": fetch()})
         return
+    titles = _titles(api)
     if not follow:
-        out.print(_calls_view(fetch()))
+        out.print(_calls_view(fetch(), titles), crop=False)
         return
-    with Live(_calls_view(fetch()), console=out, refresh_per_second=4) as live:
+    with Live(_calls_view(fetch(), titles), console=out, refresh_per_second=4) as live:
         while True:
             time.sleep(0.5)
-            live.update(_calls_view(fetch()))
+            live.update(_calls_view(fetch(), titles))
 
 
-def _calls_view(items: list[dict[str, Any]]) -> Group | Text:
+def _titles(api: Any) -> dict[str, str]:
+    """``role@party`` -> English title, for our roles (the directory) and the peers' desks
+    (their reports)."""
+    roles = api.request("GET", "/api/v1/directory")["directory"].get("roles", {})
+    me = api.request("GET", "/api/v1/status")["party"]
+    titles = {f"{rid}@{me}": _title(role.get("title", {})) for rid, role in roles.items()}
+    for desk in api.request("GET", "/api/v1/desks")["desks"]:
+        titles.setdefault(desk["address"], _title(desk["titles"]))
+    return titles
+
+
+def _title(titles: dict[str, str]) -> str:
+    return titles.get("en") or next(iter(titles.values()), "")
+
+
+def _who(h: dict[str, Any], titles: dict[str, str]) -> str:
+    """Who a step is about: ``Chief of the General Staff (cgs): ccp-1, ccp-2`` for a
+    ring (or ``no one on duty``), the role and operator who acted otherwise."""
+    role = h.get("role")
+    if not role:
+        return h.get("operator") or "-"
+    # a role list (an alert) or one role, of the party that signed the step
+    named = []
+    for rid in role.split(","):
+        title = titles.get(f"{rid}@{h['signed_by']}")
+        named.append(f"{title} ({rid})" if title else rid)
+    label = ", ".join(named)
+    if h["state"] == "ringing":
+        rung = h.get("who") or []
+        return f"{label}: {', '.join(rung) if rung else 'no one on duty'}"
+    return f"{label}: {h['operator']}" if h.get("operator") else label
+
+
+CALL_COLUMNS = [Col("time (UTC)", keep=True), Col("state", keep=True),
+                Col("step", keep=True, drop=1), Col("who"),
+                Col("signed by", keep=True, drop=2), Col("verified", keep=True),
+                Col("reason")]
+
+
+def _calls_view(items: list[dict[str, Any]], titles: dict[str, str]) -> Group | Text:
     if not items:
         return Text("No calls.")
     parts: list[Any] = []
     for c in items:
-        arrow = "→" if c["direction"] == "out" else "←"
+        # caller first, whichever side we are: "nmcc-do@US-JS → cgs@RU-GS" on both nodes
+        way = "outgoing" if c["direction"] == "out" else "incoming"
         style = STATE_STYLE.get(c["state"], "")
-        title = Text.assemble((f"{c['id']}  ", "dim"), f"{c['caller']} {arrow} {c['callee']}  ",
+        title = Text.assemble((f"{c['id']}  ", "dim"), f"{way}: {c['caller']} → {c['callee']}  ",
                               (c["state"].upper(), style))
-        table = Table("time", "state", "step", "role", "operator", "signed by", "verified",
-                      "reason", title=title, title_justify="left", expand=False)
-        for h in c["history"]:
-            table.add_row(_time(h["at"]), Text(h["state"], STATE_STYLE.get(h["state"], "")),
-                          "-" if h.get("step") is None else str(h["step"] + 1),
-                          h.get("role") or "-", h.get("operator") or "-", h["signed_by"],
-                          Text("✔ yes", "green") if h["verified"] else Text("✘ NO", "bold red"),
-                          h.get("reason") or "")
-        parts.append(table)
+        if c.get("reason"):
+            title.append(f"\nreason: {c['reason']}")
+        if c.get("query"):
+            title.append(query_line(c["query"]))
+        rows = [[_time(h["at"]), Text(h["state"], STATE_STYLE.get(h["state"], "")),
+                 "-" if h.get("step") is None else str(h["step"] + 1), _who(h, titles),
+                 h["signed_by"],
+                 Text("✔ yes", "green") if h["verified"] else Text("✘ NO", "bold red"),
+                 h.get("reason") or ""] for h in c["history"]]
+        parts.append(fit(out, CALL_COLUMNS, rows, title=title, title_justify="left"))
     return Group(*parts)
+
+
+def query_line(q: dict[str, Any]) -> str:
+    """A query's question, status and answer, for a call's title."""
+    line = f"\nQUERY: {q['question']}\nstatus: {q['status'].upper()}"
+    if q.get("answer"):
+        mark = "verified" if q.get("answer_verified") else "NOT VERIFIED"
+        line += f" — answer {q['answer']} ({mark})"
+        if q.get("details"):
+            line += f"\ndetails: {q['details']}"
+    return line
 
 
 def desks(node_dir: DirOption, as_json: JsonOption = False) -> None:
@@ -179,12 +243,11 @@ def desks(node_dir: DirOption, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({"desks": rows})
         return
-    table = Table("desk", "title", "staffed", "callable by", "reported")
-    for d in rows:
-        table.add_row(d["address"], d["titles"].get("en", ""),
-                      Text("staffed", "green") if d["staffed"] else Text("NOT staffed", "red"),
-                      ", ".join(d["callers"]), _time(d["updated_at"]))
-    out.print(table)
+    show(out, [Col("desk", keep=True), Col("title"), Col("staffed", keep=True),
+               Col("callable by", drop=2), Col("reported (UTC)", keep=True, drop=1)],
+         [[d["address"], _title(d["titles"]),
+           Text("staffed", "green") if d["staffed"] else Text("NOT staffed", "red"),
+           ", ".join(d["callers"]), _time(d["updated_at"])] for d in rows])
 
 
 def presence(operator: Annotated[str, typer.Argument(help="Operator id.")],
@@ -201,10 +264,10 @@ def conversation_list(node_dir: DirOption, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({"conversations": rows})
         return
-    table = Table("id", "topic", "members", "opened")
-    for r in rows:
-        table.add_row(r["id"], r["topic"], ", ".join(r["members"]), _time(r["created_at"]))
-    out.print(table)
+    show(out, [Col("id", keep=True), Col("topic"), Col("members", drop=1),
+               Col("opened (UTC)", keep=True, drop=2)],
+         [[r["id"], r["topic"], ", ".join(r["members"]), _time(r["created_at"])]
+          for r in rows])
 
 
 @conversation_app.command("show")
@@ -231,7 +294,9 @@ def conversation_say(conversation: Annotated[str, typer.Argument(help="Conversat
     """Send a message to every member of a conversation."""
     body = client(node_dir).request("POST", f"/api/v1/conversations/{conversation}/messages",
                                     json={"text": text, "as": as_role, "operator": operator})
-    _done(body, as_json, f"Sent (message {body['id']}).")
+    gone = body.get("undeliverable") or []
+    _done(body, as_json, f"Sent (message {body['id']})." + (
+        f" Not to {', '.join(gone)}: the link was removed (undeliverable)." if gone else ""))
 
 
 @conversation_app.command("add")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import httpx
+from typer.core import TyperArgument, TyperOption
 
 from hotline.errors import HotlineError
 from hotline.nodedir.config import TOKEN_NAME, NodeConfig
@@ -39,6 +43,67 @@ class OperatorClient:
         except ValueError:
             body = {}
         if response.is_error:
+            message = str(body.get("message", response.text[:200]))
+            field = body.get("field")
+            if isinstance(field, str) and message.startswith(field + ":"):
+                message = cli_name(field) + message[len(field):]
             raise HotlineError(str(body.get("error", f"http-{response.status_code}")),
-                               str(body.get("message", response.text[:200])), body.get("hint"))
+                               message, body.get("hint"))
         return body
+
+
+#: other names a command may give an API request field (tried after the field's own)
+ALIASES = {"conv_id": ("conversation",), "message_id": ("message",),
+           "receipt": ("kind",)}
+
+
+#: the parameters of the command running now (set by :func:`track`)
+_RUNNING: ContextVar[tuple[Any, ...]] = ContextVar("running_command_params", default=())
+
+
+def track(command: Any) -> None:
+    """Have every command of ``command``'s tree say, while it runs, which parameters it
+    has (for :func:`cli_name`). In place; run once on the tree ``main`` runs."""
+    callback: Callable[..., Any] | None = getattr(command, "callback", None)
+    params = tuple(getattr(command, "params", ()))
+    if callback is not None:
+        @functools.wraps(callback)
+        def running(*args: Any, **kwargs: Any) -> Any:
+            token = _RUNNING.set(params)
+            try:
+                return callback(*args, **kwargs)
+            finally:
+                _RUNNING.reset(token)
+        command.callback = running
+    for sub in getattr(command, "commands", {}).values():
+        track(sub)
+
+
+def _command_name(name: str) -> str | None:
+    """How the running command spells the API field ``name``: its argument (``CALL_ID``,
+    ``INCIDENT``) or its option (``--kind``), found among the command's own parameters,
+    so one field named differently by two commands (``text``: ``send TEXT``, ``incident
+    add --text``) is named as the user typed it."""
+    wanted = [name, name.removesuffix("_id"), name.removesuffix("s"), *ALIASES.get(name, ())]
+    flag = "--" + name.replace("_", "-")
+    for cand in wanted:
+        for param in _RUNNING.get():
+            if isinstance(param, TyperArgument) and param.name == cand:
+                return param.metavar or cand.upper()
+            if isinstance(param, TyperOption) and (param.name == cand or flag in param.opts):
+                return str(max(param.opts, key=len))
+    return None
+
+
+def cli_name(field: str) -> str:
+    """The command-line name of an operator API request field: ``path.call_id`` is the
+    argument ``CALL_ID``, ``body.as`` the option ``--as`` (as the running command names
+    them; outside a command, the field's name in those forms)."""
+    where, _, name = field.partition(".")
+    if not name:
+        return field
+    base = name.split(".", 1)[0]
+    found = _command_name(base)
+    if found is not None:  # "--to", not "--to.0": the option is given once per value
+        return found
+    return name.upper() if where == "path" else "--" + name.replace("_", "-")

@@ -3,59 +3,51 @@
 Each party is a separate ``hotline serve`` process with its own SQLite database, linked
 as in the scenario (US-RU, US-UA, US-PL, PL-UA; no RU-PL link), with the scenario's
 roles, operators, rosters, escalation chains and link policies applied. The demo then
-replays the scenario: PL's incident notification, the US call to ``cgs@RU-GS`` that
-escalates to the duty officer, and the US-UA-PL conference. Every scenario duration is
-divided by ``--speed``. The demo stores a generated passphrase beside the nodes: it is
-for demonstration only. Every scenario operator gets a console account (one generated
-demo password, a TOTP secret each); the logins are printed and kept in
-``console-logins.json`` beside the nodes (mode 0600).
+replays the scenario: PL opens the "Przewodów impact" incident with US and UA and sends
+its incident notification on it, the US call to ``cgs@RU-GS`` (linked to the incident)
+escalates to the duty officer, the US-UA-PL conference, then the parties' assessments on
+the incident's timeline (:mod:`hotline.cli.demo_incident`), narrated as it happens from
+what the nodes report (:mod:`hotline.cli.demo_story`). Every step adds its expected
+outcomes, met or not, to one list (:mod:`hotline.cli.demo_outcome`); ``--exit`` (alias
+``--check``) prints them as a summary table after ``log verify`` on every node. The nodes
+are run like services (:mod:`hotline.cli.demo_nodes`): checked ports, no orphans. Each
+node's ``directory.toml`` is the party's real-time example (``examples/directories/``)
+with the durations of its settings, chains and link policies divided by ``--speed``
+(:func:`hotline.scenario.scale_directory`); duty schedules are never scaled. The demo
+stores a generated passphrase beside the nodes: it is for demonstration only. Every
+scenario operator gets a console account (one generated demo password, a TOTP secret
+each); the logins are printed and kept in ``console-logins.json`` beside the nodes
+(mode 0600).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from hotline.admin import accept_link, apply_directory, init_node, make_link_offer, read_offer
+from hotline.cli import demo_incident, demo_nodes, demo_story
 from hotline.cli.client import OperatorClient
+from hotline.cli.common import EXIT_USAGE
+from hotline.cli.demo_nodes import LINKS, PARTIES, Procs
+from hotline.cli.demo_outcome import Outcome, all_met, summary, verify_logs
+from hotline.cli.tables import Col, show
 from hotline.errors import HotlineError
 from hotline.nodedir.config import CONFIG_NAME, load_config
-from hotline.scenario import directory_toml, on_duty_operators
+from hotline.scenario import directory_toml, duty_role, on_duty_operators
 
-
-@dataclass(frozen=True)
-class DemoParty:
-    key: str
-    party: str
-    name: str
-
-
-PARTIES = (
-    DemoParty("us", "US-JS", "US Joint Staff"),
-    DemoParty("ru", "RU-GS", "RU General Staff"),
-    DemoParty("ua", "UA-GS", "UA General Staff"),
-    DemoParty("pl", "PL-GS", "PL General Staff"),
-)
-LINKS = (("us", "ru"), ("us", "ua"), ("us", "pl"), ("pl", "ua"))
-NOTIFICATION = ("INCIDENT NOTIFICATION from ops-do@PL-GS: explosion at Przewodów, Lubelskie "
-                "(approx. 50.47 N 23.93 E), 15 Nov 15:40 CET, 2 killed, origin unknown.")
-START_TIMEOUT = 30.0
 CHECK_TIMEOUT = 30.0
 
 console = Console(soft_wrap=True)
@@ -116,12 +108,10 @@ def _print_logins(logins: list[dict[str, str]], base: Path) -> None:
                   "authenticator app holding that operator's TOTP secret (time-based, "
                   "6 digits, 30 s; the otpauth URIs are in "
                   f"{base / 'console-logins.json'}).")
-    table = Table("party", "operator", "roles", "lang")
-    table.add_column("TOTP secret", no_wrap=True)
-    for login in logins:
-        table.add_row(login["party"], login["operator"], login["roles"], login["language"],
-                      login["totp_secret"])
-    console.print(table)
+    show(console, [Col("party", keep=True), Col("operator", keep=True), Col("roles"),
+                   Col("lang", drop=1), Col("TOTP secret", keep=True)],
+         [[login["party"], login["operator"], login["roles"], login["language"],
+           login["totp_secret"]] for login in logins])
 
 
 def _set_up(base: Path, port: int, passphrase: str, speed: float) -> None:
@@ -142,50 +132,6 @@ def _set_up(base: Path, port: int, passphrase: str, speed: float) -> None:
         apply_directory(base / p.key, path)
 
 
-def _start(base: Path, passphrase: str) -> dict[str, subprocess.Popen[bytes]]:
-    env = {**os.environ, "HOTLINE_PASSPHRASE": passphrase}
-    procs = {}
-    for p in PARTIES:
-        log = (base / p.key / "node.log").open("ab")
-        procs[p.key] = subprocess.Popen(
-            [sys.executable, "-m", "hotline", "serve", "--dir", str(base / p.key),
-             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    return procs
-
-
-def _wait_healthy(base: Path, procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    for p in PARTIES:
-        config = load_config(base / p.key)
-        url = f"http://127.0.0.1:{config.port}/healthz"
-        while True:
-            if procs[p.key].poll() is not None:
-                raise HotlineError("demo-failed", f"node {p.party} exited at start; see "
-                                                  f"{base / p.key / 'node.log'}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise HotlineError("demo-failed", f"node {p.party} did not start in "
-                                                  f"{START_TIMEOUT:.0f} s")
-            time.sleep(0.1)
-
-
-def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _clients(base: Path) -> dict[str, OperatorClient]:
     return {p.key: OperatorClient(base / p.key, load_config(base / p.key)) for p in PARTIES}
 
@@ -200,27 +146,36 @@ def _wait_for(client: OperatorClient, sender: str, text: str) -> bool:
     return False
 
 
-def _check_links(base: Path) -> bool:
+def _check_links(base: Path, outcomes: list[Outcome]) -> None:
+    """A test message on every link in both directions, and RU-GS to PL-GS refused (no
+    link): two rows of the outcome table."""
     clients = _clients(base)
     party = {p.key: p.party for p in PARTIES}
-    ok = True
-    for a, b in LINKS:
-        for src, dst in ((a, b), (b, a)):
-            text = f"link check {party[src]} -> {party[dst]} {secrets.token_hex(4)}"
-            clients[src].request("POST", "/api/v1/messages", json={"to": party[dst],
-                                                                   "text": text})
-            arrived = _wait_for(clients[dst], party[src], text)
-            ok &= arrived
-            console.print(f"  {party[src]:>6} -> {party[dst]:<6} "
-                          f"{'[green]delivered[/]' if arrived else '[red]NOT delivered[/]'}")
+    missed = []
+    with console.status("exchanging test messages…") as status:
+        for a, b in LINKS:
+            for src, dst in ((a, b), (b, a)):
+                status.update(f"a test message from {party[src]} to {party[dst]}…")
+                text = f"link check {party[src]} -> {party[dst]} {secrets.token_hex(4)}"
+                clients[src].request("POST", "/api/v1/messages", json={"to": party[dst],
+                                                                       "text": text})
+                arrived = _wait_for(clients[dst], party[src], text)
+                if not arrived:
+                    missed.append(f"{party[src]} to {party[dst]}")
+                console.print(f"  {party[src]:>6} -> {party[dst]:<6} "
+                              f"{'[green]delivered[/]' if arrived else '[red]NOT delivered[/]'}")
+    outcomes.append(Outcome("every link, both ways", not missed,
+                            f"{2 * len(LINKS)} test messages delivered" if not missed
+                            else "NOT delivered: " + ", ".join(missed)))
     try:
         clients["ru"].request("POST", "/api/v1/messages", json={"to": "PL-GS", "text": "x"})
         console.print("  RU-GS -> PL-GS  [red]accepted although there is no link[/]")
-        ok = False
+        outcomes.append(Outcome("RU-GS to PL-GS refused", False,
+                                "accepted although there is no link"))
     except HotlineError as exc:
         console.print(f"   RU-GS -> PL-GS  refused as expected: {exc.error_id}")
-        ok &= exc.error_id == "no-link"
-    return ok
+        outcomes.append(Outcome("RU-GS to PL-GS refused", exc.error_id == "no-link",
+                                f"refused: error[{exc.error_id}]"))
 
 
 def _command() -> str:
@@ -231,13 +186,10 @@ def _command() -> str:
 
 
 def _print_nodes(base: Path, passphrase: str) -> None:
-    table = Table("party", "console / API")
-    table.add_column("node directory", overflow="fold")
-    for p in PARTIES:
-        config = load_config(base / p.key)
-        table.add_row(f"{p.party} ({p.name})", f"http://{config.listen}/login",
-                      str(base / p.key))
-    console.print(table)
+    show(console, [Col("party"), Col("console / API", keep=True),
+                   Col("node directory", keep=True)],
+         [[f"{p.party} ({p.name})", f"http://{load_config(base / p.key).listen}/login",
+           str(base / p.key)] for p in PARTIES])
     console.print("Links: US-RU, US-UA, US-PL, PL-UA (no RU-PL link).")
     console.print(f"Demo passphrase (demo only): {passphrase}  — in {base / 'demo-passphrase'}")
     console.print("Try, in another terminal:")
@@ -247,75 +199,140 @@ def _print_nodes(base: Path, passphrase: str) -> None:
     console.print(f"  {cmd} inbox --dir {base / 'ru'}")
     console.print(f"  {cmd} status --dir {base / 'us'}")
     console.print(f"  {cmd} calls  --dir {base / 'us'} --follow")
+    console.print(f"  {cmd} schedule who  ccp-do --dir {base / 'ru'}")
+    console.print(f"  {cmd} schedule show nmcc-do --dir {base / 'us'}")
     console.print(f"  {cmd} call   --dir {base / 'us'} cgs@RU-GS --as nmcc-do --reason 'test'")
     console.print(f"  operator API docs: http://{load_config(base / 'us').listen}/api/v1/docs "
                   f"(token in {base / 'us' / 'operator.token'})")
 
 
-def _present(clients: dict[str, OperatorClient]) -> None:
-    """The on-duty operators are at their desks (the demo's stand-in for a console)."""
+def _on_watch(base: Path, key: str, role: str) -> str | None:
+    """The officer on watch in ``role`` at node ``key`` now: what ``hotline schedule who``
+    answers (the same function, on the same database)."""
+    from hotline.calls.duty_offline import now_ms, who
+
+    _zone, shift = who(base / key, role, now_ms())
+    return shift.holders[0] if shift.holders else None
+
+
+def _present(base: Path, clients: dict[str, OperatorClient]) -> None:
+    """The on-duty operators are at their desks (the demo's stand-in for a console): the
+    roster's, and whoever is on watch at each duty desk now."""
     for p in PARTIES:
-        for operator in on_duty_operators(p.party):
+        watch = _on_watch(base, p.key, duty_role(p.party))
+        for operator in [*on_duty_operators(p.party), *([watch] if watch else [])]:
             clients[p.key].request("POST", "/api/v1/presence", json={"operator": operator})
 
 
 def _follow_call(client: OperatorClient, call_id: str, until: set[str], shown: set[str],
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 timeout: float = CHECK_TIMEOUT) -> dict[str, Any] | None:
-    """Print each new step of a call as the caller sees it, until a state in ``until``."""
+                 timeout: float = CHECK_TIMEOUT, waiting: str = "the call"
+                 ) -> dict[str, Any] | None:
+    """Print each new step of a call as the caller sees it, until a state in ``until``
+    (a spinner says what is awaited meanwhile)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        call: dict[str, Any] = client.request("GET", f"/api/v1/calls/{call_id}")
-        for event in call["history"]:
-            key = f"{event['signed_by']}:{event['at']}:{event['state']}:{event['role']}"
-            if key in shown:
-                continue
-            shown.add(key)
-            mark = "[green]verified[/]" if event["verified"] else "[red]NOT verified[/]"
-            extra = f" by {event['operator']}" if event.get("operator") else ""
-            reason = f" — {escape(event['reason'])}" if event.get("reason") else ""
-            console.print(f"    {event['state']:<13} {event.get('role') or '':<8}{extra} "
-                          f"signed by {event['signed_by']} ({mark}){reason}")
-            if on_event is not None:
-                on_event(event)
-        if call["state"] in until:
-            return call
-        time.sleep(0.1)
+    began = time.monotonic()
+    with console.status(f"waiting for {waiting}…") as status:
+        while time.monotonic() < deadline:
+            call: dict[str, Any] = client.request("GET", f"/api/v1/calls/{call_id}")
+            for event in call["history"]:
+                key = f"{event['signed_by']}:{event['at']}:{event['state']}:{event['role']}"
+                if key in shown:
+                    continue
+                shown.add(key)
+                mark = "[green]verified[/]" if event["verified"] else "[red]NOT verified[/]"
+                extra = f" by {event['operator']}" if event.get("operator") else ""
+                reason = f" — {escape(event['reason'])}" if event.get("reason") else ""
+                console.print(f"    {event['state']:<13} {event.get('role') or '':<8}{extra} "
+                              f"signed by {event['signed_by']} ({mark}){reason}")
+                if on_event is not None:
+                    on_event(event)
+            if call["state"] in until:
+                return call
+            status.update(f"waiting for {waiting}: {call['state']} "
+                          f"({time.monotonic() - began:.0f} s)…")
+            time.sleep(0.1)
     return None
 
 
-def _replay(base: Path) -> bool:
-    """The scenario's timeline from the notification to the conference."""
+def _call_outcomes(done: dict[str, Any] | None) -> list[Outcome]:
+    """The scenario call's rows: escalated to the duty officer, answered there, every
+    step signed by RU-GS and verified (from the caller's history)."""
+    if done is None:
+        return [Outcome("scenario call to cgs@RU-GS", False, "did not end in time")]
+    history = [e for e in done["history"] if e["signed_by"] == "RU-GS"]
+    rung = list(dict.fromkeys(e["role"] for e in history if e["state"] == "ringing"))
+    answered = next((e for e in history if e["state"] == "answered"), None)
+    by = f" by {answered['operator']} ({answered['role']})" if answered else ""
+    unverified = [e["state"] for e in history if not e["verified"]]
+    return [
+        Outcome("scenario call to cgs@RU-GS", done["state"] == "answered",
+                f"{done['state']}{by}"),
+        Outcome("escalation cgs, cgs-1d, ccp-do", rung == ["cgs", "cgs-1d", "ccp-do"],
+                "rang " + (", ".join(rung) or "nobody")),
+        Outcome("RU-GS's steps signed, verified",
+                bool(history) and not unverified and any(e["state"] == "delivered"
+                                                         for e in history),
+                f"{len(history)} steps, all verified" if not unverified
+                else "NOT verified: " + ", ".join(unverified)),
+    ]
+
+
+def _replay(base: Path, outcomes: list[Outcome]) -> None:
+    """The scenario's timeline from the incident and its notification to the conference,
+    then the incident's assessments and its shared timeline, narrated as it happens. Each
+    expected outcome is added to ``outcomes``, met or not."""
     c = _clients(base)
-    _present(c)
-    for dst in ("US-JS", "UA-GS"):
-        c["pl"].request("POST", "/api/v1/messages", json={"to": dst, "text": NOTIFICATION})
-    console.print("[bold]+5 min[/]  ops-do@PL-GS sent its incident notification to US-JS and "
-                  "UA-GS.")
+    _present(base, c)
+    dirs = demo_story.directories(base, [(p.key, p.party) for p in PARTIES])
+    demo_story.print_parties(console, dirs, {p.party: p.name for p in PARTIES})
+    console.print("[bold]+5 min[/]  ops-do@PL-GS opens the incident and sends its incident "
+                  "notification on it to US-JS and UA-GS:")
+    incident_id = demo_incident.open_incident(c, console)
+    notice = demo_incident.notify(c, incident_id, console)
+    demo_incident.as_read(c, incident_id, notice, console)
     _wait_for_desk(c["us"], "ccp-do@RU-GS")
     console.print("[bold]+20 min[/] nmcc-do@US-JS calls cgs@RU-GS on behalf of the Chairman:")
     call = c["us"].request("POST", "/api/v1/calls", json={
         "to": "cgs@RU-GS", "as": "nmcc-do", "reason": "Missile impact at Przewodow, Poland"})
+    demo_incident.link_call(c, incident_id, call["id"])
+    console.print("    the call is linked to the incident.")
+    story = demo_story.CallStory(console, dirs, "RU-GS")
+    answered: list[str] = []
 
     def answer_when_duty_officer_rings(event: dict[str, Any]) -> None:
-        if event["state"] == "ringing" and event["role"] == "ccp-do":
+        story(event)
+        # once: at a high --speed the desk may ring again before the answer shows
+        if event["state"] == "ringing" and event["role"] == "ccp-do" \
+                and event["signed_by"] == "RU-GS" and not answered:
+            officer = _on_watch(base, "ru", "ccp-do")  # as `hotline schedule who` names
+            console.print(f"    ccp-do@RU-GS answers as {officer}, the officer on watch")
+            answered.append(officer or "")
             c["ru"].request("POST", f"/api/v1/calls/{call['id']}/answer",
-                            json={"as": "ccp-do", "operator": "ccp-1"})
+                            json={"as": "ccp-do", "operator": officer})
 
     done = _follow_call(c["us"], call["id"], {"answered", "declined", "unanswered"}, set(),
-                        answer_when_duty_officer_rings)
+                        answer_when_duty_officer_rings, waiting="RU-GS's next step")
+    outcomes.extend(_call_outcomes(done))
     if done is None or done["state"] != "answered":
         console.print("[red]the call did not end answered[/]")
-        return False
+        return
     c["us"].request("POST", f"/api/v1/conversations/{call['id']}/messages",
                     json={"text": "Did Russian forces fire at Polish territory?",
                           "as": "nmcc-do"})
     c["ru"].request("POST", f"/api/v1/conversations/{call['id']}/messages",
                     json={"text": "Message received; passing it to the Chief of the General "
                                   "Staff.", "as": "ccp-do"})
-    console.print("    conversation open; one message each way.")
+    # said only once each side shows the other's message (posting is not delivering)
+    if _each_way(c, call["id"], {"us": "RU-GS", "ru": "US-JS"}):
+        console.print("    conversation open; one message each way.")
+        outcomes.append(Outcome("conversation, one message each way", True,
+                                "each shown on the other side"))
+    else:
+        console.print("[red]    a conversation message did not reach the other side[/]")
+        outcomes.append(Outcome("conversation, one message each way", False,
+                                "not shown on the other side in time"))
     console.print("[bold]+30 min[/] the Chairman calls cinc@UA-GS and cgs@PL-GS:")
-    ok = True
     calls = {}
     for key, to in (("ua", "cinc@UA-GS"), ("pl", "cgs@PL-GS")):
         placed = c["us"].request("POST", "/api/v1/calls", json={"to": to, "as": "cjcs"})
@@ -323,22 +340,41 @@ def _replay(base: Path) -> bool:
         role = to.split("@")[0]
         _wait_ringing(c[key], placed["id"])
         c[key].request("POST", f"/api/v1/calls/{placed['id']}/answer", json={"as": role})
-        ended = _follow_call(c["us"], placed["id"], {"answered"}, set())
-        ok &= ended is not None
+        ended = _follow_call(c["us"], placed["id"], {"answered"}, set(), waiting=to)
+        outcomes.append(Outcome(f"call to {to}", ended is not None,
+                                "answered at the first step" if ended is not None
+                                else "NOT answered in time"))
     conference = calls["ua"]
     c["us"].request("POST", f"/api/v1/conversations/{conference}/members",
                     json={"party": "PL-GS"})
     console.print("    conference US-UA-PL open on the UA call's conversation.")
-    return ok
+    _same, rows = demo_incident.run(
+        c, console, incident_id, notice, call_linked=True,
+        officer=lambda: _on_watch(base, "ru", "ccp-do"))
+    outcomes.extend(rows)
+
+
+def _each_way(c: dict[str, OperatorClient], conv_id: str, sender_seen_by: dict[str, str]
+              ) -> bool:
+    """Whether each node (key) shows a message of the party it should see, in time."""
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(any(m["party"] == party for m in c[key].request(
+                "GET", f"/api/v1/conversations/{conv_id}")["messages"])
+               for key, party in sender_seen_by.items()):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _wait_for_desk(client: OperatorClient, address: str) -> None:
     deadline = time.monotonic() + CHECK_TIMEOUT
-    while time.monotonic() < deadline:
-        desks = client.request("GET", "/api/v1/desks")["desks"]
-        if any(d["address"] == address for d in desks):
-            return
-        time.sleep(0.1)
+    with console.status(f"waiting for US-JS to see {address} staffed…"):
+        while time.monotonic() < deadline:
+            desks = client.request("GET", "/api/v1/desks")["desks"]
+            if any(d["address"] == address for d in desks):
+                return
+            time.sleep(0.1)
 
 
 def _wait_ringing(client: OperatorClient, call_id: str) -> None:
@@ -352,36 +388,86 @@ def _wait_ringing(client: OperatorClient, call_id: str) -> None:
         time.sleep(0.05)
 
 
+def _explore(base: Path, procs: Procs, logins: list[dict[str, str]]) -> int:
+    """Keep the nodes running for a person to explore (the on-duty operators present),
+    the console logins printed last; until Ctrl-C, SIGTERM or SIGHUP (exit 0) or a node
+    stopping by itself (exit 1)."""
+    _print_nodes(base, passphrase=_passphrase(base))
+    _print_logins(logins, base)
+    console.print("[bold]Ctrl-C[/] stops all four nodes. The on-duty operators stay "
+                  "present while the demo runs.")
+    clients = _clients(base)
+    while all(proc.poll() is None for proc in procs.values()):
+        _present(base, clients)
+        time.sleep(1.0)
+    dead = [p.party for p in PARTIES if procs[p.key].poll() is not None]
+    console.print(f"[red]node(s) {', '.join(dead)} stopped unexpectedly[/]; stopping.")
+    return 1
+
+
 def run_demo(base: Path | None, port: int, check: bool, speed: float = 60.0) -> int:
-    base = (base or Path(tempfile.mkdtemp(prefix="hotline-demo-"))).resolve()
-    base.mkdir(parents=True, exist_ok=True)
-    passphrase = _passphrase(base)
-    console.print(f"[bold]Hotline demo[/] in {base}: setting up four nodes…")
+    """The demo; its exit code. ``check`` (``--exit``/``--check``): replay, check the
+    links, stop the nodes, ``log verify`` each, print the summary table, remove the
+    directory if the demo made it, and return 0 only if every expected outcome was met.
+    Without it the nodes keep running until a signal. Refuses (exit 2) before anything
+    starts if a port is taken or a node runs on the directory."""
     if not 0 < speed <= 10_000:
-        raise HotlineError("bad-option", "--speed must be above 0 and at most 10000")
-    _set_up(base, port, passphrase, speed)
-    logins = _console_logins(base)
-    procs = _start(base, passphrase)
+        raise HotlineError("bad-option", "--speed must be above 0 and at most 10000",
+                           status=EXIT_USAGE)
+    given = base is not None
+    if base is not None:
+        base = base.resolve()
+    demo_nodes.preflight(base, port)
+    base = base or Path(tempfile.mkdtemp(prefix="hotline-demo-")).resolve()
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    procs: Procs = {}
+    outcomes: list[Outcome] = []
+    code = 1
     try:
-        _wait_healthy(base, procs)
-        _print_nodes(base, passphrase)
-        _print_logins(logins, base)
-        console.print(f"Replaying the Przewodów scenario at {speed:g}x:")
-        replayed = _replay(base)
-        if check:
-            console.print("Checking every link in both directions:")
-            return 0 if _check_links(base) and replayed else 1
-        console.print("[bold]Ctrl-C[/] stops all four nodes. The on-duty operators stay "
-                      "present while the demo runs.")
-        clients = _clients(base)
-        while all(proc.poll() is None for proc in procs.values()):
-            _present(clients)
-            time.sleep(1.0)
-        dead = [p.party for p in PARTIES if procs[p.key].poll() is not None]
-        console.print(f"[red]node(s) {', '.join(dead)} stopped unexpectedly[/]; stopping.")
-        return 1
-    except KeyboardInterrupt:
-        console.print("Stopping the nodes…")
-        return 0
+        with demo_nodes.stop_signals():
+            try:
+                passphrase = _passphrase(base)
+                console.print(f"[bold]Hotline demo[/] in {base}: setting up four nodes…")
+                _set_up(base, port, passphrase, speed)
+                logins = _console_logins(base)
+                procs = demo_nodes.start(base, passphrase)
+                with console.status("starting the nodes…") as status:
+                    demo_nodes.wait_healthy(base, procs, status.update)
+                if check:  # the directory stays if given: its logins serve a later run
+                    _print_nodes(base, passphrase)
+                    _print_logins(logins, base)
+                console.print(f"Replaying the Przewodów scenario at {speed:g}x:")
+                _replay(base, outcomes)
+                if not check:
+                    code = _explore(base, procs, logins)
+                    return code
+                console.print("Checking every link in both directions:")
+                _check_links(base, outcomes)
+            except KeyboardInterrupt:
+                code = 130 if check else 0
+                return code
+            except demo_nodes.Stopped as stopped:
+                code = 128 + stopped.signum if check else 0
+                return code
+            finally:
+                demo_nodes.stop(procs, console)
+            console.print("Checking the log of every node (hotline log verify):")
+            outcomes.extend(verify_logs([(p.party, base / p.key) for p in PARTIES]))
+            console.print("[bold]Summary[/]")
+            summary(console, outcomes)
+            code = 0 if all_met(outcomes) else 1
+            return code
     finally:
-        _stop(procs)
+        if check and not given:
+            _remove_or_keep(base, failed=code == 1)
+
+
+def _remove_or_keep(base: Path, failed: bool) -> None:
+    """``--exit`` removes the directory it made itself; after a failure it keeps it for
+    the nodes' logs, and says where."""
+    if failed:
+        with contextlib.suppress(OSError):
+            console.print(f"The demo's directory is kept for inspection (node.log of each "
+                          f"node): {base}")
+        return
+    shutil.rmtree(base, ignore_errors=True)

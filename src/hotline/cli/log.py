@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from hotline.cli.common import DirOption, JsonOption, err, out, print_json
+from hotline.cli.tables import Col, show
 from hotline.errors import HotlineError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from hotline.integrity.findings import StateReport
     from hotline.log.evidence import BundleReport
+    from hotline.protocol.keyhistory import KeyHistory
     from hotline.protocol.keys import PublicKeys
 
 log_app = typer.Typer(no_args_is_help=True, help="The node's tamper-evident log.")
@@ -35,7 +37,7 @@ export_app = typer.Typer(no_args_is_help=True, help="Export evidence for third p
 
 
 @contextmanager
-def _snapshot(node_dir: Path) -> Iterator[tuple[str, PublicKeys, dict[str, PublicKeys],
+def snapshot(node_dir: Path) -> Iterator[tuple[str, PublicKeys, dict[str, PublicKeys],
                                                 Connection]]:
     """Open the node's database offline and read in one snapshot.
 
@@ -60,7 +62,7 @@ def _snapshot(node_dir: Path) -> Iterator[tuple[str, PublicKeys, dict[str, Publi
                 conn.exec_driver_sql("BEGIN")
             else:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            peers = {link.party: link.keys for link in link_store.all_links(conn)}
+            peers = link_store.known_keys(conn)
             yield config.party, own, peers, conn
             conn.rollback()
     finally:
@@ -70,13 +72,14 @@ def _snapshot(node_dir: Path) -> Iterator[tuple[str, PublicKeys, dict[str, Publi
 @log_app.command("verify")
 def log_verify(node_dir: DirOption, as_json: JsonOption = False) -> None:
     """Recompute the log from the database and check it against every cosigned
-    checkpoint; names the first entry where it breaks (exit 1)."""
-    from hotline.log.verify import verify_database
+    checkpoint; names the first entry where it breaks (exit 1). Then check the state the
+    node acts on against the log (docs/log.md); names every disagreement (exit 1)."""
+    from hotline.integrity.run import check_all
 
-    with _snapshot(node_dir) as (me, own, peers, conn):
-        report = verify_database(conn, me, {**peers, me: own})
+    with snapshot(node_dir) as (me, own, peers, conn):
+        report, state = check_all(conn, me, {**peers, me: own})
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "state": state.as_dict()})
     elif report.ok:
         out.print(f"Log OK: {report.size} entries, root {report.root}, "
                   f"{report.checkpoints} cosigned checkpoint(s) checked.", highlight=False)
@@ -85,12 +88,32 @@ def log_verify(node_dir: DirOption, as_json: JsonOption = False) -> None:
             where = "" if problem.index is None else f"entry {problem.index}: "
             out.print(f"[bold red]BROKEN[/] {escape(where + problem.message)}",
                       highlight=False)
+    if not as_json:
+        print_state(state)
     if not report.ok:
         first = report.problems[0].index
         at = "" if first is None else f" at entry {first}"
         raise HotlineError("log-broken", f"the log does not verify{at}",
                            hint="the database was changed outside the node; keep a copy of "
                                 "it as it is for investigation")
+    if not state.ok:
+        raise HotlineError("state-disagrees", f"the node's state disagrees with its log "
+                                              f"({len(state.findings)} finding(s))",
+                           hint="`hotline repair --from-log --dir DIR` shows what the log "
+                                "can restore and asks before changing anything")
+
+
+def print_state(state: StateReport) -> None:
+    if state.skipped:
+        out.print("State not checked: the log it would be checked against does not verify.")
+        return
+    if state.ok:
+        out.print(f"State OK: {', '.join(state.checks)} agree with the log.",
+                  highlight=False)
+        return
+    for f in state.findings:
+        fix = "repairable" if f.fix is not None else "not repairable"
+        out.print(f"[bold red]STATE[/] {escape(str(f))} [{fix}]", highlight=False)
 
 
 def _when(ms: int) -> str:
@@ -108,7 +131,7 @@ def log_evidence(node_dir: DirOption, as_json: JsonOption = False,
     times it was presented and when first and last (newest first)."""
     from hotline.store import evidence as evidence_store
 
-    with _snapshot(node_dir) as (_me, _own, _peers, conn):
+    with snapshot(node_dir) as (_me, _own, _peers, conn):
         rows = evidence_store.listing(conn, limit, peer)
     if as_json:
         print_json({"evidence": [r.as_dict() for r in rows]})
@@ -116,11 +139,11 @@ def log_evidence(node_dir: DirOption, as_json: JsonOption = False,
     if not rows:
         out.print("No evidence kept.")
         return
-    table = Table("#", "peer", "kind", "times", "first (UTC)", "last (UTC)", "detail")
-    for r in rows:
-        table.add_row(str(r.id), escape(r.peer), escape(r.kind), str(r.count),
-                      _when(r.first_at), _when(r.last_at), escape(r.detail))
-    out.print(table)
+    show(out, [Col("#", keep=True), Col("peer", keep=True), Col("kind", keep=True),
+               Col("times", keep=True), Col("first (UTC)", keep=True, drop=1),
+               Col("last (UTC)", keep=True), Col("detail")],
+         [[str(r.id), r.peer, r.kind, str(r.count), _when(r.first_at), _when(r.last_at),
+           r.detail] for r in rows])
 
 
 def _parse_time(text: str, option: str) -> int:
@@ -143,6 +166,8 @@ def export_evidence(
         call: Annotated[str | None, typer.Option("--call", help="A call id.")] = None,
         conversation: Annotated[str | None, typer.Option(
             "--conversation", help="A conversation id.")] = None,
+        incident: Annotated[str | None, typer.Option(
+            "--incident", help="An incident id.")] = None,
         start: Annotated[str | None, typer.Option(
             "--from", help="Start of a time range (ISO 8601, UTC unless a zone is given).")]
         = None,
@@ -150,25 +175,26 @@ def export_evidence(
         = None,
         out_file: Annotated[Path | None, typer.Option(
             "--out", help="Write the bundle to this file instead of stdout.")] = None) -> None:
-    """Write an evidence bundle for a call, a conversation or a time range: the log's
+    """Write an evidence bundle for a call, a conversation, an incident or a time range: the log's
     entries with inclusion proofs against a checkpoint a peer cosigned, and the keys
     needed to check them. Anyone can check it with `hotline verify-bundle`."""
     from hotline.clock import SystemClock
     from hotline.log.evidence import export_bundle
     from hotline.log.evidence import verify_bundle as check
 
-    if sum([call is not None, conversation is not None,
+    if sum([call is not None, conversation is not None, incident is not None,
             start is not None or end is not None]) != 1:
-        raise HotlineError("bad-option", "give exactly one of --call, --conversation, or "
+        raise HotlineError("bad-option", "give exactly one of --call, --conversation, "
+                                         "--incident, or "
                                          "--from with --to", status=2)
     if (start is None) != (end is None):
         raise HotlineError("bad-option", "a time range needs both --from and --to", status=2)
     start_ms = None if start is None else _parse_time(start, "--from")
     end_ms = None if end is None else _parse_time(end, "--to")
-    with _snapshot(node_dir) as (me, own, peers, conn):
+    with snapshot(node_dir) as (me, own, peers, conn):
         bundle = export_bundle(conn, me=me, own_public=own, peer_keys=peers, call=call,
                                conversation=conversation, start_ms=start_ms, end_ms=end_ms,
-                               now_ms=SystemClock().now_ms())
+                               now_ms=SystemClock().now_ms(), incident=incident)
         trusted = {**peers, me: own}
     # An intact log can still give a bundle that fails, e.g. when a peer signed with a key
     # it has since replaced (the links table holds only its current key): say so now,
@@ -193,6 +219,40 @@ def export_evidence(
               f"{escape(where)}.", highlight=False)
 
 
+@export_app.command("keys")
+def export_keys(node_dir: DirOption, out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Write the keys file here instead of stdout.")] = None) -> None:
+    """Write a keys file for `hotline verify-bundle --keys`: this party's and every linked
+    peer's current signing key with its signed key history (rotations, revocations), so a
+    bundle signed under an older key still verifies against the key in force now."""
+    from hotline.protocol.keys import b64e
+    from hotline.store import keys as key_store
+
+    with snapshot(node_dir) as (me, own, peers, conn):
+        keys: dict[str, Any] = {}
+        for party, public in sorted({**peers, me: own}.items()):
+            current = public
+            if party == me:
+                history = key_store.load(conn, me, fallback=own)
+                if history is not None and history.current is not None:
+                    current = history.current.keys
+            entry: dict[str, Any] = {"sign": b64e(current.sign_bytes), "kid": current.key_id}
+            exported = key_store.export_history(conn, party)
+            if exported is not None:
+                entry["history"] = exported
+            keys[party] = entry
+    text = json.dumps(keys, ensure_ascii=False, indent=2) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise HotlineError("unwritable-file", f"cannot write {out_file}: {exc.strerror}") from None
+    err.print(f"Keys of {', '.join(keys)} written to {escape(str(out_file))}; check them "
+              "with each party out of band before relying on them.", highlight=False)
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
         return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
@@ -201,13 +261,14 @@ def _read(path: Path, what: str) -> bytes:
                            f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
-def _load_keys(path: Path) -> dict[str, PublicKeys]:
+def _load_keys(path: Path) -> tuple[dict[str, PublicKeys], dict[str, KeyHistory]]:
     from hotline.log.evidence import parse_keys
+    from hotline.log.keychain import keys_file_histories
 
     data = _read(path, "keys file")
     try:
         obj = json.loads(data.decode("utf-8"))
-        return parse_keys(obj, "keys file")
+        return parse_keys(obj, "keys file"), keys_file_histories(obj)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise HotlineError("bad-keys-file", f"{path}: {exc}",
                            hint='expected JSON {"PARTY": {"sign": "<base64url Ed25519 public '
@@ -218,8 +279,9 @@ def _load_keys(path: Path) -> dict[str, PublicKeys]:
 def verify_bundle(
         file: Annotated[Path, typer.Argument(help="The bundle ('-' for stdin).")],
         keys_file: Annotated[Path | None, typer.Option(
-            "--keys", help='Trusted keys, JSON {"PARTY": {"sign": "<b64url>"}}; without it '
-                           "the bundle's own keys are used and must be compared out of "
+            "--keys", help='Trusted keys, JSON {"PARTY": {"sign": "<b64url>", "history": '
+                           '...?}} (`hotline export keys` writes one); without it the '
+                           "bundle's own keys are used and must be compared out of "
                            "band.")] = None,
         as_json: JsonOption = False) -> None:
     """Check an evidence bundle offline, with nothing but the bundle and trusted keys.
@@ -228,8 +290,8 @@ def verify_bundle(
     from hotline.log.evidence import load_bundle
     from hotline.log.evidence import verify_bundle as check
 
-    keys = None if keys_file is None else _load_keys(keys_file)
-    report = check(load_bundle(_read(file, "bundle")), keys)
+    keys, histories = (None, {}) if keys_file is None else _load_keys(keys_file)
+    report = check(load_bundle(_read(file, "bundle")), keys, histories)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -269,17 +331,20 @@ def _print_report(report: BundleReport) -> None:
         out.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
     if report.timeline:
         reasons = any(t["reason"] for t in report.timeline)
-        table = Table(title="Proven timeline", title_justify="left")
-        for name in ("#", "signer's time (UTC)", "state", "role", "operator", "signed by"):
-            table.add_column(name, no_wrap=True)
-        if reasons:
-            table.add_column("reason")
+        cols = [Col("#", keep=True), Col("signer's time (UTC)", keep=True),
+                Col("state", keep=True), Col("role", keep=True), Col("operator", drop=1),
+                Col("signed by", keep=True), *([Col("reason")] if reasons else [])]
+        rows = []
         for t in report.timeline:
             when = datetime.fromtimestamp(t["at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            row = [str(t["index"]), when, t["state"], t["role"] or "-", t["operator"] or "-",
-                   t["signed_by"]]
-            table.add_row(*row, *([t["reason"] or ""] if reasons else []))
-        out.print(table)
+            rows.append([str(t["index"]), when, t["state"], t["role"] or "-",
+                         t["operator"] or "-", t["signed_by"],
+                         *([t["reason"] or ""] if reasons else [])])
+        show(out, cols, rows, title="Proven timeline", title_justify="left")
+
+
+#: the offline read of the node's database, for other commands' exports
+snapshot = snapshot
 
 
 def register(app: typer.Typer) -> None:

@@ -15,9 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from hotline.cli.common import DirOption, JsonOption, out, print_json
+from hotline.cli.tables import Col, show
 
 operator_app = typer.Typer(no_args_is_help=True,
                            help="Operator accounts for the web console (password + TOTP).")
@@ -114,14 +114,15 @@ def operator_list(node_dir: DirOption, as_json: JsonOption = False) -> None:
         print_json({"accounts": rows})
         return
     now = datetime.now(UTC).timestamp() * 1000
-    table = Table("operator", "name", "roles", "failures", "locked until (UTC)",
-                  "created (UTC)")
+    cells = []
     for r in rows:
         locked = r["locked_until"] if r["locked_until"] and r["locked_until"] > now else None
         name = r["name"] if r["in_directory"] else "(not in the directory)"
-        table.add_row(escape(r["operator"]), escape(name), ", ".join(r["roles"]),
-                      str(r["failures"]), _time(locked), _time(r["created_at"]))
-    out.print(table)
+        cells.append([r["operator"], name, ", ".join(r["roles"]), str(r["failures"]),
+                      _time(locked), _time(r["created_at"])])
+    show(out, [Col("operator", keep=True), Col("name"), Col("roles", drop=2),
+               Col("failures", keep=True), Col("locked until (UTC)", keep=True),
+               Col("created (UTC)", keep=True, drop=1)], cells)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,9 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from hotline.cli.common import DirOption, JsonOption, out, print_json
+from hotline.cli.tables import Col, show
 from hotline.errors import HotlineError
 
 token_app = typer.Typer(invoke_without_command=True,
@@ -80,11 +80,11 @@ def token_list(node_dir: DirOption, as_json: JsonOption = False) -> None:
                                 "created_at": t.created_at, "last_used_at": t.last_used_at,
                                 "revoked_at": t.revoked_at} for t in tokens]})
         return
-    table = Table("id", "operator", "created (UTC)", "last used (UTC)", "revoked (UTC)")
-    for t in tokens:
-        table.add_row(t.id, escape(t.operator), _time(t.created_at), _time(t.last_used_at),
-                      _time(t.revoked_at))
-    out.print(table)
+    show(out, [Col("id", keep=True), Col("operator", keep=True),
+               Col("created (UTC)", keep=True, drop=1), Col("last used (UTC)", keep=True),
+               Col("revoked (UTC)", keep=True)],
+         [[t.id, t.operator, _time(t.created_at), _time(t.last_used_at), _time(t.revoked_at)]
+          for t in tokens])
 
 
 @token_app.command("revoke")

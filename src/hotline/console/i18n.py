@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_date, format_skeleton
+from babel.dates import format_date, format_skeleton, get_timezone_gmt
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, get_minus_sign_symbol, get_plus_sign_symbol
@@ -23,6 +23,7 @@ from babel.support import Translations
 from babel.units import format_unit
 
 from hotline.calls.directory import LANGUAGES
+from hotline.schedules.localtime import zone
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "console"
@@ -105,6 +106,19 @@ class Formatter:
         joined = str(self.locale.datetime_formats["medium"])
         return joined.replace("{1}", format_date(_utc(ms), "medium", locale=self.lang)
                               ).replace("{0}", self.time(ms))
+
+    def zoned(self, ms: int | None, zone_name: str) -> str:
+        """An instant as the wall clock of ``zone_name`` reads it, with the day and the
+        offset in force then: ``Sun, Mar 29 08:00 (GMT+02:00)``. The one exception to UTC
+        everywhere: a duty schedule is kept in its desk's zone (docs/schedules.md), and
+        its page says which zone it is."""
+        if ms is None:
+            return NO_VALUE
+        local = _utc(ms).astimezone(zone(zone_name))
+        day = format_skeleton("MMMEd", local, locale=self.lang)
+        clock = format_skeleton("Hm", local, locale=self.lang)
+        gmt = get_timezone_gmt(local, "long", locale=self.lang)
+        return f"{day} {clock} ({gmt})"
 
     def number(self, value: float) -> str:
         return format_decimal(value, locale=self.lang)

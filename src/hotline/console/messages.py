@@ -34,6 +34,12 @@ def _known(_: Callable[[str], str]) -> dict[str, str]:
                              "changed."),
         "bad-reason": _("A reason is at most 1000 characters. Nothing was changed."),
         "bad-form": _("The form could not be read. Nothing was changed."),
+        "bad-shift-time": _("Please give the start and the end of the shift as a date and "
+                            "time in the role's time zone, the end after the start and not "
+                            "in the past. Nothing was changed."),
+        "bad-override": _("The directory does not allow this shift. Nothing was changed."),
+        "no-watch": _("There is no such watch in the next 14 days. Nothing was changed."),
+        "already-on-duty": _("You hold the current watch already. Nothing was changed."),
         "no-call": _("There is no such call."),
         "no-conversation": _("There is no such conversation."),
     }

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hotline.bounds import check_id, log_refused
+from hotline.calls.directory import ROLE_RE
+from hotline.console.text import NUMERIC_FIELDS, ascii_digits
 from hotline.errors import HotlineError, InvalidInput
 
 SESSION_COOKIE = "__Host-hotline-session"
@@ -118,8 +121,22 @@ async def read_form(request: Request) -> dict[str, str]:
         if "\x00" in key or "\x00" in value:  # no form has one; PostgreSQL refuses it
             raise InvalidInput(f"form.{key.replace(chr(0), '?')[:40]}",
                                "contains a NUL character")
-        fields[key] = value
+        # a number typed in another numeral system (٣٨٨٤٥٨) is the same number: the one
+        # place every form's numeric fields pass (hotline.console.text.NUMERIC_FIELDS)
+        fields[key] = ascii_digits(value) if key in NUMERIC_FIELDS else value
     return fields
+
+
+def form_field(form: Mapping[str, str], name: str, *, required: bool = True,
+           max_len: int = 1000) -> str:
+    """``form[name]`` stripped; missing-field (400) when required and empty, bad-form
+    (400) when longer than ``max_len`` characters."""
+    value = form.get(name, "").strip()
+    if required and not value:
+        raise HotlineError("missing-field", f"{name} is required", status=400)
+    if len(value) > max_len:
+        raise HotlineError("bad-form", f"{name} is too long", status=400)
+    return value
 
 
 def csrf_given(request: Request, form: dict[str, str]) -> str | None:
@@ -129,8 +146,14 @@ def csrf_given(request: Request, form: dict[str, str]) -> str | None:
 
 def check_path_ids(request: Request) -> None:
     """Every id in a console path (``call_id``, ``conv_id``, ``message_id``) is one a node
-    made, or the request is refused (422, naming it) before it reaches the store."""
+    made, and a ``role`` is a role id as the directory writes them, or the request is
+    refused (422, naming it) before it reaches the store."""
     for name, value in request.path_params.items():
+        if name == "role":
+            if not ROLE_RE.match(str(value)):
+                raise InvalidInput("path.role", "is not a role id (a lowercase letter, "
+                                                "then up to 31 of a-z, 0-9 and -)")
+            continue
         check_id(str(value), f"path.{name}")
 
 

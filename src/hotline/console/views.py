@@ -65,7 +65,27 @@ def callable_desks(desks: Iterable[Mapping[str, Any]], directory: Directory,
             out.append(DeskView(peer=peer, role=role,
                                 title=title_in(desk.get("titles") or {}, viewer.lang, role),
                                 staffed=bool(desk.get("staffed")), as_roles=as_roles))
-    return sorted(out, key=lambda d: (not d.staffed, d.peer, d.role))
+    # by party, then role: a tile never moves when a desk's staffing changes
+    return sorted(out, key=lambda d: (d.peer, d.role))
+
+
+@dataclass(frozen=True)
+class PartyDesks:
+    """One linked party's callable desks, under its name as a heading."""
+
+    party: str
+    name: str
+    desks: tuple[DeskView, ...]
+
+
+def by_party(desks: Iterable[DeskView], names: Mapping[str, str]) -> list[PartyDesks]:
+    """``desks`` grouped by party in a stable order (party id, then role id), each group
+    named from ``names`` (party id → display name; the id where unknown)."""
+    groups: dict[str, list[DeskView]] = {}
+    for desk in sorted(desks, key=lambda d: (d.peer, d.role)):
+        groups.setdefault(desk.peer, []).append(desk)
+    return [PartyDesks(party=p, name=names.get(p) or p, desks=tuple(ds))
+            for p, ds in groups.items()]
 
 
 def rung_roles(call: Mapping[str, Any]) -> set[str]:
@@ -113,6 +133,15 @@ def role_titles(call: Mapping[str, Any], desks: Iterable[Mapping[str, Any]],
     return titles
 
 
+def received_by(calls: Iterable[Mapping[str, Any]], viewer: Viewer,
+                limit: int = 15) -> list[Mapping[str, Any]]:
+    """Incoming calls that rang a role this operator holds, newest first (the callee's
+    side of the board)."""
+    roles = set(viewer.roles)
+    out = [c for c in calls if c.get("direction") == "in" and rung_roles(c) & roles]
+    return out[:limit]
+
+
 def placed_by(calls: Iterable[Mapping[str, Any]], viewer: Viewer,
               limit: int = 15) -> list[Mapping[str, Any]]:
     """Outgoing calls placed from a role this operator holds, newest first."""
@@ -120,6 +149,15 @@ def placed_by(calls: Iterable[Mapping[str, Any]], viewer: Viewer,
     out = [c for c in calls if c.get("direction") == "out"
            and str(c.get("caller", "")).split("@")[0] in roles]
     return out[:limit]
+
+
+@dataclass(frozen=True)
+class StepRole:
+    """One role a step names: its id and its title in the viewer's language (None when
+    not known here)."""
+
+    id: str
+    title: str | None
 
 
 @dataclass(frozen=True)
@@ -131,13 +169,40 @@ class Step:
     signed_by: str | None
     verified: bool
     reason: str | None
+    #: the step's roles with their titles (a ringing step may ring several)
+    roles: tuple[StepRole, ...] = ()
+    #: who a ringing step rang, as its signer's duty schedule named them; empty when
+    #: nobody was on duty
+    who: tuple[str, ...] = ()
 
 
-def steps_of(call: Mapping[str, Any]) -> list[Step]:
-    return [Step(state=str(e.get("state")), role=e.get("role"), operator=e.get("operator"),
-                 at=e.get("at"), signed_by=e.get("signed_by"),
-                 verified=bool(e.get("verified")), reason=e.get("reason"))
-            for e in call.get("history", ())]
+def steps_of(call: Mapping[str, Any],
+             titles: Mapping[str, str] | None = None) -> list[Step]:
+    """A call's history as the console shows it; ``titles`` maps the role ids of the
+    call's other party (caller's side) or of our own (callee's side) to titles."""
+    titles = titles or {}
+    out = []
+    for e in call.get("history", ()):
+        role = e.get("role")
+        roles = tuple(StepRole(r, titles.get(r)) for r in str(role).split(",") if r) \
+            if role else ()
+        out.append(Step(state=str(e.get("state")), role=role, operator=e.get("operator"),
+                        at=e.get("at"), signed_by=e.get("signed_by"),
+                        verified=bool(e.get("verified")), reason=e.get("reason"),
+                        roles=roles, who=tuple(e.get("who") or ())))
+    return out
+
+
+def titles_for(call: Mapping[str, Any], desks: Iterable[Mapping[str, Any]],
+               directory: Directory, lang: str) -> dict[str, str]:
+    """Titles of the roles a call's steps name: the callee's roles. On the callee's
+    side (``direction`` ``in``) they are ours, from our directory; on the caller's side
+    the peer's, from its desk reports (which list the desks it offers us)."""
+    if call.get("direction") == "in":
+        return {rid: title_in(r.titles, lang, rid) for rid, r in directory.roles.items()}
+    peer = str(call.get("peer") or str(call.get("callee", "")).partition("@")[2])
+    return {str(d["role"]): title_in(d.get("titles") or {}, lang, str(d["role"]))
+            for d in desks if d.get("party") == peer and d.get("titles")}
 
 
 def ended_at(call: Mapping[str, Any]) -> int | None:

@@ -39,8 +39,13 @@ from hotline.authz.policy import OperatorActor
 from hotline.bounds import check_id
 from hotline.calls.registry import Registry
 from hotline.clock import Clock
-from hotline.console import i18n, views
+from hotline.console import i18n, text, views
+from hotline.console.audit import AuditServices, add_audit_routes
+from hotline.console.board import add_board_routes
+from hotline.console.incidents import add_incident_routes
 from hotline.console.messages import error_text
+from hotline.console.notices import add_notice_routes
+from hotline.console.schedule import add_schedule_routes
 from hotline.console.security import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -55,13 +60,17 @@ from hotline.console.security import (
     same_token,
     set_cookie,
 )
+from hotline.console.security import form_field as _field
 from hotline.console.sound import alarm_wav
+from hotline.console.sparkline import sparkline
 from hotline.console.throttle import LoginThrottle
 from hotline.errors import HotlineError
 from hotline.events import Broadcaster
-from hotline.log.verify import Report
+from hotline.forms.service import NoticeService
+from hotline.incidents.service import IncidentService
 from hotline.status import AlarmStatus, PeerStatus, TaskStatus
 from hotline.store.journal import Entry
+from hotline.waits import within
 
 log = logging.getLogger("hotline.console")
 
@@ -72,12 +81,6 @@ PRESENCE_EVERY_SECONDS = 20.0
 #: journal entries the event stream names (anything else is sent as ``log``)
 LIVE_KINDS = frozenset({"call", "conversation", "alarm"})
 MAX_FIELD = 65536
-
-
-@dataclass(frozen=True)
-class AuditServices:
-    recent: Callable[[int], Awaitable[list[dict[str, Any]]]]
-    verify: Callable[[], Awaitable[Report]]
 
 
 @dataclass(frozen=True)
@@ -95,20 +98,14 @@ class ConsoleServices:
     #: the node's supervised tasks and its standing alarms
     health: Callable[[], Awaitable[tuple[list[TaskStatus], list[AlarmStatus]]]]
     clock: Clock
+    #: formatted notifications (None: no notification pages)
+    notices: NoticeService | None = None
+    #: incidents (None: no incident pages)
+    incidents: IncidentService | None = None
 
 
 Handler = Callable[[Request, views.Viewer], Awaitable[Response]]
 Action = Callable[[Request, views.Viewer, dict[str, str]], Awaitable[Response]]
-
-
-def _field(form: Mapping[str, str], name: str, *, required: bool = True,
-           max_len: int = 1000) -> str:
-    value = form.get(name, "").strip()
-    if required and not value:
-        raise HotlineError("missing-field", f"{name} is required", status=400)
-    if len(value) > max_len:
-        raise HotlineError("bad-form", f"{name} is too long", status=400)
-    return value
 
 
 def _is_htmx(request: Request) -> bool:
@@ -131,7 +128,6 @@ class Console:
                                                             default_for_string=True),
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
-        self.last_report: tuple[int, Report] | None = None
         self.throttle = LoginThrottle(services.clock)
 
     # -- rendering -----------------------------------------------------------------------
@@ -143,7 +139,7 @@ class Console:
                 "party_name": self.s.name, "languages": LANGUAGE_NAMES,
                 "csrf": viewer.csrf if viewer else "", "now": self.s.clock.now_ms(),
                 "title_in": views.title_in, "state_label": _state_labels(tr.gettext),
-                "ltr": _ltr, "nav": None}
+                "ltr": _ltr, "dir_of": text.direction, "nav": None}
 
     def render(self, name: str, lang: str, viewer: views.Viewer | None, *,
                status: int = 200, **values: Any) -> HTMLResponse:
@@ -305,49 +301,6 @@ class Console:
         clear_cookie(response, SESSION_COOKIE)
         return response
 
-    # -- call board ----------------------------------------------------------------------
-    async def board(self, request: Request, viewer: views.Viewer) -> Response:
-        return self.render("board.html", viewer.lang, viewer, nav="board",
-                           **await self._desks(viewer), **await self._calls(viewer))
-
-    async def _desks(self, viewer: views.Viewer) -> dict[str, Any]:
-        await self.s.registry.reload()
-        desks = views.callable_desks(await self.s.calls.desks.desks(),
-                                     self.s.registry.current, viewer)
-        return {"desks": desks}
-
-    async def _calls(self, viewer: views.Viewer) -> dict[str, Any]:
-        calls = views.placed_by(await self.s.calls.calls.recent(100), viewer)
-        return {"calls": calls, "steps_of": views.steps_of, "ended_at": views.ended_at,
-                "ended": views.ENDED_STATES}
-
-    async def desks_fragment(self, request: Request, viewer: views.Viewer) -> Response:
-        return self.render("_desks.html", viewer.lang, viewer, **await self._desks(viewer))
-
-    async def calls_fragment(self, request: Request, viewer: views.Viewer) -> Response:
-        return self.render("_calls.html", viewer.lang, viewer, **await self._calls(viewer))
-
-    async def place(self, request: Request, viewer: views.Viewer,
-                    form: dict[str, str]) -> Response:
-        role = self.held_role(viewer, form)
-        to = _field(form, "to", max_len=70)
-        reason = _field(form, "reason", required=False) or None
-        _, effects = await self.s.calls.calls.place(to, role, reason, operator=viewer.operator)
-        self.s.calls.apply(effects)
-        if _is_htmx(request):
-            return await self.calls_fragment(request, viewer)
-        return self.back(request, "/board")
-
-    async def cancel(self, request: Request, viewer: views.Viewer,
-                     form: dict[str, str]) -> Response:
-        call_id = request.path_params["call_id"]
-        await self.allow(viewer, "call", call_id, "cancel")
-        _, effects = await self.s.calls.calls.cancel(call_id, operator=viewer.operator)
-        self.s.calls.apply(effects)
-        if _is_htmx(request):
-            return await self.calls_fragment(request, viewer)
-        return self.back(request, "/board")
-
     # -- the incoming-call alarm ---------------------------------------------------------
     async def alarm_fragment(self, request: Request, viewer: views.Viewer) -> Response:
         incoming = await self.s.calls.calls.recent(50, active_only=True)
@@ -369,6 +322,21 @@ class Console:
         if _is_htmx(request):
             return Response(status_code=200, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
+
+    async def query_answer(self, request: Request, viewer: views.Viewer,
+                           form: dict[str, str]) -> Response:
+        """One of the four answer buttons of an incoming query, with its details."""
+        role = self.held_role(viewer, form)
+        answer = _field(form, "answer")
+        details = _field(form, "details", required=False, max_len=2000) or None
+        call_id = request.path_params["call_id"]
+        await self.allow(viewer, "call", call_id, "answer", role)
+        _, effects = await self.s.calls.calls.answer(call_id, role, viewer.operator,
+                                                     (answer, details))
+        self.s.calls.apply(effects)
+        if _is_htmx(request):
+            return await self.alarm_fragment(request, viewer)
+        return self.back(request, "/board")
 
     async def decline(self, request: Request, viewer: views.Viewer,
                       form: dict[str, str]) -> Response:
@@ -467,21 +435,8 @@ class Console:
     async def _links(self, viewer: views.Viewer) -> dict[str, Any]:
         tasks, _alarms = await self.s.health()
         return {"peers": await self.s.status(), "tasks": tasks, "ms_of": views.ms_of,
+                "sparkline": sparkline,
                 "task_state": _task_states(i18n.translations(viewer.lang).gettext)}
-
-    async def audit(self, request: Request, viewer: views.Viewer) -> Response:
-        entries = await self.s.audit.recent(200)
-        return self.render("audit.html", viewer.lang, viewer, nav="audit", entries=entries,
-                           report=self.last_report)
-
-    async def verify(self, request: Request, viewer: views.Viewer,
-                     form: dict[str, str]) -> Response:
-        report = await self.s.audit.verify()
-        self.last_report = (self.s.clock.now_ms(), report)
-        if _is_htmx(request):
-            return self.render("_verification.html", viewer.lang, viewer,
-                               report=self.last_report)
-        return self.back(request, "/audit")
 
     # -- the operator's own account ------------------------------------------------------
     async def account(self, request: Request, viewer: views.Viewer) -> Response:
@@ -534,8 +489,7 @@ class Console:
                 while True:
                     entry: Entry | None = None
                     with contextlib.suppress(TimeoutError):
-                        entry = await asyncio.wait_for(sub.get(),
-                                                       max(0.0, beat - loop.time()))
+                        entry = await within(sub.get(), beat - loop.time())
                     if loop.time() >= beat:  # due, however busy the stream is
                         if await self.s.accounts.session(token) is None:
                             yield ServerSentEvent(event="logout", data="")
@@ -610,6 +564,7 @@ def _alarm_kinds(gettext: Callable[[str], str]) -> dict[str, str]:
         "log-shrinking": gettext("The peer's log got shorter"),
         "log-inconsistent": gettext("The peer's log was rewritten"),
         "checkpoint-refused": gettext("The peer refused our log checkpoint"),
+        "link-removed": gettext("The peer removed the link"),
     }
 
 
@@ -626,15 +581,12 @@ def console_router(services: ConsoleServices) -> APIRouter:
     router.add_api_route("/login", c.login_page, methods=get)
     router.add_api_route("/login", c.login, methods=post)
     router.add_api_route("/logout", c.action(c.logout), methods=post)
-    router.add_api_route("/board", c.page(c.board), methods=get)
-    router.add_api_route("/board/desks", c.page(c.desks_fragment), methods=get)
-    router.add_api_route("/board/calls", c.page(c.calls_fragment), methods=get)
-    router.add_api_route("/board/call", c.action(c.place), methods=post)
-    router.add_api_route("/board/calls/{call_id:str}/cancel", c.action(c.cancel),
-                         methods=post)
+    add_board_routes(router, c)
     router.add_api_route("/alarm", c.page(c.alarm_fragment), methods=get)
     router.add_api_route("/alarm/{call_id:str}/answer", c.action(c.answer), methods=post)
     router.add_api_route("/alarm/{call_id:str}/decline", c.action(c.decline), methods=post)
+    router.add_api_route("/alarm/{call_id:str}/query-answer", c.action(c.query_answer),
+                         methods=post)
     router.add_api_route("/conversations", c.page(c.conversations), methods=get)
     router.add_api_route("/conversations/{conv_id:str}", c.page(c.conversation),
                          methods=get)
@@ -646,8 +598,12 @@ def console_router(services: ConsoleServices) -> APIRouter:
     router.add_api_route("/receipts/{message_id:str}", c.action(c.receipt), methods=post)
     router.add_api_route("/links", c.page(c.links), methods=get)
     router.add_api_route("/links/table", c.page(c.links_fragment), methods=get)
-    router.add_api_route("/audit", c.page(c.audit), methods=get)
-    router.add_api_route("/audit/verify", c.action(c.verify), methods=post)
+    add_audit_routes(router, c)
+    add_schedule_routes(router, c)
+    if services.notices is not None:
+        add_notice_routes(router, c, services.notices, services.incidents)
+    if services.incidents is not None:
+        add_incident_routes(router, c, services.incidents)
     router.add_api_route("/account", c.page(c.account), methods=get)
     router.add_api_route("/account/language", c.action(c.set_language), methods=post)
     router.add_api_route("/account/totp", c.action(c.begin_totp), methods=post)

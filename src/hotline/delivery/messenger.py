@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -21,8 +21,9 @@ from hotline.errors import HotlineError
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, seal
-from hotline.protocol.keys import PartyKeys
-from hotline.store import requests
+from hotline.protocol.keys import KeyRing, PartyKeys
+from hotline.protocol.lanes import PROTOCOL, Lane
+from hotline.store import outbox, requests
 from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
@@ -38,6 +39,8 @@ class Accepted:
     peer: str
     seq: int
     created_at: int
+    #: the lane ``seq`` numbers (an answer stored before lanes reads as control)
+    lane: str = "control"
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -65,9 +68,59 @@ def check_text(text: str) -> str:
     return text
 
 
+#: the line rate the Retry-After of a full bulk queue assumes (measured: docs/performance.md)
+LINE_RATE_PER_S = 1_800
+
+
+@dataclass(frozen=True)
+class BulkBound:
+    """Per peer, the most the bulk lane's queue may hold (``[delivery]``)."""
+
+    max_messages: int = 100_000
+    max_chars: int = 64 * 1024 * 1024
+
+
+class QueueFull(HotlineError):
+    """A send the bulk lane's queue to a peer has no room for: nothing of it stored."""
+
+    status = 429
+
+    def __init__(self, peer: str, queued: int, chars: int, adding: int, adding_chars: int,
+                 bound: BulkBound) -> None:
+        self.retry_after_s = max(1, -(-(queued + adding - bound.max_messages)
+                                      // LINE_RATE_PER_S))
+        self.queued, self.chars = queued, chars
+        self.max_messages, self.max_chars = bound.max_messages, bound.max_chars
+        super().__init__(
+            "bulk-queue-full",
+            f"the bulk queue to {peer} holds {queued} of {bound.max_messages} messages "
+            f"({100 * queued // bound.max_messages}%) and {chars} of {bound.max_chars} "
+            f"payload characters ({100 * chars // bound.max_chars}%); these "
+            f"{adding} message(s) of {adding_chars} characters do not fit. Nothing was sent",
+            hint=f"retry after {self.retry_after_s} s, when the queue has drained; calls and "
+                 "conversation messages are not held back")
+
+    def to_dict(self) -> dict[str, str]:
+        out: dict[str, object] = {**super().to_dict(), "queued": self.queued,
+                                  "queued_bytes": self.chars,
+                                  "max_messages": self.max_messages,
+                                  "max_bytes": self.max_chars,
+                                  "retry_after": self.retry_after_s}
+        return out  # type: ignore[return-value]
+
+
 class Messenger:
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
-                 clock: Clock, on_enqueued: Callable[[str, list[Pending]], None]) -> None:
+                 clock: Clock, on_enqueued: Callable[[str, list[Pending]], None],
+                 bound: BulkBound | None = None, protocol: int = PROTOCOL,
+                 learn: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """``bound``: the bulk queue's per-peer bound; ``protocol``: what this node
+        speaks (1 puts everything on the one control lane); ``learn(peer)``: ask a
+        peer whose protocol is not known yet which it speaks (bounded in time; a peer
+        that does not answer stays unknown, and gets the control lane meanwhile)."""
+        self._learn = learn
+        self._bound = bound or BulkBound()
+        self._protocol = protocol
         self._me = me
         self._keys = keys
         self._peers = peers
@@ -90,14 +143,20 @@ class Messenger:
                                f"{len(texts)} messages in one request; the limit is "
                                f"{MAX_MESSAGES_PER_REQUEST}")
         payloads = [{"text": check_text(t)} for t in texts]
-        return await self.send(peer, "message", payloads, idempotency_key)
+        return await self.send(peer, "message", payloads, idempotency_key, bulk=True)
 
     async def send(self, peer: str, type_: str, payloads: list[dict[str, Any]],
-                   idempotency_key: str | None = None) -> list[Accepted]:
+                   idempotency_key: str | None = None, bulk: bool = False) -> list[Accepted]:
+        """Enqueue ``payloads``; ``bulk``: an operator's messages, on the bulk lane
+        (where the peer has it) and within its queue bound (:class:`QueueFull`)."""
         if self._peers.get(peer) is None:
             await self._peers.maybe_reload()
-        if self._peers.get(peer) is None:
+        link = self._peers.get(peer)
+        if link is None:
             raise no_link(peer)
+        if bulk and link.protocol == 0 and self._protocol >= PROTOCOL \
+                and self._learn is not None:
+            await self._learn(peer)
         for payload in payloads:
             canonical.encode(payload)  # refuse what has no canonical form before any write
         key = check_idempotency_key(idempotency_key)
@@ -114,8 +173,11 @@ class Messenger:
                                            f"idempotency key {key!r} was used for a different "
                                            "request; nothing was sent", status=409)
                     return [Accepted(**a) for a in json.loads(earlier.response)], []
-            fresh = self._outbound.enqueue(conn, peer, type_, payloads, now)
-            accepted = [Accepted(p.envelope_id, peer, p.seq, now) for p in fresh]
+            lane = self._outbound.lane_for(peer, bulk, self._protocol)
+            if bulk:
+                self._check_room(conn, peer, lane, payloads)
+            fresh = self._outbound.enqueue(conn, peer, type_, payloads, now, lane=lane)
+            accepted = [Accepted(p.envelope_id, peer, p.seq, now, p.lane) for p in fresh]
             if key is not None:
                 requests.remember(conn, key, fingerprint,
                                   json.dumps([asdict(a) for a in accepted]), now)
@@ -126,16 +188,44 @@ class Messenger:
             self._on_enqueued(peer, fresh)
         return accepted
 
+    def _check_room(self, conn: Connection, peer: str, lane: Lane,
+                    payloads: list[dict[str, Any]]) -> None:
+        """Refuse (:class:`QueueFull`) what would take the bulk queue to ``peer`` past
+        its bound. Counted on ``lane``: the bulk lane, or the control lane for a peer of
+        protocol 1 (its one sequence carries bulk too; still bounded, so that a call is
+        not queued behind more than a minute of messages there either)."""
+        load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
+        queued, chars = (load.queued, load.payload_chars) if load else (0, 0)
+        adding = sum(len(canonical.encode(p)) for p in payloads)
+        if queued + len(payloads) > self._bound.max_messages or \
+                chars + adding > self._bound.max_chars:
+            raise QueueFull(peer, queued, chars, len(payloads), adding, self._bound)
+
+    def queue_load(self, conn: Connection, peer: str) -> tuple[int, int]:
+        """The bulk queue to ``peer`` now: (messages, payload characters)."""
+        lane = self._outbound.lane_for(peer, True, self._protocol)
+        load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
+        return (load.queued, load.payload_chars) if load else (0, 0)
+
     def reseal(self, link: Link, pending: Pending) -> Pending:
         """A fresh envelope for a waiting message: same id, sequence and content, new
         timestamp and encryption, so it passes the peer's clock-skew window however long
         it waited. The peer treats it as the same message (same receipt, stored once).
-        A call signal's ``budget_ms`` is renewed from its deadline on our clock."""
+        A call signal's ``budget_ms`` is renewed from its deadline on our clock.
+
+        It is signed by the key it was first sealed with, while this node holds it: an
+        envelope queued before a key rotation comes before the rotation's announcement on
+        the line, where the peer still knows only the old key (docs/protocol.md)."""
         now = self._clock.now_ms()
+        keys = self._keys
+        if isinstance(keys, KeyRing):
+            kid = canonical.decode(pending.envelope).get("kid")
+            keys = (keys.pair(kid) if isinstance(kid, str) else None) or keys.current
         payload = json.loads(pending.payload)
         if pending.deadline_at is not None:
             payload["budget_ms"] = max(0, pending.deadline_at - now)
         header = Header(id=pending.envelope_id, sender=self._me, recipient=link.party,
-                        kid=self._keys.public.key_id, seq=pending.seq, ts=now, type=pending.type)
-        return replace(pending, envelope=seal(header, payload, self._keys, link.keys),
+                        kid=keys.public.key_id, seq=pending.seq, ts=now, type=pending.type,
+                        lane=pending.lane, after=pending.after)
+        return replace(pending, envelope=seal(header, payload, keys, link.keys),
                        sealed_at=now, payload=canonical.encode(payload).decode())

@@ -1,10 +1,19 @@
 """One sender per peer: pushes the outbox to the peer's endpoints until every envelope
 has a verified receipt.
 
+The outbox holds one queue per lane (:mod:`hotline.protocol.lanes`); a request carries
+envelopes of one lane only, and the control lane is always served first: before each
+request the sender looks at the control lane, so a control envelope waits at most for
+the one request already on the line (a bulk batch, bounded by ``batch_size`` and the
+batch byte budget). The per-lane state (acknowledged prefix, fresh buffer) is kept in
+:class:`LaneState`, so more than one request in flight per peer stays possible.
+
 It never gives up and never goes quiet: every failed attempt is recorded in
 :class:`PeerHealth` (last error, since when the peer is unreachable, next attempt), which
-``hotline status`` shows. Endpoints are tried in order, primary first; the backoff is
-shared by all of a peer's endpoints so a dead primary is not hammered between retries.
+``hotline status`` shows. Endpoints are tried in order, primary first — or, when the link
+prober knows better (``order``, from ``hotline.links.prober``), the healthiest first, so
+a dead primary fails over to an answering alternate; the backoff is shared by all of a
+peer's endpoints so a dead primary is not hammered between retries.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sqlalchemy import Connection
@@ -24,13 +33,19 @@ from hotline.delivery.backoff import Backoff
 from hotline.delivery.transport import BatchAnswer, Transport, TransportError
 from hotline.errors import HotlineError
 from hotline.health.supervisor import Running, Supervisor
+from hotline.logfmt.context import bound
+from hotline.peers import PeerDirectory
+from hotline.protocol.keys import PublicKeys
+from hotline.protocol.lanes import BULK, CONTROL, LANES, Lane
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
 from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.outbox import Pending
+from hotline.waits import STOP_GRACE_S, cancel_and_wait, wait_event
 
 log = logging.getLogger("hotline.delivery")
+security_log = logging.getLogger("hotline.security")
 
 
 @dataclass
@@ -55,6 +70,25 @@ class PeerHealth:
     clock_offset_error_ms: int | None = None
     #: attempts the peer answered with 429 (slow down) since this process started
     throttled: int = 0
+    #: the gap report: the sequence number the peer said it waits on from us (None: it
+    #: waits on nothing), since when (monotonic clock), and whether our outbox holds no
+    #: undelivered envelope of that number to send (a lost row: the line cannot recover)
+    peer_waiting_for: int | None = None
+    peer_waiting_since_mono: float | None = None
+    peer_waiting_unsendable: bool = False
+    #: the same gap report for the bulk lane: (seq, since (monotonic), unsendable)
+    peer_waiting_bulk: tuple[int, float, bool] | None = None
+
+
+@dataclass
+class LaneState:
+    """One lane of a peer's line, as the sender sees it."""
+
+    lane: Lane
+    #: receipts up to this seq are verified (the next batch starts after it)
+    acked_upto: int = 0
+    #: envelopes just committed by this process, handed over in memory (see ``offer``)
+    fresh: deque[Pending] = field(default_factory=deque)
 
 
 Reseal = Callable[[Link, Pending], Pending]
@@ -63,6 +97,16 @@ EARLY_RETRY_FLOOR_S = 1.0
 #: the longest pause a peer's Retry-After can impose; past it the sender asks again (a
 #: peer that keeps refusing for ``line_down_alarm_seconds`` raises ``line-down``)
 MAX_PAUSE_S = 300.0
+
+
+def _through_key_change(batch: list[Pending]) -> list[Pending]:
+    """``batch`` up to and including its first key statement: the peer applies it when
+    it releases it, and only the next request's envelopes are checked under the new key
+    (a batch is verified whole before anything of it is stored)."""
+    for index, pending in enumerate(batch):
+        if pending.type in outbox.KEY_CHANGE_TYPES:
+            return batch[:index + 1]
+    return batch
 
 
 def _rate_limited(answer: BatchAnswer, index: int) -> float | Literal[False] | None:
@@ -81,7 +125,26 @@ def _rate_limited(answer: BatchAnswer, index: int) -> float | Literal[False] | N
 class PeerSender:
     def __init__(self, *, me: str, link: Link, db: Database,
                  transport: Transport, clock: Clock, backoff: Backoff, batch_size: int,
-                 batch_bytes: int, reseal: Reseal, reseal_after_ms: int) -> None:
+                 batch_bytes: int, reseal: Reseal, reseal_after_ms: int,
+                 keys: PeerDirectory | None = None,
+                 order: Callable[[list[str]], list[str]] | None = None,
+                 on_delivered: Callable[[str, float], None] | None = None,
+                 on_protocol: Callable[[str, int], Awaitable[None]] | None = None) -> None:
+        """``keys``: the peers' key histories, to check a receipt signed by a key other
+        than the link's current one (rotated out, within its grace). ``order``: the
+        link's endpoints in the order to try them (default: as the link lists them).
+        ``on_delivered``: (peer, seconds) for each envelope offered to this sender
+        (enqueued by this process) once its receipt is verified, seconds on the monotonic
+        clock since it was offered (the delivery latency metric; envelopes from before a
+        restart have no such start and are not measured). ``on_protocol``: told (party,
+        version) when the peer's answer names another protocol version than the link
+        records (it stores it; the caller then updates ``link``)."""
+        self._keys = keys
+        self._order = order
+        self._on_delivered = on_delivered
+        #: envelope id -> monotonic time it was offered, for ``on_delivered``
+        self._offered_at: dict[str, float] = {}
+        self._on_protocol = on_protocol
         self.me = me
         self.link = link
         self.health = PeerHealth()
@@ -95,17 +158,24 @@ class PeerSender:
         self._reseal_after_ms = reseal_after_ms
         self._wake = asyncio.Event()
         self._running: Running | None = None
-        # Receipts up to this seq are verified; storing them runs while the next batch is
-        # already on its way, so the sender does not wait for its own bookkeeping.
-        self._acked_upto = 0
+        # Per lane: receipts up to ``acked_upto`` are verified; storing them runs while
+        # the next batch is already on its way, so the sender does not wait for its own
+        # bookkeeping. ``fresh``: envelopes just committed by this process, handed over
+        # in memory so the steady state needs no outbox read per batch. The outbox stays
+        # the truth: whenever this buffer does not continue exactly where the receipts
+        # end (start-up, overflow, a failure), the sender catches up from the database.
+        self.lanes: dict[Lane, LaneState] = {lane: LaneState(lane) for lane in LANES}
         self._marking: set[asyncio.Task[None]] = set()
-        # Envelopes just committed by this process, handed over in memory so the steady
-        # state needs no outbox read per batch. The outbox stays the truth: whenever this
-        # buffer does not continue exactly where the receipts end (start-up, overflow,
-        # a failure), the sender catches up from the database.
-        self._fresh: deque[Pending] = deque()
         #: set when the peer asked us to slow down: how long to pause, in seconds
         self._pause_s: float | None = None
+        #: monotonic time until which the bulk lane waits out the peer's Retry-After
+        #: (a 429 on a bulk request pauses bulk only: control goes on meanwhile)
+        self._bulk_resume_at: float | None = None
+        #: clear while a batch is on the line (posted, its answer not yet read)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: set by :meth:`finish`: no new batch goes out
+        self._finishing = False
 
     @property
     def task_name(self) -> str:
@@ -119,31 +189,58 @@ class PeerSender:
     async def stop(self) -> None:
         if self._running is not None:
             await self._running.stop()
-        await asyncio.gather(*self._marking, return_exceptions=True)
+        # the receipts being stored finish (they are proof of delivery), within bounds
+        _, running = await asyncio.wait(self._marking, timeout=STOP_GRACE_S) \
+            if self._marking else (set(), set())
+        await cancel_and_wait(running, what="receipt storing of the sender")
+
+    async def finish(self, within_s: float) -> bool:
+        """Stop once the batch on the line (if any) has its answer and its receipts are
+        stored, waiting at most ``within_s`` seconds; no new batch goes out meanwhile.
+        A receipt is proof of delivery: ending a line (removing its link) must not call
+        undeliverable what the peer took. Returns False if the wait ran out with a batch
+        still on the line (its fate is unknown: the peer may have taken it)."""
+        self._finishing = True
+        settled = True
+        if not await wait_event(self._idle, within_s):
+            settled = False
+        await self.stop()
+        return settled
 
     def wake(self) -> None:
         self._wake.set()
 
     def offer(self, fresh: list[Pending]) -> None:
-        """Envelopes committed to the outbox just now, in sequence order."""
-        if len(self._fresh) + len(fresh) <= FRESH_LIMIT:
-            self._fresh.extend(fresh)
-        else:
-            self._fresh.clear()  # the database has them all; catch up from there
+        """Envelopes committed to the outbox just now, in sequence order per lane."""
+        if self._on_delivered is not None:
+            if len(self._offered_at) > FRESH_LIMIT * 10:
+                self._offered_at.clear()  # bounded: an outage's backlog goes unmeasured
+            now = self._clock.monotonic()
+            self._offered_at.update((p.envelope_id, now) for p in fresh)
+        for lane in LANES:
+            state = self.lanes[lane]
+            mine = [p for p in fresh if p.lane == lane]
+            if not mine:
+                continue
+            if len(state.fresh) + len(mine) <= FRESH_LIMIT:
+                state.fresh.extend(mine)
+            else:
+                state.fresh.clear()  # the database has them all; catch up from there
         self._wake.set()
 
-    def _from_memory(self) -> list[Pending] | None:
-        """The next batch from the buffer, or None if the buffer cannot be trusted to
-        continue right after the last verified receipt."""
-        while self._fresh and self._fresh[0].seq <= self._acked_upto:
-            self._fresh.popleft()
-        if not self._fresh or self._fresh[0].seq != self._acked_upto + 1:
+    def _from_memory(self, state: LaneState) -> list[Pending] | None:
+        """The next batch of a lane from its buffer, or None if the buffer cannot be
+        trusted to continue right after the lane's last verified receipt."""
+        acked, fresh = state.acked_upto, state.fresh
+        while fresh and fresh[0].seq <= acked:
+            fresh.popleft()
+        if not fresh or fresh[0].seq != acked + 1:
             return None
         batch: list[Pending] = []
         size = 0
-        for item in self._fresh:
+        for item in fresh:
             size += len(item.envelope) + 1
-            if item.seq != self._acked_upto + 1 + len(batch) or len(batch) >= self._batch_size \
+            if item.seq != acked + 1 + len(batch) or len(batch) >= self._batch_size \
                     or (batch and size > self._batch_bytes):
                 break  # only an unbroken run of sequence numbers goes out from memory
             batch.append(item)
@@ -152,20 +249,31 @@ class PeerSender:
     async def _run(self) -> None:
         self._wake.set()  # a restarted run catches up from the outbox first
         while True:
-            await self._wake.wait()
+            left = self._bulk_pause_left()
+            if left is None:
+                await self._wake.wait()
+            else:  # the bulk lane's pause ending is a reason to look again
+                await wait_event(self._wake, left)
             self._wake.clear()
-            while True:
+            while not self._finishing:
                 try:
                     batch = await self._next_batch()
                     if not batch:
                         break
-                    ok = await self._push(batch)
+                    # the lines logged about this batch name its first envelope (the
+                    # one the line waits on)
+                    with bound(envelope_id=batch[0].envelope_id):
+                        ok = await self._push(batch)
                 except Exception as exc:
                     # Shown in status, then up to the supervisor: logged with its stack,
                     # alarmed, and this task restarted after a backoff.
                     self._failed(f"internal error: {type(exc).__name__}: {exc}", reachable=True)
                     raise
-                if not ok and self._pause_s is not None:
+                if not ok and self._pause_s is not None and batch[0].lane == BULK:
+                    # back-pressure on bulk: only the bulk lane waits the Retry-After
+                    self._bulk_resume_at = self._clock.monotonic() + self._pause_s
+                    self._pause_s = None
+                elif not ok and self._pause_s is not None:
                     # back-pressure: the peer's Retry-After, in full, and no failure counted
                     delay, self._pause_s = self._pause_s, None
                     self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
@@ -184,9 +292,7 @@ class PeerSender:
         to a whole capped backoff — but never sooner than the backoff's first step (at
         most 1 s) after the last attempt, so a busy queue cannot flood a dead peer."""
         started = self._clock.monotonic()
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except TimeoutError:
+        if not await wait_event(self._wake, delay):
             return
         floor = min(self._backoff.initial, EARLY_RETRY_FLOOR_S)
         rest = floor - (self._clock.monotonic() - started)
@@ -207,18 +313,39 @@ class PeerSender:
         return p.deadline_at is not None and now >= p.deadline_at \
             and json.loads(p.payload).get("budget_ms") != 0
 
+    def _bulk_pause_left(self) -> float | None:
+        """Seconds the bulk lane still waits out a Retry-After, or None if it does not."""
+        if self._bulk_resume_at is None:
+            return None
+        left = self._bulk_resume_at - self._clock.monotonic()
+        if left <= 0:
+            self._bulk_resume_at = None
+            return None
+        return left
+
     async def _next_batch(self) -> list[Pending]:
+        """The next request's envelopes: the control lane's if any wait, else the bulk
+        lane's (one lane per request; see the module's docstring)."""
+        for lane in LANES:
+            if lane == BULK and self._bulk_pause_left() is not None:
+                continue  # waiting out the peer's Retry-After for bulk
+            batch = _through_key_change(await self._next_envelopes(self.lanes[lane]))
+            if batch:
+                return batch
+        return []
+
+    async def _next_envelopes(self, state: LaneState) -> list[Pending]:
         """The next envelopes to send, re-sealing those :meth:`needs_reseal` names.
 
         A call signal with a delivery deadline is decided inside a writer transaction,
         against the deadline as stored now and the clock of that transaction: the copy
         in memory (or read a moment ago) may predate a wall-clock step that moved the
         stored deadline, and a budget computed from it would be wrong by the step."""
-        after = self._acked_upto
-        batch = self._from_memory()
+        after, lane = state.acked_upto, state.lane
+        batch = self._from_memory(state)
         if batch is None:
             batch = await self._db.read(lambda conn: outbox.pending(
-                conn, self.link.party, self._batch_size, self._batch_bytes, after))
+                conn, self.link.party, self._batch_size, self._batch_bytes, after, lane))
         now = self._clock.now_ms()
         maybe = [p for p in batch if p.deadline_at is not None or self.needs_reseal(p, now)]
         if not maybe:
@@ -247,18 +374,23 @@ class PeerSender:
         def renewed(p: Pending) -> Pending:
             return fresh.get(p.envelope_id, p)
 
-        self._fresh = deque(renewed(p) for p in self._fresh)
+        state.fresh = deque(renewed(p) for p in state.fresh)
         return [renewed(p) for p in batch]
 
     async def _push(self, batch: list[Pending]) -> bool:
         """Send one batch; True if every envelope in it now has a verified receipt."""
+        if self._finishing:
+            return True  # ending: nothing new goes on the line
         self.health.in_flight = len(batch)
+        self._idle.clear()
         try:
             answer = None
-            for endpoint in self.link.endpoints:
+            endpoints = list(self.link.endpoints)
+            for endpoint in self._order(endpoints) if self._order else endpoints:
                 try:
                     sent_at, sent_mono = self._clock.now_ms(), self._clock.monotonic()
-                    answer = await self._transport.post_batch(endpoint, [p.envelope for p in batch])
+                    answer = await self._transport.post_batch(
+                        endpoint, [p.envelope for p in batch], batch[0].lane)
                     rtt_ms = (self._clock.monotonic() - sent_mono) * 1000
                     self.health.endpoint = endpoint
                     break
@@ -269,12 +401,17 @@ class PeerSender:
             self.health.unreachable_since = None
             if answer.status == 429 and not answer.results:
                 return self._throttled(answer.retry_after_s, progressed=False)
+            await self._note_protocol(answer.protocol)
+            await self._note_gap(answer.waiting_for.get(self.me))
+            await self._note_bulk_gap(answer.waiting_for_bulk.get(self.me))
             delivered, error = self._check_results(batch, answer.results)
             if delivered:
                 fresh = [peer_at for *_, peer_at in delivered if peer_at is not None]
                 if fresh:
                     self._measure_offset(fresh[-1], sent_at, rtt_ms)
-                self._acked_upto = max(self._acked_upto, batch[len(delivered) - 1].seq)
+                state = self.lanes[batch[0].lane]
+                state.acked_upto = max(state.acked_upto, batch[len(delivered) - 1].seq)
+                self._measure_latency(delivered)
                 self._store_receipts(delivered)
                 self.health.last_success_at = self._clock.now_ms()
             if error is not None:
@@ -290,6 +427,47 @@ class PeerSender:
             return True
         finally:
             self.health.in_flight = 0
+            self._idle.set()
+
+    async def _note_protocol(self, version: int | None) -> None:
+        """The peer's answer says which protocol it speaks: store a change (lanes are
+        used towards it from the next envelope committed on)."""
+        if version is None or version == self.link.protocol:
+            return
+        log.info("%s speaks federation protocol %d (was %d)", self.link.party, version,
+                 self.link.protocol)
+        self.link = replace(self.link, protocol=version)
+        if self._on_protocol is not None:
+            await self._on_protocol(self.link.party, version)
+
+    async def _note_bulk_gap(self, seq: int | None) -> None:
+        """The gap report of the bulk lane (see :meth:`_note_gap`)."""
+        h = self.health
+        if seq is None:
+            h.peer_waiting_bulk = None
+            return
+        since = h.peer_waiting_bulk[1] if h.peer_waiting_bulk is not None \
+            and h.peer_waiting_bulk[0] == seq else self._clock.monotonic()
+        if h.peer_waiting_bulk is None or h.peer_waiting_bulk[0] != seq:
+            log.warning("%s waits on our bulk seq %d", self.link.party, seq)
+        party = self.link.party
+        held = await self._db.read(
+            lambda conn: outbox.holds_undelivered(conn, party, seq, BULK))
+        h.peer_waiting_bulk = (seq, since, not held)
+
+    async def _note_gap(self, seq: int | None) -> None:
+        """Keep what the peer's gap report says (see :class:`PeerHealth`)."""
+        h = self.health
+        if seq is None:
+            h.peer_waiting_for = h.peer_waiting_since_mono = None
+            h.peer_waiting_unsendable = False
+            return
+        if seq != h.peer_waiting_for:
+            h.peer_waiting_for, h.peer_waiting_since_mono = seq, self._clock.monotonic()
+            log.warning("%s waits on our seq %d", self.link.party, seq)
+        party = self.link.party
+        h.peer_waiting_unsendable = not await self._db.read(
+            lambda conn: outbox.holds_undelivered(conn, party, seq, CONTROL))
 
     def _throttled(self, wait_s: float | None, *, progressed: bool) -> bool:
         """The peer answered 429 (or ``rate-limited`` for the rest of the batch): slow
@@ -317,6 +495,15 @@ class PeerSender:
         self.health.clock_offset_ms = int(peer_at - (sent_at + rtt_ms / 2))
         self.health.clock_offset_error_ms = int(rtt_ms / 2) + 1
 
+    def _measure_latency(self, delivered: list[tuple[str, bytes, int, int | None]]) -> None:
+        if self._on_delivered is None:
+            return
+        now = self._clock.monotonic()
+        for envelope_id, *_ in delivered:
+            offered = self._offered_at.pop(envelope_id, None)
+            if offered is not None:
+                self._on_delivered(self.link.party, now - offered)
+
     def _store_receipts(self, delivered: list[tuple[str, bytes, int, int | None]]) -> None:
         rows = [(envelope_id, raw, at) for envelope_id, raw, at, _peer_at in delivered]
         task = asyncio.create_task(
@@ -338,9 +525,16 @@ class PeerSender:
                 return delivered, f"{self.link.party} rejected seq {pending.seq}: {err}: {message}"
             digest = message_digest(envelope_id=pending.envelope_id, sender=self.me,
                                     recipient=self.link.party, seq=pending.seq,
-                                    type_=pending.type, payload=json.loads(pending.payload))
+                                    type_=pending.type, payload=json.loads(pending.payload),
+                                    lane=pending.lane)
+            signer, refusal = self._receipt_signer(receipt)
+            if refusal is not None:
+                security_log.warning("refused a receipt from %s for seq %d: %s: %s",
+                                     self.link.party, pending.seq, refusal.error_id,
+                                     refusal.message)
+                return delivered, f"bad receipt from {self.link.party}: {refusal}"
             try:
-                checked = verify_receipt(receipt.encode(), signer=self.link.keys,
+                checked = verify_receipt(receipt.encode(), signer=signer,
                                          signer_party=self.link.party,
                                          envelope_id=pending.envelope_id, sender=self.me,
                                          seq=pending.seq, digest=digest)
@@ -354,6 +548,25 @@ class PeerSender:
             delivered.append((pending.envelope_id, checked.raw, now,
                               None if duplicate else checked.at))
         return delivered, None
+
+    def _receipt_signer(self, receipt: str) -> tuple[PublicKeys, HotlineError | None]:
+        """The peer's key a receipt names, and why it may not sign it (key history),
+        or the link's current key when the receipt names no other known one."""
+        current = self.link.keys
+        if self._keys is None:
+            return current, None
+        try:
+            obj = json.loads(receipt)
+            kid, at = obj.get("kid"), obj.get("at")
+        except (ValueError, AttributeError):
+            return current, None
+        if not isinstance(kid, str) or type(at) is not int:
+            return current, None
+        known = self._keys.keys_by_id(self.link.party) or {}
+        signer = known.get(kid)
+        if signer is None:
+            return current, None
+        return signer, self._keys.refusal(self.link.party, kid, at)
 
     def _failed(self, message: str, *, reachable: bool = False) -> None:
         now = self._clock.now_ms()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
+from hotline.protocol.lanes import PROTOCOL
+
 BATCH_PATH = "/federation/v1/envelopes"
+PROTOCOL_PATH = "/federation/v1/protocol"
 NDJSON = "application/x-ndjson"
 
 
@@ -26,6 +29,13 @@ class BatchAnswer:
     status: int
     results: list[Any]
     retry_after_s: float | None = None
+    #: the gap report: per sender, the sequence number the receiver waits on (control)
+    waiting_for: dict[str, int] = field(default_factory=dict)
+    #: the same for the bulk lane
+    waiting_for_bulk: dict[str, int] = field(default_factory=dict)
+    #: the protocol the peer said it speaks (1 if its answer names none: before lanes);
+    #: None for an answer without results (a whole request refused)
+    protocol: int | None = None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -68,15 +78,44 @@ def parse_answer(endpoint: str, status: int, content: bytes, count: int,
     except (ValueError, KeyError, TypeError) as exc:
         raise TransportError(f"{endpoint}: HTTP {status} without a usable "
                              f"answer ({exc})") from None
-    return BatchAnswer(status, results, wait)
+    protocol = body.get("protocol") if isinstance(body, dict) else None
+    if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 1:
+        protocol = 1
+    # a peer newer than us speaks ours with us; and an absurd number (2**70) must not
+    # reach the store's integer column, where it would fail every batch's bookkeeping
+    protocol = min(protocol, PROTOCOL)
+    return BatchAnswer(status, results, wait, _gaps(body, "waiting_for"),
+                       _gaps(body, "waiting_for_bulk"), protocol)
+
+
+def _gaps(body: object, name: str) -> dict[str, int]:
+    waiting = body.get(name) if isinstance(body, dict) else None
+    return {k: v for k, v in waiting.items() if isinstance(k, str) and isinstance(v, int)
+            and not isinstance(v, bool) and v > 0} if isinstance(waiting, dict) else {}
 
 
 class Transport(Protocol):
     """Moves a batch to one endpoint of a peer: HTTP in a node, in memory in the
     simulation harness (``tests/sim``)."""
 
-    async def post_batch(self, endpoint: str, envelopes: list[bytes]) -> BatchAnswer: ...
+    async def post_batch(self, endpoint: str, envelopes: list[bytes],
+                         lane: str = "control") -> BatchAnswer: ...
+    async def get_protocol(self, endpoint: str) -> int: ...
     async def close(self) -> None: ...
+
+
+def parse_protocol(status: int, content: bytes) -> int:
+    """The protocol a peer's ``GET /federation/v1/protocol`` answer names: 404 (a node
+    from before lanes has no such route) or 405 is protocol 1."""
+    if status in (404, 405):
+        return 1
+    try:
+        version = json.loads(content)["protocol"] if status == 200 else None
+    except (ValueError, KeyError, TypeError):
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TransportError(f"HTTP {status} without a usable protocol version")
+    return min(version, PROTOCOL)  # as in parse_answer: at most the version we speak
 
 
 class HttpTransport:
@@ -84,10 +123,14 @@ class HttpTransport:
         self._client = httpx.AsyncClient(timeout=timeout, headers={"content-type": NDJSON})
         self._total = timeout * TOTAL_TIMEOUTS
 
-    async def post_batch(self, endpoint: str, envelopes: list[bytes]) -> BatchAnswer:
+    async def post_batch(self, endpoint: str, envelopes: list[bytes],
+                         lane: str = "control") -> BatchAnswer:
+        """POST one lane's batch; a bulk batch names its lane in the query, so the peer
+        charges it to its own admission budget (a node of protocol 1 ignores it)."""
+        path = BATCH_PATH + "?lane=bulk" if lane == "bulk" else BATCH_PATH
         try:
             async with asyncio.timeout(self._total):
-                response = await self._client.post(endpoint + BATCH_PATH,
+                response = await self._client.post(endpoint + path,
                                                     content=encode_batch(envelopes))
         except httpx.HTTPError as exc:
             raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
@@ -96,6 +139,17 @@ class HttpTransport:
                                  f"{self._total:g} s") from None
         return parse_answer(endpoint, response.status_code, response.content, len(envelopes),
                             response.headers.get("retry-after"))
+
+    async def get_protocol(self, endpoint: str) -> int:
+        """The federation protocol the node at ``endpoint`` speaks; raises
+        TransportError if it does not say."""
+        try:
+            async with asyncio.timeout(self._total):
+                response = await self._client.get(endpoint + PROTOCOL_PATH)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) \
+                from None
+        return parse_protocol(response.status_code, response.content)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -11,7 +11,6 @@ commit leaves the row unfired (it fires after restart); a crash after leaves it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from hotline.effects import Effects
 from hotline.events import BackgroundTask
 from hotline.store import timers
 from hotline.store.database import Database
+from hotline.waits import wait_event
 
 log = logging.getLogger("hotline.timers")
 
@@ -33,8 +33,14 @@ class TimerRunner(BackgroundTask):
     task_name = "timers"
 
     def __init__(self, *, db: Database, clock: Clock, fire: Fire,
-                 apply: Callable[[Effects], None], max_wait_s: float = 1.0) -> None:
+                 apply: Callable[[Effects], None], max_wait_s: float = 1.0,
+                 on_fired: Callable[[str, float], None] | None = None) -> None:
+        """``on_fired``: (kind, seconds late) for each deadline that fired (not those
+        void because their call had ended), after the commit; lateness is the node
+        clock's time at firing minus the due time, a difference of the steady wall
+        clock that moves with the monotonic one (docs/time.md)."""
         super().__init__()
+        self._on_fired = on_fired
         self._db = db
         self._clock = clock
         self._fire = fire
@@ -57,19 +63,25 @@ class TimerRunner(BackgroundTask):
         due_at = await self._db.read(timers.next_due)
         now = self._clock.now_ms()
         if due_at is not None and due_at <= now:
-            effects = await self._db.write(self._fire_due)
+            effects, fired = await self._db.write(self._fire_due)
             self._apply(effects)
+            if self._on_fired is not None:
+                for kind, late_ms in fired:
+                    self._on_fired(kind, late_ms / 1000)
             return
         delay = self._max_wait if due_at is None else min(self._max_wait, (due_at - now) / 1000)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        await wait_event(self._wake, delay)
 
-    def _fire_due(self, conn: Connection) -> Effects:
+    def _fire_due(self, conn: Connection) -> tuple[Effects, list[tuple[str, int]]]:
+        """Fire every due row; the effects, and (kind, ms late) of each that fired."""
         now = self._clock.now_ms()
         effects = Effects()
+        fired: list[tuple[str, int]] = []
         for timer in timers.due(conn, now):
             mine = Effects()
             applied = self._fire(conn, timer.kind, timer.call_id, now, mine)
             if timers.claim(conn, timer.id, now, "fired" if applied else "void"):
                 effects.merge(mine)
-        return effects
+                if applied:
+                    fired.append((timer.kind, now - timer.due_at))
+        return effects, fired

@@ -9,9 +9,16 @@ monotonic clock:
   checked, so a flood costs the node little more than reading a header;
 * **per verified sender, after verification** — charged only for envelopes whose
   signature verified, so an envelope that merely *names* a peer cannot spend that peer's
-  budget. Each peer has two lanes: ``control`` (call signals and states, receipts, desk
-  reports: what makes a call ring and be answered) and ``bulk`` (messages and the rest),
-  so a peer that exhausts its bulk budget still gets its call signals through.
+  budget. Each peer has three budgets: ``control`` (call signals and states, receipts,
+  desk reports: what makes a call ring and be answered), ``bulk`` (the rest of the
+  control protocol lane: conversations, notices, ...) and ``bulk-lane`` (the bulk
+  protocol lane, docs/protocol.md §11.1), so neither a peer's feed on the bulk lane
+  nor its messages use up what its call signals need, and a refused bulk-lane
+  envelope never leaves a hole in the control lane's sequence.
+
+The address stage keeps a budget per (address, lane the request declares): a sender
+sends one lane per request and names the bulk lane in its query (``?lane=bulk``), so
+bulk requests cannot use up the address budget of control requests; each is bounded.
 
 A refusal changes nothing: the refused envelopes are not stored and get the error
 ``rate-limited`` with ``retry_after`` (whole seconds); the HTTP answer carries
@@ -20,8 +27,8 @@ refused, every later one of that lane is refused too, so a sender never sees gap
 it did not cause.
 
 Memory is bounded: at most ``MAX_ADDRESSES`` address buckets are kept (full ones are
-forgotten first, since a full bucket is what a new one would be), one pair per lane per
-linked peer.
+forgotten first, since a full bucket is what a new one would be), one pair per budget
+per linked peer.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import logging
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotline.clock import Clock
@@ -44,23 +52,42 @@ MAX_ADDRESSES = 65_536
 MAX_RETRY_AFTER_S = 60
 
 
+#: the budget of a peer's bulk *protocol lane* (docs/protocol.md §11.1): kept apart
+#: from every budget a control-lane envelope is charged to, so bulk cannot use them up
+BULK_LANE = "bulk-lane"
+
 _FROM = re.compile(rb'"from":"([A-Z0-9-]{1,32})"')
 _TYPE = re.compile(rb'"type":"([a-z][a-z0-9.-]{0,63})"')
+_BULK_LANE = b'"lane":"bulk"'
 
 
-def claimed(raw: bytes) -> tuple[str, str] | None:
-    """The sender and type an envelope *claims*, read without parsing or verifying it:
-    only a hint for :meth:`BatchAdmission.precheck` (a wrong hint can refuse only the
-    envelope that carries it). None if not found."""
+def claimed(raw: bytes) -> tuple[str, str, str] | None:
+    """The sender, type and protocol lane an envelope *claims*, read without parsing or
+    verifying it: only a hint for :meth:`BatchAdmission.precheck` (a wrong hint can
+    refuse only the envelope that carries it). None if not found."""
     sender, type_ = _FROM.search(raw), _TYPE.search(raw)
     if sender is None or type_ is None:
         return None
-    return sender.group(1).decode(), type_.group(1).decode()
+    return sender.group(1).decode(), type_.group(1).decode(), \
+        "bulk" if _BULK_LANE in raw else "control"
 
 
-def lane_of(envelope_type: str) -> str:
-    """``"control"`` or ``"bulk"``."""
+def lane_of(envelope_type: str, protocol_lane: str = "control") -> str:
+    """The budget an envelope is charged to: ``"bulk-lane"`` for the bulk protocol lane;
+    on the control lane ``"control"`` for call signals and states, receipts and desk
+    reports, ``"bulk"`` for the rest (conversations, notices, ...)."""
+    if protocol_lane == "bulk":
+        return BULK_LANE
     return "control" if envelope_type in CONTROL_TYPES else "bulk"
+
+
+def request_lane(query: bytes | str) -> str:
+    """The protocol lane a batch request declares in its query string: ``"bulk"`` for
+    ``lane=bulk``, else ``"control"`` (a sender sends one lane per request, and a
+    sender of protocol 1 declares nothing). Only picks the address budget charged: a
+    false declaration buys an address no more than both lanes' budgets."""
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    return "bulk" if "lane=bulk" in text.split("&") else "control"
 
 
 class RateLimited(EnvelopeRejected):
@@ -173,13 +200,17 @@ class Admission:
     def __init__(self, config: AdmissionConfig, clock: Clock) -> None:
         self._config = config
         self._clock = clock
-        self._addresses: OrderedDict[str, Budget] = OrderedDict()
+        #: (client address, declared request lane) -> budget
+        self._addresses: OrderedDict[tuple[str, str], Budget] = OrderedDict()
         self._senders: dict[tuple[str, str], Budget] = {}
         #: every refusal's line goes through here: a flood cannot flood the log
         self.log = ThrottledLog(logging.getLogger("hotline.security"), clock)
+        #: (error id, count) for each request refused on its client address's budget
+        #: (the rejected-envelopes metric); set by the node
+        self.on_refused: Callable[[str, int], None] | None = None
 
     # -- before authentication ----------------------------------------------------------
-    def _address(self, address: str) -> Budget:
+    def _address(self, address: tuple[str, str]) -> Budget:
         budget = self._addresses.get(address)
         if budget is None:
             if len(self._addresses) >= MAX_ADDRESSES:
@@ -199,29 +230,42 @@ class Admission:
         while len(self._addresses) >= MAX_ADDRESSES:
             self._addresses.popitem(last=False)  # least recently seen
 
-    def address_exhausted(self, address: str) -> int | None:
-        """``Retry-After`` if ``address`` cannot have even one envelope now, or not yet
-        what its last refused request asked for (its request is refused on its headers
-        alone), else None. Charges nothing.
+    def address_exhausted(self, address: str, lane: str = "control") -> int | None:
+        """``Retry-After`` if ``address``'s budget for requests of ``lane`` cannot have
+        even one envelope now, or not yet what its last refused request asked for (its
+        request is refused on its headers alone), else None. Charges nothing.
 
         Why the last refusal counts: a flooder's batches need hundreds of envelopes
         each; were only one envelope required here, a refill of one token (1 ms at the
         default rate) would let its next batch through to be read and split, only to be
         refused on its line count, so nearly every batch would cost the node a body.
         An honest sender is not held longer than the ``Retry-After`` it was told."""
-        budget = self._addresses.get(address)
+        budget = self._addresses.get((address, lane))
         if budget is None:
             return None
         now = self._clock.monotonic()
         owed_envelopes, owed_bytes = budget.owed
         wait = max(budget.envelopes.wait(max(1.0, owed_envelopes), now),
                    budget.bytes.wait(owed_bytes, now))
-        return None if wait == 0 else retry_after_seconds(wait)
+        if wait == 0:
+            return None
+        self._refused(1)  # both callers refuse the request on this answer
+        return retry_after_seconds(wait)
 
-    def admit_address(self, address: str, *, envelopes: int, nbytes: int) -> int | None:
-        """Charge a client address; None if admitted, else ``Retry-After`` seconds."""
-        wait = self._address(address).try_take(envelopes, nbytes, self._clock.monotonic())
-        return None if wait == 0 else retry_after_seconds(wait)
+    def admit_address(self, address: str, *, envelopes: int, nbytes: int,
+                      lane: str = "control") -> int | None:
+        """Charge a client address's budget for requests of ``lane`` (each lane has its
+        own, of the ``address_*`` sizes, so bulk requests cannot use up what a call's
+        request needs); None if admitted, else ``Retry-After`` seconds."""
+        wait = self._address((address, lane)).try_take(envelopes, nbytes, self._clock.monotonic())
+        if wait == 0:
+            return None
+        self._refused(max(1, envelopes))
+        return retry_after_seconds(wait)
+
+    def _refused(self, count: int) -> None:
+        if self.on_refused is not None:
+            self.on_refused(RATE_LIMITED, count)
 
     # -- after verification -------------------------------------------------------------
     def _limits(self, sender: str) -> PeerLimits:
@@ -247,7 +291,7 @@ class Admission:
 
     def known(self, sender: str) -> bool:
         """Whether ``sender`` already has budgets (unverified names never create any)."""
-        return (sender, "bulk") in self._senders or (sender, "control") in self._senders
+        return any((sender, lane) in self._senders for lane in ("control", "bulk", BULK_LANE))
 
 
 class BatchAdmission:
@@ -262,13 +306,14 @@ class BatchAdmission:
         self._pre_blocked: dict[tuple[str, str], int] = {}  # before verification
         self._refused: dict[str, list[tuple[str, int]]] = {}
 
-    def precheck(self, sender: str, type_: str, size: int) -> int | None:
+    def precheck(self, sender: str, type_: str, size: int,
+                 protocol_lane: str = "control") -> int | None:
         """Before verification, on the envelope's *claimed* sender: ``Retry-After`` if
         that sender's lane is already empty (the envelope could not be admitted however
         it verifies, so the node does not spend a signature check on it), else None.
         Charges nothing, so a forger naming a peer cannot spend that peer's budget; and
         it only reads budgets that verified envelopes created."""
-        key = (sender, lane_of(type_))
+        key = (sender, lane_of(type_, protocol_lane))
         if key not in self._pre_blocked:
             if not self._admission.known(sender):
                 return None
@@ -285,9 +330,10 @@ class BatchAdmission:
         self._refuse(key, size)
         return self._pre_blocked[key]
 
-    def admit(self, sender: str, type_: str, size: int) -> int | None:
+    def admit(self, sender: str, type_: str, size: int,
+              protocol_lane: str = "control") -> int | None:
         """Charge a verified envelope: None if admitted, else its ``Retry-After``."""
-        key = (sender, lane_of(type_))
+        key = (sender, lane_of(type_, protocol_lane))
         if key not in self._blocked:
             wait = self._admission.budget(*key).try_take(1, size, self._now)
             if wait == 0:

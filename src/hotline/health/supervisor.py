@@ -12,14 +12,14 @@ When it raises (or returns, which for such a task is a failure too), the supervi
 4. once the restarted task has run for ``healthy_after_s`` without failing, reports it
    recovered (the alarm is cleared) and resets the backoff.
 
-Each task's state (``running``, ``restarting``, ``stopped``), restarts, last error and
-since when is kept for ``/healthz``, ``hotline status`` and the console.
+Each task's state (``running``, ``restarting``, ``stopped``, or ``stuck``: cancelled but
+still running after :data:`hotline.waits.STOP_GRACE_S`, logged and alarmed), restarts,
+last error and since when is kept for ``/healthz``, ``hotline status`` and the console.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from typing import Any
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
+from hotline.waits import cancel_and_wait
 
 log = logging.getLogger("hotline.supervisor")
 
@@ -42,7 +43,7 @@ OnRecovered = Callable[[str], Awaitable[None]]
 @dataclass
 class TaskState:
     name: str
-    state: str = "starting"       # running | restarting | stopped
+    state: str = "starting"       # running | restarting | stopped | stuck
     since: int = 0                # wall-clock ms of the last change, for people
     restarts: int = 0
     last_error: str | None = None
@@ -82,19 +83,26 @@ class Supervisor:
 
     async def cancel(self, name: str) -> None:
         task = self._tasks.pop(name, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        stuck = [] if task is None else await cancel_and_wait([task], what="supervised task")
         if name in self.states:
-            self._set(self.states[name], "stopped")
+            self._set(self.states[name], "stuck" if stuck else "stopped")
+        if stuck:  # a bug, never a state to live with quietly: alarmed as a failure
+            await self._report_failure(name, RuntimeError(
+                f"task {name} did not end when cancelled; it was left behind"))
+
+    def forget(self, name: str) -> None:
+        """Drop a cancelled task from the states shown (its work is gone for good, as
+        a removed link's sender: not stopped, not failing, just no more)."""
+        if name not in self._tasks:
+            self.states.pop(name, None)
 
     async def cancel_all(self) -> None:
         for name in list(self._tasks):
             await self.cancel(name)
 
     def down(self) -> list[TaskState]:
-        """Tasks that should run but do not right now."""
-        return [s for s in self.states.values() if s.state == "restarting"]
+        """Tasks that should run but do not right now (failing, or stuck in a stop)."""
+        return [s for s in self.states.values() if s.state in ("restarting", "stuck")]
 
     def _set(self, state: TaskState, value: str) -> None:
         state.state = value
@@ -118,9 +126,7 @@ class Supervisor:
                 error: BaseException = RuntimeError(f"task {name} returned; it should run "
                                                     "until stopped")
             except asyncio.CancelledError:
-                inner.cancel()
-                with contextlib.suppress(BaseException):
-                    await inner
+                await cancel_and_wait([inner], what="supervised task body")
                 raise
             except Exception as exc:
                 error = exc
@@ -176,5 +182,4 @@ class Running:
         if self._supervisor is not None:
             await self._supervisor.cancel(self.name)
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task], what="task")

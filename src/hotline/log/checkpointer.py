@@ -35,11 +35,13 @@ from hotline.log.verify import verify_database
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.checkpoint import make_checkpoint, verify_checkpoint, verify_cosignature
-from hotline.protocol.keys import PartyKeys, b64e
+from hotline.protocol.keys import KeyRing, PartyKeys, b64e
 from hotline.store import log as log_store
+from hotline.store import outbox
 from hotline.store.database import Database
 from hotline.store.links import Link
 from hotline.store.schema import log_checkpoints
+from hotline.waits import cancel_and_wait
 
 log = logging.getLogger("hotline.log")
 security_log = logging.getLogger("hotline.security")
@@ -116,9 +118,7 @@ class Checkpointer(BackgroundTask):
                         task.result()  # raises what ended it
                 await asyncio.sleep(self._tick_s)
         finally:
-            for task in loops.values():
-                task.cancel()
-            await asyncio.gather(*loops.values(), return_exceptions=True)
+            await cancel_and_wait(list(loops.values()), what="checkpoint loop")
 
     async def _peer_loop(self, party: str) -> None:
         while True:
@@ -137,10 +137,15 @@ class Checkpointer(BackgroundTask):
 
     async def maybe_checkpoint(self, link: Link, force: bool = False) -> bool:
         """Exchange a checkpoint with ``link`` if one is due; True if one was cosigned."""
-        def read(conn: Connection) -> tuple[log_store.State, Cosigned | None]:
-            return log_store.read_state(conn), last_cosigned(conn, self._me, link.party)
-        state, last = await self._db.read(read)
+        def read(conn: Connection) -> tuple[log_store.State, Cosigned | None, bool]:
+            return (log_store.read_state(conn), last_cosigned(conn, self._me, link.party),
+                    outbox.key_change_waiting(conn, link.party))
+        state, last, key_change = await self._db.read(read)
         if last is not None and state.size <= last.size:
+            return False
+        if key_change:
+            # our new key is announced on the line but not yet taken: a checkpoint it
+            # signs would be refused; wait for the peer's receipt of the announcement
             return False
         grown = state.size - (last.size if last else 0)
         since = self._clock.monotonic() - self._cosigned_mono.get(link.party, -float("inf"))
@@ -220,8 +225,19 @@ class Checkpointer(BackgroundTask):
         """Verify ``cosignature`` against our own checkpoint (the tree rules included)
         and keep it; ``bad-cosignature``/``invalid-tree-head`` and nothing stored if it
         is not exactly what we asked ``link`` to vouch for."""
-        cp = verify_checkpoint(checkpoint, self._keys.public, self._me)
-        verify_cosignature(cosignature, link.keys, cp, expect_witness=link.party)
+        own = self._keys.pair(str(checkpoint.get("kid"))) \
+            if isinstance(self._keys, KeyRing) else None
+        cp = verify_checkpoint(checkpoint, (own or self._keys).public, self._me)
+        kid = cosignature.get("kid") if isinstance(cosignature, dict) else None
+        witness = (self._peers.keys_by_id(link.party) or {}).get(kid) \
+            if isinstance(kid, str) else None
+        verify_cosignature(cosignature, witness or link.keys, cp, expect_witness=link.party)
+        at = cosignature.get("at") if isinstance(cosignature, dict) else None
+        refusal = None if type(at) is not int else \
+            self._peers.refusal(link.party, str(kid), at)
+        if refusal is not None:
+            raise HotlineError(refusal.error_id, f"cosignature: {refusal.message}",
+                               status=refusal.status)
         now = self._clock.now_ms()
 
         def store(conn: Connection) -> None:
@@ -250,8 +266,7 @@ class Checkpointer(BackgroundTask):
                 await self._alarms.raise_(replace(alarm, message=verdict[1]))
             return
         report = await self._db.read(lambda conn: verify_database(
-            conn, self._me, {self._me: self._keys.public,
-                             **{p.party: p.keys for p in self._peers.all()}}))
+            conn, self._me, {**self._peers.known_keys(), self._me: self._keys.public}))
         if report.problems:
             message = f"{detail}; our own log breaks at entry {report.problems[0].index}: " \
                       f"{report.problems[0].message}"

@@ -35,7 +35,8 @@ What it does not prove:
 Bundle format (JSON, ``v`` 1)::
 
     {"v": 1, "kind": "hotline-evidence", "origin": "US-JS",
-     "scope": {"call": id} | {"conversation": id} | {"from": ms, "to": ms},
+     "scope": {"call": id} | {"conversation": id} | {"incident": id} |
+              {"from": ms, "to": ms},
      "exported_at": ms,
      "keys": {"US-JS": {"sign": b64url, "kid": hex}, ...},
      "checkpoint": {signed checkpoint}, "cosignatures": [{signed cosignature}, ...],
@@ -61,14 +62,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlalchemy import Connection, select
 
 from hotline.errors import HotlineError
+from hotline.log.keychain import judge, parse_histories, signed_fields, trusted_histories
 from hotline.log.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from hotline.protocol import canonical
 from hotline.protocol.canonical import MAX_SAFE_INTEGER
 from hotline.protocol.checkpoint import Checkpoint, verify_checkpoint, verify_cosignature
 from hotline.protocol.envelope import KID_RE, PARTY_RE
+from hotline.protocol.keyhistory import KeyHistory
 from hotline.protocol.keys import PublicKeys, b64d, b64e, key_id
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.protocol.statement import verify_call_state, verify_message_receipt
+from hotline.store import keys as key_store
 from hotline.store import log as log_store
 from hotline.store.log import StoredEntry
 from hotline.store.schema import inbound, log_checkpoints, outbox
@@ -76,6 +80,8 @@ from hotline.store.schema import inbound, log_checkpoints, outbox
 BUNDLE_KIND = "hotline-evidence"
 BUNDLE_FIELDS = frozenset({"v", "kind", "origin", "scope", "exported_at", "keys", "checkpoint",
                            "cosignatures", "entries"})
+#: Optional: the signed key histories of parties that rotated (``log/keychain.py``).
+OPTIONAL_FIELDS = frozenset({"key_history"})
 ENTRY_FIELDS = frozenset({"index", "entry", "proof"})
 LOG_ENTRY_FIELDS = frozenset({"v", "i", "at", "kind", "body", "prev"})
 ENVELOPE_KINDS = frozenset({"sent", "received"})
@@ -98,12 +104,14 @@ def _key_entry(public: PublicKeys) -> dict[str, str]:
 # ---------------------------------------------------------------------------- export --
 
 def _scope(call: str | None, conversation: str | None, start_ms: int | None,
-           end_ms: int | None) -> dict[str, Any]:
-    given = [call is not None, conversation is not None,
+           end_ms: int | None, incident: str | None = None) -> dict[str, Any]:
+    given = [call is not None, conversation is not None, incident is not None,
              start_ms is not None or end_ms is not None]
     if sum(given) != 1:
-        raise HotlineError("bad-scope", "give exactly one scope: a call, a conversation, or "
-                                        "a time range (from and to)")
+        raise HotlineError("bad-scope", "give exactly one scope: a call, a conversation, an "
+                                        "incident, or a time range (from and to)")
+    if incident is not None:
+        return {"incident": incident}
     if call is not None:
         return {"call": call}
     if conversation is not None:
@@ -135,7 +143,8 @@ def _signers(kind: str, body: dict[str, Any]) -> list[str]:
 def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
                   peer_keys: dict[str, PublicKeys], call: str | None = None,
                   conversation: str | None = None, start_ms: int | None = None,
-                  end_ms: int | None = None, now_ms: int) -> dict[str, Any]:
+                  end_ms: int | None = None, now_ms: int,
+                  incident: str | None = None) -> dict[str, Any]:
     """Build the evidence bundle of one scope from the node's log (see the module doc).
 
     The newest checkpoint of our log that a peer cosigned and that covers every selected
@@ -143,8 +152,9 @@ def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
     entry against its leaf first, so a log damaged behind the node's back is reported
     here (``log-broken``) rather than exported as a bundle no one could verify.
     """
-    scope = _scope(call, conversation, start_ms, end_ms)
-    subject = call if call is not None else conversation
+    scope = _scope(call, conversation, start_ms, end_ms, incident)
+    subject = call if call is not None else conversation if conversation is not None \
+        else incident
     if subject is not None:
         rows: list[StoredEntry] = log_store.by_subject(conn, subject)
     else:
@@ -204,9 +214,14 @@ def export_bundle(conn: Connection, *, me: str, own_public: PublicKeys,
                                               f"{party} is not linked",
                                hint="link the party again, or export a narrower scope")
         keys[party] = _key_entry(public)
-    return {"v": 1, "kind": BUNDLE_KIND, "origin": me, "scope": scope,
-            "exported_at": now_ms, "keys": keys, "checkpoint": json.loads(newest.checkpoint),
-            "cosignatures": cosignatures, "entries": entries}
+    bundle = {"v": 1, "kind": BUNDLE_KIND, "origin": me, "scope": scope,
+              "exported_at": now_ms, "keys": keys, "checkpoint": json.loads(newest.checkpoint),
+              "cosignatures": cosignatures, "entries": entries}
+    histories = {party: h for party in sorted(needed)
+                 if (h := key_store.export_history(conn, party)) is not None}
+    if histories:
+        bundle["key_history"] = histories
+    return bundle
 
 
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
@@ -244,6 +259,8 @@ def _describe(scope: dict[str, Any]) -> str:
         return f"call {scope['call']}"
     if "conversation" in scope:
         return f"conversation {scope['conversation']}"
+    if "incident" in scope:
+        return f"incident {scope['incident']}"
     return f"the time range {scope['from']}..{scope['to']} ms"
 
 
@@ -323,9 +340,9 @@ def parse_keys(obj: object, what: str, *, strict: bool = False) -> dict[str, Pub
         fields = set(entry) if isinstance(entry, dict) else set()
         if strict and fields != {"sign", "kid"}:
             raise ValueError(f"{what}.{party} must be an object with exactly 'sign' and 'kid'")
-        if "sign" not in fields or not fields <= {"sign", "kid", "enc"}:
+        if "sign" not in fields or not fields <= {"sign", "kid", "enc", "history"}:
             raise ValueError(f"{what}.{party} must be an object with 'sign' (and optionally "
-                             "'kid', 'enc')")
+                             "'kid', 'enc', 'history')")
         assert isinstance(entry, dict)
         sign = entry["sign"]
         try:
@@ -350,7 +367,8 @@ def parse_keys(obj: object, what: str, *, strict: bool = False) -> dict[str, Pub
     return out
 
 
-def verify_bundle(bundle: object, keys: dict[str, PublicKeys] | None = None) -> BundleReport:
+def verify_bundle(bundle: object, keys: dict[str, PublicKeys] | None = None,
+                  histories: dict[str, KeyHistory] | None = None) -> BundleReport:
     """Check an evidence bundle with nothing but itself and, if given, trusted ``keys``.
 
     Pure: no database, no node, no network. With ``keys`` (a verifier's keys file) only
@@ -364,7 +382,7 @@ def verify_bundle(bundle: object, keys: dict[str, PublicKeys] | None = None) -> 
     """
     report = BundleReport(keys_from_bundle=keys is None)
     try:
-        _Verifier(report, keys).run(bundle)
+        _Verifier(report, keys, histories or {}).run(bundle)
     except _Stop as stop:
         report.problems.append(str(stop))
     if report.problems:
@@ -373,9 +391,12 @@ def verify_bundle(bundle: object, keys: dict[str, PublicKeys] | None = None) -> 
 
 
 class _Verifier:
-    def __init__(self, report: BundleReport, given: dict[str, PublicKeys] | None) -> None:
+    def __init__(self, report: BundleReport, given: dict[str, PublicKeys] | None,
+                 given_histories: dict[str, KeyHistory]) -> None:
         self.report = report
         self.given = given
+        self.given_histories = given_histories
+        self.histories: dict[str, KeyHistory] = {}
         self.keys: dict[str, PublicKeys] = {}
         self.origin = ""
         self.subject: str | None = None
@@ -388,9 +409,9 @@ class _Verifier:
     def run(self, bundle: object) -> None:
         if not isinstance(bundle, dict):
             raise _Stop(f"the bundle must be a JSON object, got {type(bundle).__name__}")
-        if set(bundle) != BUNDLE_FIELDS:
+        if not BUNDLE_FIELDS <= set(bundle) <= BUNDLE_FIELDS | OPTIONAL_FIELDS:
             missing = sorted(BUNDLE_FIELDS - set(bundle))
-            extra = sorted(_show(k) for k in set(bundle) - BUNDLE_FIELDS)
+            extra = sorted(_show(k) for k in set(bundle) - BUNDLE_FIELDS - OPTIONAL_FIELDS)
             raise _Stop(f"the bundle has the wrong fields (missing {missing}, unexpected "
                         f"{extra})")
         if type(bundle["v"]) is not int or bundle["v"] != 1:
@@ -405,7 +426,7 @@ class _Verifier:
             self.problem(f"field 'exported_at' is not an integer: "
                          f"{_show(bundle['exported_at'])}")
         self._scope(bundle["scope"])
-        self._keys(bundle["keys"])
+        self._keys(bundle["keys"], bundle.get("key_history", {}))
         checkpoint = self._checkpoint(bundle["checkpoint"])
         self._cosignatures(bundle["cosignatures"], checkpoint)
         entries = self._entries(bundle["entries"], checkpoint)
@@ -414,7 +435,7 @@ class _Verifier:
     def _scope(self, scope: object) -> None:
         if not isinstance(scope, dict):
             raise _Stop("field 'scope' must be an object")
-        if set(scope) in ({"call"}, {"conversation"}):
+        if set(scope) in ({"call"}, {"conversation"}, {"incident"}):
             (name, value), = scope.items()
             if not isinstance(value, str) or not value:
                 raise _Stop(f"scope.{name} must be a non-empty string")
@@ -426,15 +447,21 @@ class _Verifier:
                             f"{_show(start)}/{_show(end)}")
             self.range = (start, end)
         else:
-            raise _Stop(f"scope must be {{'call': id}}, {{'conversation': id}} or "
+            raise _Stop(f"scope must be {{'call': id}}, {{'conversation': id}}, "
+                        f"{{'incident': id}} or "
                         f"{{'from': ms, 'to': ms}}, got fields {sorted(map(str, scope))}")
         self.report.scope = dict(scope)
 
-    def _keys(self, embedded_obj: object) -> None:
+    def _keys(self, embedded_obj: object, history_obj: object) -> None:
         try:
             embedded = parse_keys(embedded_obj, "keys", strict=True)
+            in_bundle = parse_histories(history_obj, "key_history")
         except ValueError as exc:
             raise _Stop(str(exc)) from None
+        self.histories, problems, notes = trusted_histories(
+            embedded, self.given, in_bundle, self.given_histories)
+        self.report.problems.extend(problems)
+        self.report.notes.extend(notes)
         if self.given is None:
             self.keys = embedded
             self.report.notes.append(
@@ -444,12 +471,25 @@ class _Verifier:
         self.keys = dict(self.given)
         for party, public in sorted(embedded.items()):
             trusted = self.given.get(party)
-            if trusted is not None and trusted.sign_bytes != public.sign_bytes:
+            if trusted is not None and trusted.sign_bytes != public.sign_bytes \
+                    and party not in self.histories:
                 self.problem(f"keys.{party}: the bundle's key for {party} (kid "
                              f"{public.key_id}) differs from the trusted key (kid "
                              f"{trusted.key_id})")
 
-    def key(self, party: str, needed_for: str) -> PublicKeys | None:
+    def key(self, party: str, needed_for: str, signed: object = None) -> PublicKeys | None:
+        """``party``'s key for the signature on ``signed`` (an object or its JSON text):
+        the one it names in the party's trusted key history, if it has one, else the
+        party's only key."""
+        history = self.histories.get(party)
+        kid, at = signed_fields(signed)
+        if history is not None and kid is not None:
+            public, why = judge(history, kid, at)
+            if why is not None or public is None:
+                self.problem(f"{needed_for}: {why}")
+                return None
+            self.report.keys[party] = kid
+            return public
         public = self.keys.get(party)
         if public is None:
             source = "the bundle" if self.given is None else "the keys file"
@@ -459,11 +499,9 @@ class _Verifier:
         return public
 
     def _checkpoint(self, obj: object) -> Checkpoint:
-        public = self.keys.get(self.origin)
+        public = self.key(self.origin, "checkpoint", obj)
         if public is None:
-            source = "the bundle" if self.given is None else "the keys file"
-            raise _Stop(f"checkpoint: {source} holds no key for the origin {self.origin}")
-        self.report.keys[self.origin] = public.key_id
+            raise _Stop(self.report.problems.pop())
         try:
             checkpoint = verify_checkpoint(obj, public, self.origin)
         except HotlineError as exc:
@@ -485,7 +523,7 @@ class _Verifier:
             if witness == self.origin:
                 self.problem(f"cosignatures[{n}]: {witness} cannot witness its own log")
                 continue
-            public = self.key(witness, f"cosignatures[{n}]")
+            public = self.key(witness, f"cosignatures[{n}]", obj)
             if public is None:
                 continue
             try:
@@ -604,7 +642,9 @@ class _Verifier:
         checks: dict[str, Callable[[_Entry], None]] = {
             "call-state": self._call_state, "message-receipt": self._message_receipt,
             "receipt": lambda e: self._receipt(e, sent), "sent": self._envelope,
-            "received": self._envelope, "conversation-message": self._names_subject}
+            "received": self._envelope, "conversation-message": self._names_subject,
+            "undeliverable": lambda e: self._given_up(e, sent),
+            "incident": self._names_subject, "incident-entry": self._names_subject}
         for entry in entries:
             if self.range is not None and not self.range[0] <= entry.at <= self.range[1]:
                 self.problem(f"{entry.where}: logged at {entry.at}, outside the scope's time "
@@ -626,7 +666,8 @@ class _Verifier:
         """
         if self.subject is None:
             return
-        named = [entry.body.get(k) for k in ("call", "conversation") if k in entry.body]
+        named = [entry.body.get(k) for k in ("call", "conversation", "incident")
+                 if k in entry.body]
         if self.subject not in named:
             raise _BadField(f"its body names {_show(named)}, not {self.subject}")
 
@@ -634,7 +675,7 @@ class _Verifier:
         self._names_subject(entry)
         body = entry.body
         signer, statement = _text(body, "signer"), _text(body, "statement")
-        public = self.key(signer, entry.where)
+        public = self.key(signer, entry.where, statement)
         if public is None:
             return
         try:
@@ -654,7 +695,7 @@ class _Verifier:
         self._names_subject(entry)
         body = entry.body
         signer, statement = _text(body, "signer"), _text(body, "statement")
-        public = self.key(signer, entry.where)
+        public = self.key(signer, entry.where, statement)
         if public is None:
             return
         try:
@@ -697,7 +738,22 @@ class _Verifier:
 
     def _subject_kind(self) -> str:
         scope = self.report.scope or {}
-        return "call" if "call" in scope else "conversation"
+        return next((k for k in ("call", "conversation", "incident") if k in scope),
+                    "conversation")
+
+    def _given_up(self, entry: _Entry, sent: dict[str, _Entry]) -> None:
+        """An envelope marked undeliverable (its link removed): in a call or conversation
+        bundle, it concerns the subject through the bundle's ``sent`` entry for it."""
+        envelope_id = _text(entry.body, "id")
+        original = sent.get(envelope_id)
+        if original is None:
+            if self.subject is not None:
+                raise _BadField(f"the bundle holds no 'sent' entry for envelope {envelope_id}")
+            return
+        if (original.body.get("peer"), original.body.get("seq")) != \
+                (entry.body.get("peer"), entry.body.get("seq")):
+            raise _BadField(f"'peer'/'seq' differ from those of entry {original.index} "
+                            f"that sent envelope {envelope_id}")
 
     def _receipt(self, entry: _Entry, sent: dict[str, _Entry]) -> None:
         body = entry.body
@@ -717,7 +773,7 @@ class _Verifier:
                 raise _BadField(f"'peer'/'seq' differ from those of entry {original.index} "
                                 f"that sent envelope {envelope_id}")
             digest = _text(original.body, "digest")
-        public = self.key(peer, entry.where)
+        public = self.key(peer, entry.where, raw)
         if public is None:
             return
         try:
@@ -761,7 +817,8 @@ def _receipt_digest(raw: str) -> str:
 def _payload_subjects(payload: dict[str, Any]) -> list[object]:
     """The call / conversation ids a message names: directly, or through the statement it
     carries (a call-state or message-receipt statement names its call or conversation)."""
-    named: list[object] = [payload.get("call"), payload.get("conversation")]
+    named: list[object] = [payload.get("call"), payload.get("conversation"),
+                           payload.get("incident")]
     statement = payload.get("statement")
     if isinstance(statement, str):
         try:

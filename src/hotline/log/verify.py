@@ -172,12 +172,31 @@ def load_checkpoints(conn: Connection) -> list[CheckpointRow]:
                           r.cosignature) for r in rows]
 
 
-def check_signatures(rows: list[CheckpointRow], keys: dict[str, PublicKeys],
-                     report: Report) -> None:
+def _signer(keys: dict[str, PublicKeys], known: dict[str, dict[str, PublicKeys]],
+            party: str, signed: str | None) -> PublicKeys | None:
+    """The key of ``party`` whose id the signed object ``signed`` names, from the key
+    history (a checkpoint made before a rotation), else the one in ``keys``."""
     import json
 
+    try:
+        kid = json.loads(signed).get("kid") if signed else None
+    except (ValueError, AttributeError):
+        kid = None
+    return known.get(party, {}).get(kid) if isinstance(kid, str) and \
+        kid in known.get(party, {}) else keys.get(party)
+
+
+def check_signatures(rows: list[CheckpointRow], keys: dict[str, PublicKeys],
+                     report: Report,
+                     known: dict[str, dict[str, PublicKeys]] | None = None) -> None:
+    """Every stored checkpoint and cosignature against its signer's key: the one it
+    names among ``known`` (every key of each party's history) or the one in ``keys``."""
+    import json
+
+    history = known or {}
     for row in rows:
-        origin_key, witness_key = keys.get(row.origin), keys.get(row.witness)
+        origin_key = _signer(keys, history, row.origin, row.checkpoint)
+        witness_key = _signer(keys, history, row.witness, row.cosignature)
         if origin_key is None or witness_key is None:
             report.problems.append(Break(None, f"no key to check the checkpoint of "
                                                f"{row.origin} cosigned by {row.witness}"))
@@ -196,8 +215,11 @@ def check_signatures(rows: list[CheckpointRow], keys: dict[str, PublicKeys],
         report.checkpoints += 1
 
 
-def verify_database(conn: Connection, me: str, keys: dict[str, PublicKeys]) -> Report:
-    """The full check: entries, tree state, and every stored checkpoint."""
+def verify_database(conn: Connection, me: str, keys: dict[str, PublicKeys],
+                    entries: Iterable[tuple[int, str, str, bytes]] | None = None) -> Report:
+    """The full check: entries, tree state, and every stored checkpoint. ``entries``:
+    the ``(idx, kind, entry, leaf)`` rows to read, if not :func:`log_store.scan_raw`'s
+    (the start-up state check reads the log in the same pass)."""
     report = Report()
     rows = load_checkpoints(conn)
     ours: dict[int, list[CheckpointRow]] = {}
@@ -205,7 +227,9 @@ def verify_database(conn: Connection, me: str, keys: dict[str, PublicKeys]) -> R
         if row.origin == me:
             ours.setdefault(row.size, []).append(row)
     state = log_store.read_state(conn)
-    verify_entries(log_store.scan_raw(conn), state.size, state.frontier.root(), ours,
-                   report, state.last_leaf)
-    check_signatures(rows, keys, report)
+    scan = log_store.scan_raw(conn) if entries is None else entries
+    verify_entries(scan, state.size, state.frontier.root(), ours, report, state.last_leaf)
+    from hotline.store import keys as key_store
+
+    check_signatures(rows, keys, report, key_store.all_known(conn))
     return report

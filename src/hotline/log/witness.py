@@ -150,8 +150,13 @@ class Witness:
                                  status=403)
             self._impersonation(cp, error)
             raise error
+        # the key the checkpoint names, from the origin's key history (a rotated-out key
+        # within its grace), else the current one
+        kid = cp.get("kid") if isinstance(cp, dict) else None
+        named = (self._peers.keys_by_id(link.party) or {}).get(kid) \
+            if isinstance(kid, str) else None
         try:
-            checkpoint = verify_checkpoint(cp, link.keys, link.party)
+            checkpoint = verify_checkpoint(cp, named or link.keys, link.party)
         except HotlineError as exc:
             if exc.error_id == INVALID_TREE_HEAD:
                 raise _Accused(Accusation(
@@ -161,6 +166,10 @@ class Witness:
                     int(cp["size"]))) from None
             self._impersonation(cp, exc)
             raise
+        refusal = self._peers.refusal(link.party, checkpoint.kid, checkpoint.at)
+        if refusal is not None:
+            raise HotlineError(refusal.error_id, f"checkpoint: {refusal.message}",
+                               status=refusal.status)
         from_size, proof = body["from_size"], body["proof"]
         if type(from_size) is not int or not 0 <= from_size <= checkpoint.size:
             raise HotlineError(BAD_CHECKPOINT, "from_size must be an integer from 0 to "

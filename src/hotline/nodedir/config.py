@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from hotline.errors import ConfigError, LinkError
+from hotline.fieldtext import describe
 from hotline.protocol.envelope import PARTY_RE
 from hotline.protocol.offer import check_endpoint
 
@@ -28,6 +29,9 @@ CONFIG_NAME = "config.toml"
 KEYSTORE_NAME = "keys.json"
 TOKEN_NAME = "operator.token"  # noqa: S105 (a file name, not a secret)
 DB_NAME = "hotline.db"
+
+
+MIB = 1024 * 1024
 
 
 class DeliveryConfig(BaseModel):
@@ -46,6 +50,25 @@ class DeliveryConfig(BaseModel):
     reseal_after_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     #: Every attempt to reach a peer failing this long raises an alarm ``line-down``.
     line_down_alarm_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    #: How long a peer's rotated-out key is still accepted, counted on this node's clock
+    #: from when it accepted the rotation (docs/protocol.md, "Key history").
+    key_grace_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
+    #: Waiting this long (monotonic clock) on a missing sequence number from a peer — or
+    #: a peer saying it waits on one of ours — raises an alarm ``sequence-gap``.
+    gap_alarm_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    #: Per peer, the bulk lane's queue (what ``hotline send`` / ``POST /api/v1/messages``
+    #: enqueue and the peer has not acknowledged) holds at most this many messages and
+    #: this many characters of payload; a send past either is refused whole (429,
+    #: ``bulk-queue-full``). Defaults: a minute of line at the measured ~1,800 messages/s
+    #: (108,000, rounded down) and at ~600 characters a message (docs/protocol.md,
+    #: "Back-pressure"). The control lane has no such bound: it is never refused for
+    #: bulk's sake.
+    bulk_queue_max_messages: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
+    bulk_queue_max_bytes: Annotated[int, Field(ge=1024, le=1 << 40)] = 64 * MIB
+    #: The federation protocol this node speaks: 2 (lanes); 1 makes it speak as a node
+    #: from before lanes did (one sequence per link), for a staged upgrade or a test of
+    #: a mixed-version pair.
+    protocol: Annotated[int, Field(ge=1, le=2)] = 2
 
 
 class LogConfig(BaseModel):
@@ -57,7 +80,6 @@ class LogConfig(BaseModel):
     checkpoint_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
 
 
-MIB = 1024 * 1024
 Rate = Annotated[float, Field(gt=0, le=1e9)]
 
 
@@ -116,6 +138,65 @@ class AdmissionConfig(BaseModel):
         return value
 
 
+class LinkTestConfig(BaseModel):
+    """``[health.links.PARTY]``: one link's own test interval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test_every_seconds: Annotated[float, Field(ge=0.1, le=86400)]
+
+
+class HealthConfig(BaseModel):
+    """``[health]``: link tests and the thresholds that judge each endpoint and link
+    ``up``, ``degraded`` or ``down`` (``hotline.links.health``; docs/protocol.md §7.2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: every link tests each of its endpoints this often (overridden per link)
+    test_every_seconds: Annotated[float, Field(ge=0.1, le=86400)] = 60.0
+    #: a test not answered within this long is lost
+    test_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    #: how many of the latest tests of an endpoint its state is judged on
+    window: Annotated[int, Field(ge=1, le=1000)] = 10
+    #: this share of the window lost: degraded
+    degraded_loss: Annotated[float, Field(gt=0, le=1)] = 0.2
+    #: this share of the window lost: down
+    down_loss: Annotated[float, Field(gt=0, le=1)] = 0.5
+    #: this many tests lost in a row: down
+    down_after: Annotated[int, Field(ge=1, le=1000)] = 3
+    #: the median round trip of the window's answered tests at least this: degraded
+    degraded_rtt_ms: Annotated[float, Field(gt=0, le=600_000)] = 1000.0
+    links: dict[str, LinkTestConfig] = {}
+
+    @field_validator("links")
+    @classmethod
+    def _links(cls, value: dict[str, LinkTestConfig]) -> dict[str, LinkTestConfig]:
+        for party in value:
+            if not PARTY_RE.fullmatch(party):
+                raise ValueError(f"{party!r} is not a party id (e.g. US-JS)")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthConfig:
+        if self.down_loss < self.degraded_loss:
+            raise ValueError("health.down_loss must be at least health.degraded_loss")
+        return self
+
+    def test_every(self, party: str) -> float:
+        own = self.links.get(party)
+        return self.test_every_seconds if own is None else own.test_every_seconds
+class MetricsConfig(BaseModel):
+    """``[metrics]``: ``token_file``, a file (relative to the node directory, or
+    absolute) holding the token that opens ``/metrics`` from anywhere (as
+    ``Authorization: Bearer``); without it ``/metrics`` is open only from the node's
+    own host (and to the operator token). The file is read when presented, never logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: "" (the default): no metrics token
+    token_file: Annotated[str, Field(max_length=4096)] = ""
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -127,6 +208,8 @@ class NodeConfig(BaseModel):
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
     admission: AdmissionConfig = AdmissionConfig()
+    health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _bursts_hold_an_envelope(self) -> NodeConfig:
@@ -194,13 +277,14 @@ def load_config(node_dir: Path) -> NodeConfig:
                           hint="create one with `hotline init`, or pass --dir")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return NodeConfig.model_validate(data)
+        # strict: TOML has types, so `window = true` or `test_every_seconds = "5"` is a
+        # mistake to name, not a 1 or a 5 to guess (an integer still fills a float)
+        return NodeConfig.model_validate(data, strict=True)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("bad-config", f"{path}: {exc}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError("bad-config", f"{path}: field {field!r}: {first['msg']}") from None
+        field, problem = describe(exc.errors()[0])
+        raise ConfigError("bad-config", f"{path}: field {field!r}: {problem}") from None
 
 
 def write_config(node_dir: Path, config: NodeConfig) -> None:

@@ -8,9 +8,12 @@ rotates it without a restart.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
+
+log = logging.getLogger("hotline.security")
 
 
 def write_token(path: Path) -> str:
@@ -43,7 +46,16 @@ class TokenChecker:
             return ""
         stamp = (st.st_mtime_ns, st.st_ino, st.st_size)  # rotation replaces the inode
         if stamp != self._stamp:
-            self._token, self._stamp = read_token(self._path), stamp
+            try:
+                token = read_token(self._path)
+            except (OSError, UnicodeDecodeError) as exc:
+                # a directory, no read access, a token with non-ASCII bytes: no token
+                # opens anything (not a 500 on every request), said once per change
+                why = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+                log.warning("token file %s is unusable (%s): no token matches it until "
+                            "it is fixed", self._path, why)
+                token = ""
+            self._token, self._stamp = token, stamp
         return self._token
 
     def check(self, presented: str) -> bool:

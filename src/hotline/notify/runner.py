@@ -23,7 +23,6 @@ wall-clock step is noticed; the times stored in rows are wall-clock ms from the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from hotline.notify.webhook import WebhookChannel
 from hotline.store import notifications
 from hotline.store.database import Database
 from hotline.store.notifications import Notification
+from hotline.waits import cancel_and_wait, wait_event
 
 log = logging.getLogger("hotline.notify")
 
@@ -72,14 +72,17 @@ class Notifier(BackgroundTask):
                  on_gave_up: GaveUp | None = None,
                  on_failing: GaveUp | None = None,
                  on_channel_ok: Callable[[str], Awaitable[None]] | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
         """``on_gave_up`` is called once for a row that failed for good; ``on_failing``
         once for a channel whose attempts have failed ``ALARM_AFTER_FAILURES`` times in a
         row while its rows are still retried; ``on_channel_ok`` when such a channel delivers
         again. ``client``: one HTTP client
         for every webhook lane, owned by the caller (the simulation harness's in-memory
-        webhooks); by default each lane has its own."""
+        webhooks); by default each lane has its own. ``on_outcome``: (channel,
+        "delivered" | "retrying" | "failed") after each attempt is recorded."""
         super().__init__()
+        self._on_outcome = on_outcome
         if per_channel < 1:
             raise ValueError("per_channel must be at least 1")
         self._db = db
@@ -120,8 +123,7 @@ class Notifier(BackgroundTask):
             channels = await self._db.read(notifications.pending_channels)
             for channel in channels:
                 self._lane(channel).poke()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._max_wait)
+            await wait_event(self._wake, self._max_wait)
 
     def _lane(self, channel: str) -> _Lane:
         lane = self._lanes.get(channel)
@@ -177,10 +179,15 @@ class Notifier(BackgroundTask):
         raise ChannelError(f"channel {row.channel!r} is no longer in the directory",
                            permanent=True)
 
+    def _outcome(self, channel: str, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(channel, outcome)
+
     async def _record(self, row: Notification, error: ChannelError | None) -> None:
         if error is None:
             await self._db.write(lambda conn: notifications.delivered(
                 conn, row.id, self._clock.now_ms()))
+            self._outcome(row.channel, "delivered")
             self._channel_failures.pop(row.channel, None)
             # the first delivery of a channel since start too: an alarm raised before a
             # restart is cleared by it
@@ -206,6 +213,8 @@ class Notifier(BackgroundTask):
             return notifications.failed(conn, row.id, now, text, retry_at=retry_at), now, \
                 retry_at
         marked, now, retry_at = await self._db.write(decide)
+        if retry_at is not None or marked:
+            self._outcome(row.channel, "retrying" if retry_at is not None else "failed")
         if retry_at is not None:
             log.warning("notification %s via %s failed (attempt %d), next try in %.3g s: %s",
                         row.key, row.channel, failures, (retry_at - now) / 1000, text)
@@ -297,10 +306,7 @@ class _Lane:
 
     async def stop(self) -> None:
         await self._running.stop()
-        tasks = list(self._in_flight.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._in_flight.values()), what="notification attempt")
         if self._client is not None and self._own_client:
             await self._client.aclose()
         if self._threads is not None:
@@ -314,8 +320,7 @@ class _Lane:
                 failure, self._failure = self._failure, None
                 raise failure
             wait = await self._fill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), wait)
+            await wait_event(self._poke, wait)
 
     async def _fill(self) -> float | None:
         """Start an attempt for each due row there is room for; return how long to wait

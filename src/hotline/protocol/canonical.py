@@ -38,16 +38,41 @@ def _check_value(value: JSONValue, depth: int = 0) -> None:
         if "\x00" in value:
             raise rejected(MALFORMED, "string contains NUL")
         return
+    # Containers check their plain strings and integers in place (exactly what the
+    # recursive call would do, in the same order): nearly every value of an envelope is
+    # one, and a call per value was most of this function's cost on the hot path.
+    inner = depth + 1
     if isinstance(value, list):
+        if value and inner > MAX_DEPTH:
+            raise rejected(MALFORMED, f"value nested deeper than {MAX_DEPTH} levels")
         for item in value:
-            _check_value(item, depth + 1)
+            kind = type(item)
+            if kind is str:
+                if "\x00" in item:
+                    raise rejected(MALFORMED, "string contains NUL")
+            elif kind is int:
+                if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    raise rejected(MALFORMED, "integer outside the safe range +-(2^53 - 1)")
+            else:
+                _check_value(item, inner)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise rejected(MALFORMED, "object key is not a string")
-            _check_value(key, depth + 1)
-            _check_value(item, depth + 1)
+            if inner > MAX_DEPTH:
+                raise rejected(MALFORMED, f"value nested deeper than {MAX_DEPTH} levels")
+            if "\x00" in key:
+                raise rejected(MALFORMED, "string contains NUL")
+            kind = type(item)
+            if kind is str:
+                if "\x00" in item:
+                    raise rejected(MALFORMED, "string contains NUL")
+            elif kind is int:
+                if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    raise rejected(MALFORMED, "integer outside the safe range +-(2^53 - 1)")
+            else:
+                _check_value(item, inner)
         return
     raise rejected(MALFORMED, f"type {type(value).__name__} has no canonical encoding")
 

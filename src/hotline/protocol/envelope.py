@@ -6,6 +6,11 @@ Wire form: one canonical JSON object (see :mod:`hotline.protocol.canonical`)::
      "kid": "<16 hex>", "seq": 1, "sig": b64url(Ed25519), "to": "RU-GS",
      "ts": <ms since epoch>, "type": "message", "v": 1}
 
+A bulk-lane envelope (protocol 2, :mod:`hotline.protocol.lanes`) has two more signed
+fields: ``"lane": "bulk"`` and ``"after": <the last control seq its sender had committed
+to the link>``. An envelope without them is a control-lane envelope, as every envelope
+was before lanes: old envelopes and logs verify unchanged.
+
 Every routing-relevant field is covered by the sender's signature; the payload is
 encrypted to the recipient with HPKE (RFC 9180: DHKEM-X25519, HKDF-SHA256,
 ChaCha20-Poly1305), a fresh ephemeral key per envelope, and the header bound in as the
@@ -37,7 +42,8 @@ from hotline.errors import (
     rejected,
 )
 from hotline.protocol import canonical
-from hotline.protocol.keys import PartyKeys, PublicKeys, b64d, b64e
+from hotline.protocol.keys import KeyRing, PartyKeys, PublicKeys, b64d, b64e
+from hotline.protocol.lanes import BULK, CONTROL, Lane
 from hotline.protocol.signing import sign_object, signing_input, verify_object
 
 VERSION = 1
@@ -52,6 +58,8 @@ TYPE_RE = re.compile(r"^[a-z][a-z0-9.-]{0,63}\Z")
 ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 KID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 FIELDS = frozenset({"v", "id", "from", "to", "kid", "seq", "ts", "type", "ct", "sig"})
+#: the fields only a bulk-lane envelope has (and must have both of)
+LANE_FIELDS = frozenset({"lane", "after"})
 
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
@@ -68,10 +76,17 @@ class Header:
     ts: int
     type: str
     v: int = VERSION
+    #: the lane ``seq`` numbers (``control`` unless the envelope says ``bulk``)
+    lane: Lane = CONTROL
+    #: bulk only: the last control seq committed before it (released after that one)
+    after: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"v": self.v, "id": self.id, "from": self.sender, "to": self.recipient,
+        head = {"v": self.v, "id": self.id, "from": self.sender, "to": self.recipient,
                 "kid": self.kid, "seq": self.seq, "ts": self.ts, "type": self.type}
+        if self.lane != CONTROL:
+            head["lane"], head["after"] = self.lane, self.after or 0
+        return head
 
 
 @dataclass(frozen=True)
@@ -113,8 +128,9 @@ def _int_field(obj: dict[str, Any], name: str, minimum: int) -> int:
     return value
 
 
-def parse_header(obj: Any) -> Header:
-    """Check the shape of a decoded envelope and return its header."""
+def parse_header(obj: Any, lanes: bool = True) -> Header:
+    """Check the shape of a decoded envelope and return its header. ``lanes=False``: as
+    a node of protocol 1 does, refuse the bulk lane's fields as unexpected."""
     if not isinstance(obj, dict):
         raise rejected(MALFORMED, "envelope is not a JSON object")
     if "v" not in obj:
@@ -123,21 +139,28 @@ def parse_header(obj: Any) -> Header:
     if version != VERSION or type(version) is not int:
         raise rejected(UNSUPPORTED_VERSION, f"envelope version {version!r} is not supported "
                                             f"(this node speaks {VERSION})")
-    if set(obj) != FIELDS:
-        missing, extra = sorted(FIELDS - set(obj)), sorted(set(obj) - FIELDS)
+    expected = FIELDS | LANE_FIELDS if lanes and "lane" in obj else FIELDS
+    if set(obj) != expected:
+        missing, extra = sorted(expected - set(obj)), sorted(set(obj) - expected)
         raise rejected(MALFORMED, f"envelope fields wrong: missing {missing}, unexpected {extra}")
     if not isinstance(obj["ct"], str) or not isinstance(obj["sig"], str):
         raise rejected(MALFORMED, "fields 'ct' and 'sig' must be strings")
+    lane: Lane = CONTROL
+    after = None
+    if "lane" in obj:
+        if obj["lane"] != BULK:  # a control envelope says nothing: one encoding each
+            raise rejected(MALFORMED, f"field 'lane' must be {BULK!r} if present")
+        lane, after = BULK, _int_field(obj, "after", 0)
     return Header(id=_str_field(obj, "id", ID_RE), sender=_str_field(obj, "from", PARTY_RE),
                   recipient=_str_field(obj, "to", PARTY_RE), kid=_str_field(obj, "kid", KID_RE),
                   seq=_int_field(obj, "seq", 1), ts=_int_field(obj, "ts", 0),
-                  type=_str_field(obj, "type", TYPE_RE))
+                  type=_str_field(obj, "type", TYPE_RE), lane=lane, after=after)
 
 
 def open_envelope(data: bytes, *, me: str, my_keys: PartyKeys,
                   sender_keys: Callable[[str], dict[str, PublicKeys] | None],
                   now_ms: int, skew_ms: int = DEFAULT_SKEW_MS,
-                  max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+                  max_bytes: int = DEFAULT_MAX_BYTES, lanes: bool = True) -> Envelope:
     """Verify and decrypt one envelope, or raise a rejection with a stable id.
 
     ``sender_keys(party)`` returns the party's signing keys by key id, or ``None`` for a
@@ -148,7 +171,7 @@ def open_envelope(data: bytes, *, me: str, my_keys: PartyKeys,
         raise rejected(OVERSIZE, f"envelope of {len(data)} bytes exceeds the limit of "
                                  f"{max_bytes} bytes")
     obj = canonical.decode(data)
-    header = parse_header(obj)
+    header = parse_header(obj, lanes)
     if header.recipient != me:
         raise rejected(WRONG_RECIPIENT, f"envelope is addressed to {header.recipient}, "
                                         f"this node is {me}")
@@ -166,10 +189,17 @@ def open_envelope(data: bytes, *, me: str, my_keys: PartyKeys,
                        f"envelope time is {(header.ts - now_ms) / 1000:+.1f} s from ours; "
                        f"the window is +-{skew_ms / 1000:.0f} s")
     ct = b64d(obj["ct"], what="ciphertext")
-    try:
-        plain = _SUITE.decrypt(ct, my_keys.enc, info=_hpke_info(header.as_dict()))
-    except (InvalidTag, ValueError):
-        raise rejected(UNDECRYPTABLE, "payload does not decrypt with this node's key") from None
+    # A peer may have sealed to an encryption key this node has since rotated out of.
+    older = my_keys.older if isinstance(my_keys, KeyRing) else ()
+    plain = None
+    for private in (my_keys.enc, *(k.enc for k in older)):
+        try:
+            plain = _SUITE.decrypt(ct, private, info=_hpke_info(header.as_dict()))
+            break
+        except (InvalidTag, ValueError):
+            continue
+    if plain is None:
+        raise rejected(UNDECRYPTABLE, "payload does not decrypt with this node's key")
     payload = canonical.decode(plain)
     if not isinstance(payload, dict):
         raise rejected(MALFORMED, "payload is not a JSON object")

@@ -124,3 +124,58 @@ class PartyKeys:
 
     def signature(self, message: bytes) -> bytes:
         return self.sign.sign(message)
+
+
+class KeyRing(PartyKeys):
+    """This node's keys: the current pair, switched at a rotation, and the pairs it
+    rotated out of (kept to open envelopes a peer sealed to an old encryption key).
+
+    It stands wherever a :class:`PartyKeys` is expected, always meaning the *current*
+    pair, so every part that signs reads the key in force at the moment it signs."""
+
+    def __init__(self, pairs: list[PartyKeys]) -> None:
+        if not pairs:
+            raise ValueError("a key ring needs at least one pair")
+        object.__setattr__(self, "_pairs", list(pairs))
+
+    @property
+    def current(self) -> PartyKeys:
+        pairs: list[PartyKeys] = object.__getattribute__(self, "_pairs")
+        return pairs[-1]
+
+    @property
+    def older(self) -> tuple[PartyKeys, ...]:
+        """The pairs before the current one, newest first."""
+        pairs: list[PartyKeys] = object.__getattribute__(self, "_pairs")
+        return tuple(reversed(pairs[:-1]))
+
+    def pair(self, kid: str) -> PartyKeys | None:
+        """The pair whose signing key has id ``kid``, if this ring holds it."""
+        pairs: list[PartyKeys] = object.__getattribute__(self, "_pairs")
+        return next((p for p in pairs if p.public.key_id == kid), None)
+
+    def switch(self, keys: PartyKeys) -> None:
+        """Make ``keys`` current (idempotent: switching to the current pair is nothing)."""
+        pairs: list[PartyKeys] = object.__getattribute__(self, "_pairs")
+        if pairs[-1].public.key_id == keys.public.key_id:
+            return
+        kept = [p for p in pairs if p.public.key_id != keys.public.key_id]
+        object.__setattr__(self, "_pairs", [*kept, keys])
+
+    @property
+    def sign(self) -> Ed25519PrivateKey:
+        return self.current.sign
+
+    @property
+    def enc(self) -> X25519PrivateKey:
+        return self.current.enc
+
+    @property
+    def public(self) -> PublicKeys:
+        return self.current.public
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)

@@ -39,14 +39,18 @@ def envelope_digest(raw: bytes) -> str:
 
 
 def message_digest(*, envelope_id: str, sender: str, recipient: str, seq: int, type_: str,
-                   payload: dict[str, Any]) -> str:
+                   payload: dict[str, Any], lane: str = "control") -> str:
     """SHA-256 over the canonical message: what a receipt acknowledges (the payload
-    without its :data:`TRANSMISSION_FIELDS`)."""
+    without its :data:`TRANSMISSION_FIELDS`). A bulk-lane message binds its lane too
+    (a control one does not: its digest is what it was before lanes)."""
     skip = TRANSMISSION_FIELDS.get(type_)
     if skip:
         payload = {k: v for k, v in payload.items() if k not in skip}
-    body = canonical.encode({"id": envelope_id, "from": sender, "to": recipient, "seq": seq,
-                             "type": type_, "payload": payload})
+    message: dict[str, Any] = {"id": envelope_id, "from": sender, "to": recipient,
+                               "seq": seq, "type": type_, "payload": payload}
+    if lane != "control":
+        message["lane"] = lane
+    body = canonical.encode(message)
     return b64e(hashlib.sha256(MESSAGE_DOMAIN + body).digest())
 
 

@@ -24,11 +24,17 @@ CALL_STATES = frozenset({"placed", "delivered", "ringing", "answered", "declined
                          "unanswered", "undeliverable", "cancelled", "expired", "refused",
                          "fallback"})
 RECEIPT_KINDS = frozenset({"delivered", "read", "acknowledged"})
+#: the structured answers to a query (docs/queries.md); carried, signed, by an
+#: ``answered`` call-state statement in its optional ``answer`` field
+QUERY_ANSWERS = ("yes", "no", "unknown", "will-not-answer")
+MAX_DETAILS = 2000
 
 _CALL_FIELDS = {"v": int, "kind": str, "call": str, "signer": str, "kid": str, "n": int,
                 "state": str, "step": (int, type(None)), "role": (str, type(None)),
                 "operator": (str, type(None)), "who": list, "reason": (str, type(None)),
                 "at": int, "caller": str, "callee": str, "sig": str}
+#: a query's answer statement: the same fields and ``answer``: {answer, details}
+_CALL_ANSWER_FIELDS = {**_CALL_FIELDS, "answer": dict}
 _RECEIPT_FIELDS = {"v": int, "kind": str, "message": str, "conversation": str, "author": str,
                    "signer": str, "kid": str, "receipt": str, "operator": (str, type(None)),
                    "role": (str, type(None)), "at": int, "sig": str}
@@ -63,26 +69,57 @@ class CallState:
     caller: str
     callee: str
     raw: str  # the exact signed canonical JSON
+    #: a query's structured answer (one of QUERY_ANSWERS) and its details, signed with
+    #: the rest; None on every other statement (the field is then absent from the JSON)
+    answer: str | None = None
+    details: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "step": self.step, "role": self.role,
-                "operator": self.operator, "who": list(self.who), "reason": self.reason,
-                "at": self.at, "signed_by": self.signer}
+        out = {"state": self.state, "step": self.step, "role": self.role,
+               "operator": self.operator, "who": list(self.who), "reason": self.reason,
+               "at": self.at, "signed_by": self.signer}
+        if self.answer is not None:
+            out["answer"] = self.answer
+            out["details"] = self.details
+        return out
 
 
 def sign_call_state(*, call: str, signer: str, n: int, state: str, at: int, caller: str,
                     callee: str, keys: PartyKeys, step: int | None = None,
                     role: str | None = None, operator: str | None = None,
-                    who: tuple[str, ...] = (), reason: str | None = None) -> CallState:
+                    who: tuple[str, ...] = (), reason: str | None = None,
+                    answer: str | None = None, details: str | None = None) -> CallState:
+    """Sign one call state. ``answer`` (with optional ``details``) only on the
+    ``answered`` statement of a query; ValueError for anything else."""
     if state not in CALL_STATES:
         raise ValueError(f"unknown call state {state!r}")
-    obj = {"v": 1, "kind": "call-state", "call": call, "signer": signer,
-           "kid": keys.public.key_id, "n": n, "state": state, "step": step, "role": role,
-           "operator": operator, "who": list(who), "reason": reason, "at": at,
-           "caller": caller, "callee": callee}
+    obj: dict[str, Any] = {
+        "v": 1, "kind": "call-state", "call": call, "signer": signer,
+        "kid": keys.public.key_id, "n": n, "state": state, "step": step, "role": role,
+        "operator": operator, "who": list(who), "reason": reason, "at": at,
+        "caller": caller, "callee": callee}
+    if answer is not None:
+        if state != "answered" or answer not in QUERY_ANSWERS:
+            raise ValueError(f"answer {answer!r} on a {state!r} statement")
+        obj["answer"] = {"answer": answer, "details": details}
+    elif details is not None:
+        raise ValueError("details without an answer")
     raw = canonical.encode(sign_object(CALL_DOMAIN, obj, keys)).decode()
     return CallState(call, signer, n, state, step, role, operator, tuple(who), reason, at,
-                     caller, callee, raw)
+                     caller, callee, raw, answer, details)
+
+
+def _answer_of(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The (answer, details) a call-state object carries, checked; (None, None) if none."""
+    if "answer" not in obj:
+        return None, None
+    value = obj["answer"]
+    if (not isinstance(value, dict) or set(value) != {"answer", "details"}
+            or value["answer"] not in QUERY_ANSWERS or obj["state"] != "answered"
+            or not (value["details"] is None or (isinstance(value["details"], str)
+                                                 and len(value["details"]) <= MAX_DETAILS))):
+        raise BadStatement("call-state statement has a malformed answer")
+    return value["answer"], value["details"]
 
 
 def _shape(obj: Any, fields: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -104,7 +141,10 @@ def verify_call_state(raw: str, *, signer: str, public: PublicKeys,
                       call: str | None = None) -> CallState:
     """Parse and verify a call-state statement signed by ``signer`` with ``public``."""
     try:
-        obj = _shape(canonical.decode(raw.encode()), _CALL_FIELDS, "call-state")
+        decoded = canonical.decode(raw.encode())
+        fields = (_CALL_ANSWER_FIELDS if isinstance(decoded, dict) and "answer" in decoded
+                  else _CALL_FIELDS)
+        obj = _shape(decoded, fields, "call-state")
     except HotlineError as exc:
         raise BadStatement(f"call-state statement: {exc.message}") from None
     if obj["signer"] != signer or obj["kid"] != public.key_id:
@@ -113,11 +153,12 @@ def verify_call_state(raw: str, *, signer: str, public: PublicKeys,
         raise BadStatement("call-state statement is about another call")
     if obj["state"] not in CALL_STATES or not all(isinstance(w, str) for w in obj["who"]):
         raise BadStatement("call-state statement has an unknown state")
+    answer, details = _answer_of(obj)
     if not verify_object(CALL_DOMAIN, obj, public):
         raise BadStatement(f"call-state signature does not verify with {signer}'s key")
     return CallState(obj["call"], signer, obj["n"], obj["state"], obj["step"], obj["role"],
                      obj["operator"], tuple(obj["who"]), obj["reason"], obj["at"],
-                     obj["caller"], obj["callee"], raw)
+                     obj["caller"], obj["callee"], raw, answer, details)
 
 
 @dataclass(frozen=True)

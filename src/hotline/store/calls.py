@@ -58,6 +58,18 @@ def recent(conn: Connection, limit: int, active_only: bool = False) -> list[Call
     return [_row(r) for r in conn.execute(query)]
 
 
+#: A call in one of these states has not ended (on either side of the line).
+OPEN_STATES = ("placed", "delivered", "ringing", "undeliverable")
+
+
+def open_with(conn: Connection, peer: str) -> list[CallRow]:
+    """The calls with ``peer``, both directions, that have not ended, oldest first."""
+    rows = conn.execute(select(calls).where(calls.c.peer == peer,
+                                            calls.c.state.in_(OPEN_STATES))
+                        .order_by(calls.c.placed_at, calls.c.id))
+    return [_row(r) for r in rows]
+
+
 _KNOWN_EVENT = select(call_events.c.id).where(
     call_events.c.call_id == bindparam("call_id"), call_events.c.signer == bindparam("signer"),
     call_events.c.n == bindparam("n"))

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, true, update
 from hotline.store.schema import (
     calls,
     console_sessions,
+    key_history,
     notifications,
     operator_accounts,
     outbox,
@@ -46,7 +47,8 @@ DURATION_DEADLINES: tuple[Deadline, ...] = (
                                     timers.c.basis == "duration")),
     Deadline(calls, "started_at", _ACTIVE_CALL),      # escalation offsets count from here
     Deadline(calls, "deliver_by", _ACTIVE_CALL),
-    Deadline(outbox, "deadline_at", outbox.c.delivered_at.is_(None)),
+    Deadline(outbox, "deadline_at", and_(outbox.c.delivered_at.is_(None),
+                                         outbox.c.failed_at.is_(None))),
     Deadline(notifications, "next_at", and_(notifications.c.delivered_at.is_(None),
                                             notifications.c.failed_at.is_(None))),
     Deadline(notifications, "retry_until", and_(notifications.c.delivered_at.is_(None),
@@ -55,15 +57,27 @@ DURATION_DEADLINES: tuple[Deadline, ...] = (
     Deadline(console_sessions, "last_seen", true()),  # idle time-out
     Deadline(console_sessions, "expires_at", true()),
     Deadline(operator_accounts, "locked_until", operator_accounts.c.locked_until.isnot(None)),
+    # a rotated-out key's grace period counts from here (the receiver's clock)
+    Deadline(key_history, "retired_at", key_history.c.revoked_at.is_(None)),
 )
 
+#: Calendar instants: a time of day in a schedule's zone, fixed on the calendar. A wall
+#: clock step does not move them (08:00 stays 08:00); the final schedule is computed from
+#: them against the node's (re-anchored) clock.
+CALENDAR_INSTANTS: frozenset[str] = frozenset({
+    "schedule_overrides.from_ms", "schedule_overrides.until_ms",
+})
+
 #: BigInteger columns that are *not* duration deadlines: records of when something
-#: happened, signed times, or counters. Listed so that a new column must be classified.
-NOT_DEADLINES: frozenset[str] = frozenset({
-    "links.accepted_at", "links.send_seq", "links.recv_next",
+#: happened, signed times, counters, or calendar instants. Listed so that a new column
+#: must be classified.
+NOT_DEADLINES: frozenset[str] = CALENDAR_INSTANTS | frozenset({
+    "links.accepted_at", "links.send_seq", "links.recv_next", "links.removed_at",
+    "links.bulk_send_seq", "links.bulk_recv_next",
     "outbox.seq", "outbox.created_at", "outbox.sealed_at", "outbox.delivered_at",
+    "outbox.failed_at",
     "inbound.seq", "inbound.received_at", "inbound.released_at", "inbound.sent_at",
-    "inbound.release_no", "directory_versions.applied_at",
+    "inbound.release_no", "inbound.after_seq", "directory_versions.applied_at",
     "operator_requests.created_at", "evidence.at", "evidence.last_at",
     "peer_desks.updated_at", "api_tokens.created_at", "api_tokens.revoked_at",
     "api_tokens.last_used_at",
@@ -72,11 +86,18 @@ NOT_DEADLINES: frozenset[str] = frozenset({
     "notifications.created_at", "notifications.delivered_at", "notifications.failed_at",
     "journal.at", "conversations.created_at", "conversation_messages.sent_at",
     "conversation_messages.received_at",
-    "message_receipts.at", "log_entries.idx", "log_entries.at", "log_state.size",
+    "message_receipts.at", "notices.sent_at", "notices.received_at",
+    "notice_receipts.at", "log_entries.idx", "log_entries.at", "log_state.size",
     "log_checkpoints.size", "log_checkpoints.at", "log_nodes.idx",
     "operator_accounts.totp_last_step", "operator_accounts.created_at",
     "operator_accounts.updated_at", "console_sessions.created_at",
     "alarms.first_at", "alarms.last_at", "alarms.cleared_at",
+    "key_history.accepted_at", "key_history.introduced_at", "key_history.rotated_at",
+    "key_history.revoked_at",
+    "schedule_overrides.created_at", "duty_holders.since_at",
+    "incidents.created_at", "incidents.joined_at", "incident_entries.at",
+    "incident_entries.received_at",
+    "queries.deadline_ms",  # a duration; the deadline itself is a timer row
 })
 
 

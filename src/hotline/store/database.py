@@ -38,6 +38,16 @@ MAX_BATCH = 512
 READ_THREADS = 2
 
 
+#: How many times one transaction is run again when it raises :class:`RetryTransaction`.
+RETRIES = 8
+
+
+class RetryTransaction(Exception):
+    """Raised by a transaction's work or hooks when it read state that another process
+    changed meanwhile (the log's tree state, say): the writer rolls back and runs the
+    work again, up to :data:`RETRIES` times, before handing the error to the caller."""
+
+
 class WriterStopped(RuntimeError):
     """The writer is stopped (shutting down, or after a fatal commit error)."""
 
@@ -218,16 +228,26 @@ class Database:
         return [(item.future, True, result) for item, result in zip(items, results, strict=True)]
 
     def _run_alone(self, conn: Connection, item: _Item) -> tuple[asyncio.Future[Any], bool, Any]:
-        try:
-            self._begin(conn)
-            result = item.work(conn)
-            for hook in self._hooks:
-                hook.before_commit(conn)
-        except Exception as exc:
-            self._rollback(conn)
-            return (item.future, False, exc)
-        self._commit(conn)
-        return (item.future, True, result)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                self._begin(conn)
+                result = item.work(conn)
+                for hook in self._hooks:
+                    hook.before_commit(conn)
+            except RetryTransaction as exc:
+                # another process (a CLI command on the same database) changed what this
+                # transaction read: work functions may be run again, so run it again
+                self._rollback(conn)
+                if attempt == RETRIES:
+                    return (item.future, False, exc)
+                log.info("transaction retried (%d/%d): %s", attempt, RETRIES, exc)
+                continue
+            except Exception as exc:
+                self._rollback(conn)
+                return (item.future, False, exc)
+            self._commit(conn)
+            return (item.future, True, result)
+        raise AssertionError("unreachable")  # the loop always returns
 
     def _begin(self, conn: Connection) -> None:
         conn.begin()

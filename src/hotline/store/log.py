@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from hotline.log.merkle import CompactRange, leaf_hash, node_hash
 from hotline.protocol import canonical
-from hotline.store.database import TransactionHooks
+from hotline.store.database import RetryTransaction, TransactionHooks
 from hotline.store.schema import log_entries, log_nodes, log_state
 
 
@@ -143,7 +143,7 @@ def append(conn: Connection, records: Sequence[Record]) -> list[int]:
 _PENDING = "hotline.log.pending"
 
 
-class StaleLogState(Exception):
+class StaleLogState(RetryTransaction):
     """Another process appended since this one last did: redo the transaction."""
 
 
@@ -292,6 +292,47 @@ def latest(conn: Connection, limit: int) -> list[StoredEntry]:
     rows = conn.execute(select(log_entries).order_by(log_entries.c.idx.desc()).limit(limit))
     return [StoredEntry(int(r.idx), r.kind, r.subject, int(r.at), r.entry, bytes(r.leaf))
             for r in rows]
+
+
+def search(conn: Connection, *, kind: str | None = None, subject: str | None = None,
+           operator: str | None = None, since_ms: int | None = None,
+           until_ms: int | None = None, before: int | None = None,
+           limit: int = 50) -> list[StoredEntry]:
+    """Entries newest first that match every filter given (the console's audit page):
+    ``kind`` exactly, ``subject`` (a call or conversation id) exactly, ``operator`` named
+    anywhere in the entry as ``"operator":"ID"``, ``at`` within [``since_ms``,
+    ``until_ms``] (ms since the epoch), and ``idx`` below ``before`` (the page
+    boundary). At most ``limit`` entries."""
+    query = select(log_entries).order_by(log_entries.c.idx.desc()).limit(limit)
+    if kind:
+        query = query.where(log_entries.c.kind == kind)
+    if subject:
+        query = query.where(log_entries.c.subject == subject)
+    if operator:
+        # named in the body, or inside a signed statement the body carries as a string
+        query = query.where(or_(
+            log_entries.c.entry.contains(f'"operator":"{operator}"', autoescape=True),
+            log_entries.c.entry.contains(f'\\"operator\\":\\"{operator}\\"',
+                                         autoescape=True)))
+    if since_ms is not None:
+        query = query.where(log_entries.c.at >= since_ms)
+    if until_ms is not None:
+        query = query.where(log_entries.c.at <= until_ms)
+    if before is not None:
+        query = query.where(log_entries.c.idx < before)
+    return [StoredEntry(int(r.idx), r.kind, r.subject, int(r.at), r.entry, bytes(r.leaf))
+            for r in conn.execute(query)]
+
+
+def size(conn: Connection) -> int:
+    """How many entries the log holds now."""
+    row = conn.execute(select(log_state.c.size).where(log_state.c.id == 1)).first()
+    return int(row.size) if row is not None else 0
+
+
+def kinds(conn: Connection) -> list[str]:
+    """Every kind of entry the log holds, sorted (the audit page's filter)."""
+    return sorted(str(k) for (k,) in conn.execute(select(log_entries.c.kind).distinct()))
 
 
 def between(conn: Connection, start_ms: int, end_ms: int) -> list[StoredEntry]:

@@ -31,6 +31,16 @@ links = Table(
     Column("accepted_at", BigInteger, nullable=False),  # ms since epoch
     Column("send_seq", BigInteger, nullable=False, server_default="0"),  # last seq assigned
     Column("recv_next", BigInteger, nullable=False, server_default="1"),  # next seq to release
+    # migration 0012: a removed link stays as history (not trusted); its generation
+    # numbers the sequence space it resumes in if accepted again (docs/protocol.md)
+    Column("removed_at", BigInteger, nullable=True),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    # migration 0016: the bulk lane's counters (the columns above are the control
+    # lane's), and the federation protocol the peer last said it speaks (1: one lane;
+    # 0: not known yet)
+    Column("bulk_send_seq", BigInteger, nullable=False, server_default="0"),
+    Column("bulk_recv_next", BigInteger, nullable=False, server_default="1"),
+    Column("peer_protocol", Integer, nullable=False, server_default="0"),  # 0: not asked
 )
 
 outbox = Table(
@@ -48,8 +58,12 @@ outbox = Table(
     Column("deadline_at", BigInteger, nullable=True),   # call.place: late after (0006)
     Column("delivered_at", BigInteger, nullable=True),
     Column("receipt", LargeBinary, nullable=True),      # peer-signed, verified before stored
-    UniqueConstraint("peer", "seq", name="uq_outbox_peer_seq"),
-    Index("ix_outbox_pending", "peer", "delivered_at", "seq"),
+    Column("failed_at", BigInteger, nullable=True),     # never to be delivered (0012)
+    Column("failure", Text, nullable=True),             # why: "undeliverable: link removed"
+    # migration 0016: the lane whose sequence ``seq`` belongs to ("control" or "bulk")
+    Column("lane", String(16), nullable=False, server_default="control"),
+    UniqueConstraint("peer", "lane", "seq", name="uq_outbox_peer_lane_seq"),
+    Index("ix_outbox_pending", "peer", "lane", "delivered_at", "seq"),
 )
 
 inbound = Table(
@@ -65,8 +79,11 @@ inbound = Table(
     Column("received_at", BigInteger, nullable=False),
     Column("release_no", BigInteger, nullable=True),    # node-wide order of release
     Column("released_at", BigInteger, nullable=True),
+    Column("lane", String(16), nullable=False, server_default="control"),  # 0016
+    # bulk only: the sender's last control seq before it (released after that one)
+    Column("after_seq", BigInteger, nullable=True),
     UniqueConstraint("peer", "envelope_id", name="uq_inbound_peer_envelope"),
-    UniqueConstraint("peer", "seq", name="uq_inbound_peer_seq"),
+    UniqueConstraint("peer", "lane", "seq", name="uq_inbound_peer_lane_seq"),
     Index("ix_inbound_release", "release_no"),
 )
 
@@ -320,4 +337,120 @@ api_tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("last_used_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),    # None while the token is valid
+)
+
+# -- key history (migration 0011) -------------------------------------------------------
+
+key_history = Table(
+    "key_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("party", String(32), nullable=False),        # a peer, or this node's own party
+    Column("kid", String(16), nullable=False),
+    Column("sign_key", String(64), nullable=False),
+    Column("enc_key", String(64), nullable=False),
+    Column("accepted_at", BigInteger, nullable=False),  # our clock: when it was announced
+    Column("introduced_at", BigInteger, nullable=True),  # signed time of its rotation
+    Column("introduced_by", String(16), nullable=True),  # the key that rotated to it
+    Column("statement", Text, nullable=True),            # the signed statement naming it
+    Column("retired_at", BigInteger, nullable=True),     # our clock: grace counts from here
+    Column("rotated_at", BigInteger, nullable=True),     # signed time of the retiring rotation
+    Column("revoked_at", BigInteger, nullable=True),     # our clock: refused from here
+    Column("revocation", Text, nullable=True),           # the signed revocation
+    UniqueConstraint("party", "kid", name="uq_key_history_party_kid"),  # ids never reused
+)
+
+
+# -- duty schedules (migration 0009) ----------------------------------------------------
+
+schedule_overrides = Table(
+    "schedule_overrides", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role", String(32), nullable=False),
+    Column("operator", String(32), nullable=False),
+    Column("from_ms", BigInteger, nullable=False),      # calendar instant, inclusive
+    Column("until_ms", BigInteger, nullable=False),     # calendar instant, exclusive
+    Column("unavailable", Integer, nullable=False, server_default="0"),  # 0/1
+    Column("created_by", String(64), nullable=False),   # "admin" or the operator's id
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_schedule_overrides_role", "role", "until_ms"),
+)
+
+duty_holders = Table(
+    "duty_holders", metadata,
+    Column("role", String(32), primary_key=True),
+    Column("holders", Text, nullable=False),            # JSON list, as last logged
+    Column("since_at", BigInteger, nullable=False),     # when that hand-over was logged
+)
+
+
+# -- formatted notifications (migration 0013; "notices": ``notifications`` are channel
+# rings) ----------------------------------------------------------------------------------
+
+notices = Table(
+    "notices", metadata,
+    Column("id", String(32), primary_key=True),         # chosen by the author's node
+    Column("party", String(32), nullable=False),        # the author
+    Column("template", String(48), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("lang", String(8), nullable=False),          # the author's language
+    Column("fields", Text, nullable=False),             # canonical JSON, validated
+    Column("recipients", Text, nullable=False),         # JSON list of party ids
+    Column("role", String(32), nullable=True),
+    Column("operator", String(32), nullable=True),
+    Column("sent_at", BigInteger, nullable=False),      # the author's signed time
+    Column("received_at", BigInteger, nullable=True),   # null for our own
+    Index("ix_notices_sent", "sent_at"),
+)
+
+notice_receipts = Table(
+    "notice_receipts", metadata,
+    Column("notice_id", String(32), primary_key=True),
+    Column("party", String(32), primary_key=True),      # the party that gave the receipt
+    Column("kind", String(16), primary_key=True),       # delivered|read|acknowledged|refused
+    Column("operator", String(32), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("statement", Text, nullable=False),          # signed canonical JSON
+    Column("verified", Integer, nullable=False),
+)
+
+# -- incidents (migration 0014) ---------------------------------------------------------
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("opener", String(32), nullable=False),
+    Column("state", String(16), nullable=False),         # "invited" | "member"
+    Column("members", Text, nullable=False),             # JSON list of party ids
+    Column("invited", Text, nullable=False),             # JSON list: invited, not yet in
+    Column("created_at", BigInteger, nullable=False),    # when this node first held it
+    Column("joined_at", BigInteger, nullable=True),      # when we became a member
+)
+
+incident_entries = Table(
+    "incident_entries", metadata,
+    Column("id", String(32), primary_key=True),          # chosen by the author's node
+    Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False),
+    Column("author", String(32), nullable=False),
+    Column("n", Integer, nullable=False),                # the author's 1, 2, ... here
+    Column("at", BigInteger, nullable=False),            # signed time (the order)
+    Column("type", String(16), nullable=False),
+    Column("statement", Text, nullable=False),           # signed canonical JSON
+    Column("received_at", BigInteger, nullable=False),   # arrival here (ours: = at)
+    Column("via", String(32), nullable=True),            # the relaying opener, if relayed
+    UniqueConstraint("incident_id", "author", "n", name="uq_incident_entries_author_n"),
+    Index("ix_incident_entries_incident", "incident_id", "at"),
+)
+
+
+# -- queries (migration 0015) -----------------------------------------------------------
+queries = Table(
+    "queries", metadata,
+    Column("call_id", String(32), primary_key=True),    # a query is a call of this kind
+    Column("question", Text, nullable=False),
+    Column("deadline_ms", BigInteger, nullable=False),  # a duration, from placing/delivery
+    Column("incident", String(32), nullable=True),      # --about, asker side
+    Column("late", Integer, nullable=False, server_default="0"),  # answer after our deadline
 )

@@ -48,10 +48,14 @@ def claim(conn: Connection, timer_id: int, now_ms: int, outcome: str) -> bool:
     return result.rowcount == 1
 
 
-def void_for_call(conn: Connection, call_id: str, now_ms: int) -> None:
-    """The call ended: its pending deadlines will never act."""
-    conn.execute(update(timers).where(timers.c.call_id == call_id, timers.c.fired_at.is_(None))
-                 .values(fired_at=now_ms, outcome="void"))
+def void_for_call(conn: Connection, call_id: str, now_ms: int,
+                  firing: str | None = None) -> None:
+    """The call ended: its pending deadlines will never act. ``firing``: the key of the
+    deadline being fired now, left for the runner to claim (so its effects apply)."""
+    query = update(timers).where(timers.c.call_id == call_id, timers.c.fired_at.is_(None))
+    if firing is not None:
+        query = query.where(timers.c.key != firing)
+    conn.execute(query.values(fired_at=now_ms, outcome="void"))
 
 
 def lateness(conn: Connection) -> list[tuple[str, int]]:

@@ -24,10 +24,13 @@ from hotline.calls.directory.model import (
     CHANNEL_RE,
     CONSOLE,
     DEFAULT_DELIVER_WITHIN_MS,
+    DEFAULT_GAP_ALARM_HORIZON_MS,
     DEFAULT_STAFFED_WITHIN_MS,
+    GAP_CHECK_HORIZON_MS,
     LANGUAGES,
     LATE_POLICIES,
     MAX_STEPS,
+    MIN_GAP_HORIZON_MS,
     MIN_SECRET,
     OFF_DUTY,
     OPERATOR_RE,
@@ -54,6 +57,8 @@ from hotline.calls.directory.problems import (
     _show,
 )
 from hotline.protocol.envelope import PARTY_RE
+from hotline.schedules.model import Schedule
+from hotline.schedules.parse import gap_problems, parse_schedule
 
 
 class Checker(Fields):
@@ -64,9 +69,14 @@ class Checker(Fields):
     Everything else, ids, references and limits, is checked by the same code.
     """
 
+    #: When the file is checked (ms since the epoch): gaps are looked for from here.
+    #: None for the stored copy, which is read back whatever the time (a gap that has
+    #: come since it was applied is the duty watch's alarm, not a broken store).
+    now_ms: int | None = None
+
     def run(self) -> Directory:
         top = self._table(self.data, (), ("settings", "roles", "operators", "roster",
-                                          "channels", "chains", "links"))
+                                          "channels", "chains", "links", "schedules"))
         if top is None:
             raise DirectoryError(self.filename, self.problems)
         roles = self._roles(top)
@@ -75,21 +85,33 @@ class Checker(Fields):
         roster = self._roster(top)
         chains = self._chains(top)
         links = self._links(top)
-        staffed_within_ms, alarm_role = self._settings(top)
+        staffed_within_ms, alarm_role, horizon_ms = self._settings(top)
+        schedules = self._schedules(top)
         if self.problems:
             raise DirectoryError(self.filename, self.problems)
-        return Directory(staffed_within_ms, roles, operators, roster, chains, channels, links,
-                         alarm_role)
+        directory = Directory(staffed_within_ms, roles, operators, roster, chains, channels,
+                              links, alarm_role, schedules, horizon_ms)
+        if self.now_ms is not None:
+            self._gaps(directory, self.now_ms)
+            if self.problems:
+                raise DirectoryError(self.filename, self.problems)
+        return directory
 
     # -------------------------------------------------------------- sections
-    def _settings(self, top: Mapping[str, Any]) -> tuple[int, str | None]:
+    def _settings(self, top: Mapping[str, Any]) -> tuple[int, str | None, int]:
         raw = top.get("settings")
         table = {} if raw is None else self._table(
-            raw, ("settings",), (self._ms_key("staffed_within"), "alarm_role"))
+            raw, ("settings",), (self._ms_key("staffed_within"), "alarm_role",
+                                 self._ms_key("gap_alarm_horizon")))
         if table is None:
-            return DEFAULT_STAFFED_WITHIN_MS, None
+            return DEFAULT_STAFFED_WITHIN_MS, None, DEFAULT_GAP_ALARM_HORIZON_MS
         ms = self._duration(table, "staffed_within", ("settings",),
                             default=DEFAULT_STAFFED_WITHIN_MS)
+        horizon = self._duration(table, "gap_alarm_horizon", ("settings",),
+                                 default=DEFAULT_GAP_ALARM_HORIZON_MS)
+        if horizon is not None and not MIN_GAP_HORIZON_MS <= horizon <= GAP_CHECK_HORIZON_MS:
+            self.err(("settings", self._ms_key("gap_alarm_horizon")),
+                     "must be from 1m to 336h (14 days)")
         alarm_role = table.get("alarm_role")
         path: _Path = ("settings", "alarm_role")
         if alarm_role is not None:
@@ -98,7 +120,39 @@ class Checker(Fields):
                 alarm_role = None
             elif not self._role_ref(alarm_role, path):
                 alarm_role = None
-        return (DEFAULT_STAFFED_WITHIN_MS if ms is None else ms), alarm_role
+        return (DEFAULT_STAFFED_WITHIN_MS if ms is None else ms), alarm_role, \
+            (DEFAULT_GAP_ALARM_HORIZON_MS if horizon is None else horizon)
+
+    def _schedules(self, top: Mapping[str, Any]) -> dict[str, Schedule]:
+        """``[schedules.<role>]``: checked by :func:`hotline.schedules.parse.parse_schedule`
+        (participants must be operators holding the role)."""
+        schedules: dict[str, Schedule] = {}
+        for role, raw in sorted(self._section(top, "schedules").items()):
+            path: _Path = ("schedules", role)
+            if role not in self.role_ids:
+                self.err(path, f"undefined role {_show(role)}: a schedule belongs to a role "
+                               "defined under [roles]" + _suggest(role, self.role_ids))
+                continue
+            if not isinstance(raw, Mapping):
+                self.err(path, f"must be a table, not {_got(raw)}")
+                continue
+            schedule, problems = parse_schedule(role, raw, self.locate,
+                                                operators=self.operator_roles, at_path=path)
+            self.problems.extend(problems)
+            if schedule is None:
+                continue
+            schedules[role] = schedule
+        return schedules
+
+    def _gaps(self, directory: Directory, now_ms: int) -> None:
+        """In a file: the gaps of each schedule (its layers over the roster, no overrides)
+        within :data:`GAP_CHECK_HORIZON_MS` from now are problems unless its
+        ``accept_gaps`` accepts them."""
+        for role, schedule in sorted(directory.schedules.items()):
+            self.problems.extend(gap_problems(
+                schedule, now_ms, now_ms + GAP_CHECK_HORIZON_MS, self.locate,
+                lambda ms, role=role: directory.roster_on_duty(role, ms),  # type: ignore[misc]
+                base_edges=sorted(directory.roster_edges(role)), at_path=("schedules", role)))
 
     def _roles(self, top: Mapping[str, Any]) -> dict[str, Role]:
         if top.get("roles") is None:

@@ -12,10 +12,14 @@ milliseconds too.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from hotline.errors import HotlineError
+from hotline.schedules.final import final_schedule
+from hotline.schedules.model import Override, Schedule, Shift
+from hotline.schedules.parse import schedule_to_table
 
 # "\Z", not "$", which also matches before a final newline (a 33-character role)
 ROLE_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
@@ -41,6 +45,11 @@ DEFAULT_STAFFED_WITHIN_MS: Final = 5 * 60_000
 DEFAULT_DELIVER_WITHIN_MS: Final = 30_000
 DEFAULT_WAIT_MS: Final = 2 * 60_000
 DEFAULT_REPEAT_MS: Final = 60_000
+#: How far ahead a gap in a schedule raises the alarm ``duty-gap``: a day.
+DEFAULT_GAP_ALARM_HORIZON_MS: Final = DAY_MS
+MIN_GAP_HORIZON_MS: Final = 60_000
+#: How far ahead ``roles apply`` looks for gaps in a schedule (what the console shows).
+GAP_CHECK_HORIZON_MS: Final = 14 * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,11 @@ class Directory:
     links: dict[str, LinkPolicy]
     #: The role rung (first step of its chain) when the node raises an alarm.
     alarm_role: str | None = None
+    #: Duty schedules by role (``[schedules.<role>]``); a role without one is staffed by
+    #: its roster entries and overrides alone.
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    #: How far ahead a gap in a schedule raises the alarm ``duty-gap``.
+    gap_alarm_horizon_ms: int = DEFAULT_GAP_ALARM_HORIZON_MS
 
     def chain_for(self, role: str) -> Chain:
         """The chain of ``role``; the default one (ring the role itself) if none is written."""
@@ -199,10 +213,38 @@ class Directory:
                 status = entry.status
         return status
 
-    def on_duty(self, role: str, now_ms: int) -> tuple[str, ...]:
-        """Ids of the operators on duty in ``role`` at ``now_ms``, sorted."""
+    def roster_on_duty(self, role: str, now_ms: int) -> tuple[str, ...]:
+        """Who the ``[[roster]]`` entries alone put on duty in ``role`` at ``now_ms``,
+        sorted: the lowest layer of the role's final schedule."""
         return tuple(op.id for op in sorted(self.operators.values(), key=lambda o: o.id)
                      if role in op.roles and self.duty_status(op.id, role, now_ms) == ON_DUTY)
+
+    def final_schedule(self, role: str, from_ms: int, until_ms: int,
+                       overrides: Sequence[Override] = ()) -> list[Shift]:
+        """Who holds ``role`` over ``[from_ms, until_ms)``: its schedule's layers over the
+        roster, under ``overrides`` (those naming an operator who no longer holds the role
+        are left out). Contiguous shifts; a gap is ``Shift(holders=(), source="gap")``.
+        The node asks through :mod:`hotline.calls.duty`, which reads the overrides."""
+        mine = [o for o in overrides if o.role == role
+                and (o.unavailable or self._holds(o.operator, role))]
+        return final_schedule(self.schedules.get(role), mine, from_ms, until_ms,
+                              lambda ms: self.roster_on_duty(role, ms),
+                              base_edges=self.roster_edges(role), role=role)
+
+    def roster_edges(self, role: str) -> set[int]:
+        """The instants at which the roster's answer for ``role`` may change."""
+        return {t for e in self.roster if e.role == role for t in (e.from_ms, e.until_ms)
+                if t is not None}
+
+    def on_duty(self, role: str, now_ms: int, overrides: Sequence[Override] = ()
+                ) -> tuple[str, ...]:
+        """Ids of the operators on duty in ``role`` at ``now_ms``: the holders of the final
+        schedule's shift at that instant (see :meth:`final_schedule`); ``()`` in a gap."""
+        return self.final_schedule(role, now_ms, now_ms + 1, overrides)[0].holders
+
+    def _holds(self, operator: str | None, role: str) -> bool:
+        op = self.operators.get(operator or "")
+        return op is not None and role in op.roles
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able, canonical form: the same directory always gives the same dict.
@@ -215,8 +257,11 @@ class Directory:
         of a step, counterparts to call) keep it.
         """
         settings: dict[str, Any] = {"staffed_within_ms": self.staffed_within_ms}
-        if self.alarm_role is not None:  # absent when unset: older digests stay the same
+        # absent when unset (or the default): older digests stay the same
+        if self.alarm_role is not None:
             settings["alarm_role"] = self.alarm_role
+        if self.gap_alarm_horizon_ms != DEFAULT_GAP_ALARM_HORIZON_MS:
+            settings["gap_alarm_horizon_ms"] = self.gap_alarm_horizon_ms
         out: dict[str, Any] = _canonical({
             "settings": settings,
             "roles": {rid: {"title": dict(role.titles)} for rid, role in self.roles.items()},
@@ -239,6 +284,9 @@ class Directory:
                                           for f in p.fallback]}
                       for peer, p in self.links.items()},
         })
+        if self.schedules:  # absent when none: older digests stay the same
+            out["schedules"] = _canonical({role: schedule_to_table(schedule)
+                                           for role, schedule in self.schedules.items()})
         return out
 
     @classmethod

@@ -1,19 +1,25 @@
 """What is wrong with a directory: problems by line and field path, and their rendering.
 
-Also the few helpers every part of the checking shares: the field path type, showing a
-value as the user wrote it, and :func:`parse_duration`.
+:class:`Problem`, the field path and the showing of values live in :mod:`hotline.problems`
+(the schedules' checker shares them); they are imported here under their old names. Also
+:func:`parse_duration`, which only the directory's fields use.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from collections.abc import Iterable
 from typing import Final
 
 from hotline.errors import HotlineError
+from hotline.problems import Path as _Path
+from hotline.problems import Problem
+from hotline.problems import got as _got
+from hotline.problems import render_path as _render_path
+from hotline.problems import show as _show
+
+__all__ = ["MAX_PROBLEMS", "DirectoryError", "Problem", "_Path", "_got", "_render_path",
+           "_show", "parse_duration"]
 
 #: The most problems one error lists (see :class:`DirectoryError`).
 MAX_PROBLEMS: Final = 50
@@ -21,24 +27,6 @@ MAX_PROBLEMS: Final = 50
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _DURATION_RE: Final = re.compile(r"([0-9]+)(ms|s|m|h)")
 _DURATION_HELP: Final = 'use e.g. "90s", "2m", "1h"'
-_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-
-#: A field's place in the document: table keys and array indexes, outermost first.
-_Path = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a directory: where (line, field path) and what."""
-
-    line: int | None
-    field: str
-    message: str
-
-    def render(self, filename: str) -> str:
-        where = filename if self.line is None else f"{filename}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else \
-            f"{where}: {self.message}"
 
 
 class DirectoryError(HotlineError):
@@ -74,61 +62,3 @@ def parse_duration(text: str) -> int:
     if len(match[1]) > 15:
         raise ValueError(f"{_show(text)} is far too long a duration")
     return int(match[1]) * _UNIT_MS[match[2]]
-
-
-def _render_path(path: _Path) -> str:
-    """``("chains", "cgs", "steps", 0, "wait")`` → ``chains.cgs.steps[0].wait``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            key = part if _BARE_KEY_RE.fullmatch(part) else json.dumps(part, ensure_ascii=False)
-            out += f".{key}" if out else key
-    return out
-
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, datetime):
-        return "a datetime"
-    if isinstance(value, date):
-        return "a date"
-    if isinstance(value, time):
-        return "a time"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    if value is None:
-        return "null"
-    return f"a {type(value).__name__}"
-
-
-def _show(value: object) -> str:
-    """A value as the user wrote it, quoted like TOML and cut short if long."""
-    if isinstance(value, str):
-        shown = json.dumps(value, ensure_ascii=False)
-        return shown if len(shown) <= 60 else shown[:56] + '..."'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        shown = repr(value)
-        return shown if len(shown) <= 30 else shown[:27] + "..."
-    if isinstance(value, date | time):
-        return value.isoformat()
-    return _kind(value)
-
-
-def _got(value: object) -> str:
-    if isinstance(value, str | bool | int | float | date | time):
-        return f"{_kind(value)} ({_show(value)})"
-    return _kind(value)

@@ -35,7 +35,8 @@
 
   // A refusal shown by one action is cleared when the operator tries another.
   document.addEventListener("htmx:beforeRequest", (event) => {
-    if (event.detail.elt.tagName === "FORM") {
+    // (not when the form is itself in the flash: a confirmation asked there)
+    if (event.detail.elt.tagName === "FORM" && !event.detail.elt.closest("#flash")) {
       for (const id of ["flash", "alarm-error"]) {
         const area = document.getElementById(id);
         if (area) area.replaceChildren();
@@ -46,6 +47,27 @@
     const target = event.detail.target;
     if (target.id === "flash" || target.id === "alarm-error") {
       target.scrollIntoView({ block: "nearest" });
+    }
+    // A call just placed is shown where the operator is looking, marked, and
+    // the reason field is emptied for the next call.
+    if (target.id === "calls" && !target.querySelector("[data-just-placed]") && body.dataset.placed) {
+      // a live refresh keeps the mark on the call just placed (it was not re-scrolled)
+      const again = target.querySelector('li.call[data-call="' + body.dataset.placed + '"]');
+      if (again) {
+        again.classList.add("just-placed");
+        again.setAttribute("data-just-placed", "yes");
+      }
+      return;
+    }
+    const placed = target.querySelector && target.querySelector("[data-just-placed]");
+    if (placed) {
+      body.dataset.placed = placed.dataset.call;
+      const flash = document.getElementById("flash");
+      if (flash) flash.replaceChildren();
+      const reason = document.getElementById("call-reason");
+      if (reason) reason.value = "";
+      // (the focus stays on the desk button; the list is a polite live region)
+      placed.scrollIntoView({ block: "center" });
     }
   });
   document.addEventListener("htmx:afterRequest", (event) => {

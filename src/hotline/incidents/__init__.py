@@ -1,0 +1,1 @@
+"""Incidents: a shared case among parties and its one timeline (model, service)."""

@@ -1,0 +1,1 @@
+"""This node's key lifecycle: rotation and revocation (docs/protocol.md §6.2)."""
