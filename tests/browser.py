@@ -19,7 +19,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from hotline.accounts.totp import STEP, code_at
+from hotline.accounts.totp import STEP, code_at, step_at
 from tests.e2e.test_cli import as_json, hotline
 from tests.nodes import NodeProcess
 
@@ -54,18 +54,26 @@ def add_operator(node: NodeProcess, operator: str) -> str:
 
 
 def fresh_code(secret: str, used: set[str]) -> str:
-    """A TOTP code not used before (a code is good once): waits for the next 30 s step
-    only when this one's code was already spent."""
+    """A TOTP code the node has not seen yet (a code is good once, and never one of a step
+    at or before the last accepted). The node takes the next step's code too (a tolerance
+    of one step either way), so only a third log-in within one 30 s step waits."""
     while True:
-        code = code_at(secret, time.time())
-        if code not in used:
-            used.add(code)
-            return code
+        now = step_at(time.time())
+        for step in (now, now + 1):
+            code = code_at(secret, step * STEP)
+            if step > _LAST_STEP.get(secret, -1) and code not in used:
+                used.add(code)
+                _LAST_STEP[secret] = step
+                return code
         time.sleep(STEP - time.time() % STEP + 0.05)
 
 
 #: Codes already spent per secret, across tests: a code is refused the second time.
 _SPENT: dict[str, set[str]] = {}
+#: The last step whose code was spent, per secret (the node refuses steps up to it)
+_LAST_STEP: dict[str, int] = {}
+#: Live console sessions per (node URL, operator, language), kept from a closed context
+_SESSIONS: dict[tuple[str, str, str], list[Any]] = {}
 
 
 def wrong_code(secret: str) -> str:
@@ -98,7 +106,23 @@ class Operator:
         self.page.goto(f"{self.node.url}/login?lang={self.lang}")
         return self.page
 
-    def login(self, code: str | None = None) -> Page:
+    def login(self, code: str | None = None, *, fresh: bool = False) -> Page:
+        """Log in through the form, or, when this operator already has a live session in
+        this language on this node from an earlier test (and neither ``code`` nor
+        ``fresh`` asks for the form), carry that session into this context as a browser
+        keeping its cookies would. A TOTP code is good once, so a second log-in through
+        the form waits for the next 30 s step: that wait was most of the console tests'
+        time. A session the node no longer honours (logged out, operator removed) lands
+        on the log-in page, and the form is used."""
+        key = (self.node.url, self.operator, self.lang)
+        kept = _SESSIONS.get(key)
+        if code is None and not fresh and kept:
+            self.context.add_cookies(kept)  # type: ignore[arg-type]
+            self.page.goto(f"{self.node.url}/board")
+            if self.page.url == f"{self.node.url}/board":
+                return self.page
+            _SESSIONS.pop(key, None)
+            self.context.clear_cookies()
         page = self.open_login()
         page.fill("#operator", self.operator)
         page.fill("#password", PASSWORD)
@@ -110,6 +134,12 @@ class Operator:
         return str(self.page.get_attribute("input[name=csrf]", "value"))
 
     def close(self) -> None:
+        key = (self.node.url, self.operator, self.lang)
+        cookies = self.context.cookies()
+        if any(c["name"].endswith("session") for c in cookies):
+            _SESSIONS[key] = list(cookies)  # for the next test's log-in (see login)
+        else:
+            _SESSIONS.pop(key, None)
         self.context.close()
 
 
