@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hotline.delivery.transport import BatchAnswer
 from tests.sim import invariants
 from tests.sim.harness import World, simulate
+from tests.sim.net import SimTransport
 from tests.sim.virtual_time import VirtualTimeLoop
 
 DAY = 86_400.0
@@ -103,6 +105,38 @@ def test_three_days_of_outage_then_everything_within_30_s_of_the_return(
     assert len(after_return) == 8
     assert max(after_return) <= 30.0
     assert call_after <= 30.0
+
+
+def test_a_dead_peer_is_asked_at_the_pace_of_the_backoff_not_of_its_floor(
+        sim_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call and messages queued during an outage are tried again early once (that is
+    what a new offer is for), then at the capped backoff's pace: in an hour of a cut
+    link, at most one batch per half cap (the jitter's shortest step), not one per
+    second. A flag left over from a failed attempt once cut every later backoff short:
+    36,024 attempts in such an hour."""
+    attempts: list[float] = []
+    post_batch = SimTransport.post_batch
+
+    async def counted(self: SimTransport, endpoint: str, envelopes: list[bytes],
+                      lane: str = "control") -> BatchAnswer:
+        attempts.append(asyncio.get_running_loop().time())
+        return await post_batch(self, endpoint, envelopes, lane)
+
+    monkeypatch.setattr(SimTransport, "post_batch", counted)
+
+    async def scenario(world: World) -> tuple[int, float]:
+        await world.advance(10)
+        world.cut()
+        await world.place("US-JS", "during the outage")
+        await world.send("US-JS", 3)
+        await world.advance(60)  # the backoff reaches its cap
+        before = len(attempts)
+        await world.advance(HOUR)
+        return len(attempts) - before, world.nodes["US-JS"].config.delivery.backoff_max_seconds
+
+    made, cap = simulate(sim_root, scenario)
+    # both nodes' senders (each has something queued: the callee's desk reports or not)
+    assert made <= 2 * (HOUR / (cap / 2) + 2), made
 
 
 def test_a_restart_mid_chain_rings_what_fell_due_at_once_and_repeats_once(

@@ -254,8 +254,12 @@ class PeerSender:
                 await self._wake.wait()
             else:  # the bulk lane's pause ending is a reason to look again
                 await wait_event(self._wake, left)
-            self._wake.clear()
             while not self._finishing:
+                # Cleared before each read of the queue, not once per wake-up: what is
+                # offered after this read sets it again (and is tried early, see
+                # _wait_out), while a flag left over from before a failed attempt
+                # would end every later backoff at once and hammer a dead peer.
+                self._wake.clear()
                 try:
                     batch = await self._next_batch()
                     if not batch:
