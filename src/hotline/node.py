@@ -233,7 +233,7 @@ class Node:
             every_seconds=config.log.checkpoint_seconds,
             every_entries=config.log.checkpoint_entries,
             timeout=delivery.request_timeout_seconds, alarms=self.alarms,
-            post=checkpoint_post, tick_s=polls.checkpoints_s)
+            post=checkpoint_post, tick_s=polls.checkpoints_s, rng=rng or random.Random())
         self.key_service = KeyService(me=config.party, ring=ring,
                                       keystore=node_dir / KEYSTORE_NAME, kek=kek,
                                       outbound=outbound, peers=self.peers, db=self.db,

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hotline.delivery.transport import BatchAnswer
-from tests.sim import invariants
+from hotline.log.checkpointer import RETRY_MAX_SECONDS
+from tests.sim import harness, invariants
 from tests.sim.harness import World, simulate
-from tests.sim.net import SimTransport
+from tests.sim.net import Network, SimTransport
 from tests.sim.virtual_time import VirtualTimeLoop
 
 DAY = 86_400.0
@@ -113,9 +116,21 @@ def test_a_dead_peer_is_asked_at_the_pace_of_the_backoff_not_of_its_floor(
     what a new offer is for), then at the capped backoff's pace: in an hour of a cut
     link, at most one batch per half cap (the jitter's shortest step), not one per
     second. A flag left over from a failed attempt once cut every later backoff short:
-    36,024 attempts in such an hour."""
+    36,024 attempts in such an hour. The checkpointer too backs off a peer it cannot
+    reach (it once asked every second: 3,600 tries and log lines an hour)."""
     attempts: list[float] = []
+    checkpoints: list[str] = []
     post_batch = SimTransport.post_batch
+    poster = Network.poster
+
+    def counting_poster(self: Network, source: str) -> Callable[[str, bytes],
+                                                                Awaitable[bytes]]:
+        post = poster(self, source)
+
+        async def counted(url: str, body: bytes) -> bytes:
+            checkpoints.append(source)
+            return await post(url, body)
+        return counted
 
     async def counted(self: SimTransport, endpoint: str, envelopes: list[bytes],
                       lane: str = "control") -> BatchAnswer:
@@ -123,20 +138,25 @@ def test_a_dead_peer_is_asked_at_the_pace_of_the_backoff_not_of_its_floor(
         return await post_batch(self, endpoint, envelopes, lane)
 
     monkeypatch.setattr(SimTransport, "post_batch", counted)
+    monkeypatch.setattr(Network, "poster", counting_poster)
 
-    async def scenario(world: World) -> tuple[int, float]:
+    async def scenario(world: World) -> tuple[int, int, float]:
         await world.advance(10)
         world.cut()
         await world.place("US-JS", "during the outage")
         await world.send("US-JS", 3)
-        await world.advance(60)  # the backoff reaches its cap
-        before = len(attempts)
+        await world.advance(120)  # the backoffs reach their caps
+        before, checkpoints_before = len(attempts), len(checkpoints)
         await world.advance(HOUR)
-        return len(attempts) - before, world.nodes["US-JS"].config.delivery.backoff_max_seconds
+        return (len(attempts) - before, len(checkpoints) - checkpoints_before,
+                world.nodes["US-JS"].config.delivery.backoff_max_seconds)
 
-    made, cap = simulate(sim_root, scenario)
+    # the checkpointer looks every second, as on a real node (not every 300 s)
+    made, asked, cap = simulate(sim_root, scenario,
+                                polls=replace(harness.SIM_POLLS, checkpoints_s=1.0))
     # both nodes' senders (each has something queued: the callee's desk reports or not)
     assert made <= 2 * (HOUR / (cap / 2) + 2), made
+    assert 0 < asked <= 2 * (HOUR / (RETRY_MAX_SECONDS / 2) + 2), asked
 
 
 def test_a_restart_mid_chain_rings_what_fell_due_at_once_and_repeats_once(

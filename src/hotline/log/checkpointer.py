@@ -7,6 +7,11 @@ proves it extends the one the peer cosigned last, and posts both to the peer. Th
 cosignature that comes back is verified and stored. A refusal is an alarm: the peer says
 this node's log no longer extends what it vouched for (or that this node equivocated),
 and the node's own verification names the first entry that broke.
+
+An exchange that fails (the peer unreachable, a refusal, a cosignature that does not
+verify) is tried again on a capped exponential backoff per peer, not every second: a
+peer down for days is asked about once a minute, and a witness that refuses is not made
+to log a refusal every second.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +28,7 @@ import httpx
 from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
+from hotline.delivery.backoff import Backoff
 from hotline.delivery.transport import TOTAL_TIMEOUTS
 from hotline.errors import HotlineError
 from hotline.events import BackgroundTask
@@ -47,6 +54,8 @@ log = logging.getLogger("hotline.log")
 security_log = logging.getLogger("hotline.security")
 CHECKPOINT_PATH = "/federation/v1/checkpoints"
 TICK_SECONDS = 1.0
+#: the longest wait between tries of a failing exchange with one peer (seconds)
+RETRY_MAX_SECONDS = 60.0
 #: A witness's verdicts that this node's log does not extend what it cosigned.
 REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkpoint",
                       "invalid-tree-head"})
@@ -78,7 +87,7 @@ class Checkpointer(BackgroundTask):
     def __init__(self, *, me: str, keys: PartyKeys, peers: PeerDirectory, db: Database,
                  clock: Clock, every_seconds: float, every_entries: int, timeout: float,
                  alarms: Alarms, post: Poster | None = None,
-                 tick_s: float = TICK_SECONDS) -> None:
+                 tick_s: float = TICK_SECONDS, rng: random.Random | None = None) -> None:
         super().__init__()
         self._me = me
         self._keys = keys
@@ -97,6 +106,10 @@ class Checkpointer(BackgroundTask):
         # When each peer last cosigned, on the monotonic clock: the interval between
         # checkpoints is a duration (a wall-clock step neither rushes nor stalls it).
         self._cosigned_mono: dict[str, float] = {}
+        # per peer: the failing exchange's backoff, and when (monotonic) to try again
+        self._backoffs: dict[str, Backoff] = {}
+        self._retry_at: dict[str, float] = {}
+        self._rng = rng or random.Random()  # the backoffs' jitter (seeded in simulations)
 
     async def stop(self) -> None:
         await super().stop()
@@ -128,12 +141,29 @@ class Checkpointer(BackgroundTask):
             await asyncio.sleep(self._tick_s)
 
     async def _tick(self, link: Link) -> None:
+        if self._clock.monotonic() < self._retry_at.get(link.party, -float("inf")):
+            return  # a failed exchange waits out its backoff
         try:
             await self.maybe_checkpoint(link)
         except (HotlineError, httpx.HTTPError) as exc:
             # one peer's trouble is that peer's; anything unexpected goes up to the
             # supervisor (logged, alarmed, restarted)
-            log.warning("checkpoint with %s failed: %s", link.party, exc)
+            delay = self._hold_off(link.party)
+            log.warning("checkpoint with %s failed: %s (next try in %.0f s)", link.party,
+                        exc, delay)
+
+    def _hold_off(self, party: str) -> float:
+        """Record a failed exchange with ``party``; the seconds until the next try."""
+        backoff = self._backoffs.setdefault(
+            party, Backoff(self._tick_s, max(self._tick_s, RETRY_MAX_SECONDS),
+                           rng=self._rng))
+        delay = backoff.next_delay()
+        self._retry_at[party] = self._clock.monotonic() + delay
+        return delay
+
+    def _went_through(self, party: str) -> None:
+        self._backoffs.pop(party, None)
+        self._retry_at.pop(party, None)
 
     async def maybe_checkpoint(self, link: Link, force: bool = False) -> bool:
         """Exchange a checkpoint with ``link`` if one is due; True if one was cosigned."""
@@ -167,16 +197,20 @@ class Checkpointer(BackgroundTask):
                     # not what we asked it to vouch for: kept nowhere, tried again later
                     security_log.warning("refused cosignature from %s: %s: %s", link.party,
                                          exc.error_id, exc.message)
+                    self._hold_off(link.party)
                     return False
                 self._cosigned_mono[link.party] = self._clock.monotonic()
+                self._went_through(link.party)
                 self.alarms.pop(link.party, None)
                 return True
             if answer.get("error") == "stale-base" and isinstance(answer.get("latest_size"),
                                                                   int):
                 base = answer["latest_size"]  # it cosigned more than we stored: a crash
                 continue
+            self._hold_off(link.party)
             await self._refused(link, answer)
             return False
+        self._hold_off(link.party)
         return False
 
     async def _post(self, link: Link, checkpoint: dict[str, Any], base: int,
