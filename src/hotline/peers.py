@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hotline.clock import Clock
-from hotline.errors import EnvelopeRejected, rejected
+from hotline.errors import EnvelopeRejected, PeerRefused, rejected
 from hotline.protocol.keyhistory import DEFAULT_GRACE_MS, KeyHistory
 from hotline.protocol.keys import PublicKeys
+from hotline.protocol.statement import BadStatement
 from hotline.store import keys as key_store
 from hotline.store import links as link_store
 from hotline.store.database import Database
@@ -111,3 +113,24 @@ class PeerDirectory:
         detail = "" if record is None or record.rotated_at is None else \
             f" (rotation signed at {record.rotated_at}, item at {ts})"
         return rejected(reason, f"{party}'s key {kid} {why}{detail}")
+
+
+S = TypeVar("S")
+
+
+def receipt_statement(peers: PeerDirectory, peer: str, payload: dict[str, Any],
+                      envelope_type: str, verify: Callable[..., S]) -> S:
+    """The signed statement a receipt envelope of ``envelope_type`` from ``peer`` carries
+    (``payload["statement"]``, a string), verified by ``verify(raw, signer=peer,
+    public=keys)`` against the peer's keys. Raises :class:`PeerRefused` if there is no
+    link with ``peer``, no statement, or one that does not verify."""
+    link = peers.get(peer)
+    if link is None:
+        raise PeerRefused("no link with the sender")
+    raw = payload.get("statement")
+    if not isinstance(raw, str):
+        raise PeerRefused(f"{envelope_type} carries no statement")
+    try:
+        return verify(raw, signer=peer, public=link.keys)
+    except BadStatement as exc:
+        raise PeerRefused(exc.message) from None

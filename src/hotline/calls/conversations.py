@@ -29,9 +29,9 @@ from hotline.delivery.messenger import check_text
 from hotline.delivery.outbound import Outbound, no_link
 from hotline.effects import Effects
 from hotline.errors import HotlineError, PeerRefused
+from hotline.peers import receipt_statement
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
 from hotline.protocol.statement import (
-    BadStatement,
     sign_message_receipt,
     verify_message_receipt,
 )
@@ -348,16 +348,9 @@ class ConversationService:
 
     def on_receipt(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
                    effects: Effects) -> None:
-        link = self._out.peers.get(peer)
-        raw = payload.get("statement")
-        if link is None:
-            raise PeerRefused("no link with the sender")
-        if not isinstance(raw, str):
-            raise PeerRefused("conv.receipt carries no statement")
-        try:
-            stmt = verify_message_receipt(raw, signer=peer, public=link.keys)
-        except BadStatement as exc:
-            raise PeerRefused(exc.message) from None
+        stmt = receipt_statement(self._out.peers, peer, payload, "conv.receipt",
+                                 verify_message_receipt)
+        raw = str(payload["statement"])  # verified: the string as signed
         message = facts.load_message(conn, self.me, self._registry.current, stmt.message,
                                      stmt.conversation)
         if message is not None and message.author != stmt.author:

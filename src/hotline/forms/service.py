@@ -34,10 +34,10 @@ from hotline.delivery.outbound import Outbound, no_link
 from hotline.effects import Effects
 from hotline.errors import HotlineError, PeerRefused
 from hotline.forms import model
+from hotline.peers import receipt_statement
 from hotline.protocol import canonical
 from hotline.protocol.envelope import PARTY_RE, new_envelope_id
 from hotline.protocol.notice import sign_notice_receipt, verify_notice_receipt
-from hotline.protocol.statement import BadStatement
 from hotline.store import journal
 from hotline.store import log as log_store
 from hotline.store.database import Database
@@ -273,16 +273,9 @@ class NoticeService:
 
     def on_receipt(self, conn: Connection, peer: str, payload: dict[str, Any], now: int,
                    effects: Effects) -> None:
-        link = self._out.peers.get(peer)
-        raw = payload.get("statement")
-        if link is None:
-            raise PeerRefused("no link with the sender")
-        if not isinstance(raw, str):
-            raise PeerRefused("notice.receipt carries no statement")
-        try:
-            stmt = verify_notice_receipt(raw, signer=peer, public=link.keys)
-        except BadStatement as exc:
-            raise PeerRefused(exc.message) from None
+        stmt = receipt_statement(self._out.peers, peer, payload, "notice.receipt",
+                                 verify_notice_receipt)
+        raw = str(payload["statement"])  # verified: the string as signed
         row = conn.execute(select(notices.c.party, notices.c.recipients)
                            .where(notices.c.id == stmt.notice)).first()
         if (row is None or row.party != self.me or stmt.author != self.me
