@@ -1,0 +1,75 @@
+"""Hostile and broken cases of the two lanes on real node processes (docs/protocol.md
+§11.1, §11.2): repairs that must touch one lane's row only, a lost bulk-lane outbox row
+put back from the log, the bulk bound counted in bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from tests.calls import place, us_and_ru, wait_for_state
+from tests.nodes import NodeProcess, wait_until
+from tests.state import edit, findings, hotline
+
+Make = Callable[..., NodeProcess]
+
+
+def _bulk(node: NodeProcess, peer: str) -> list[tuple[int, str, str]]:
+    """What ``node`` released of ``peer``'s bulk lane: (seq, type, payload)."""
+    return [(int(r.seq), r.type, r.payload) for r in node.query(
+        "SELECT seq, type, payload FROM inbound WHERE peer = :p AND lane = 'bulk' "
+        "AND release_no IS NOT NULL ORDER BY release_no", p=peer)]
+
+
+def _lanes(node: NodeProcess, sent: list[dict[str, object]]) -> list[str]:
+    return [node.query("SELECT lane FROM outbox WHERE envelope_id = :i", i=m["id"])[0].lane
+            for m in sent]
+
+
+def test_repair_of_a_bulk_row_touches_no_control_row_and_a_lost_bulk_row_is_put_back(
+        make_sqlite_node: Make) -> None:
+    """Both lanes number from 1: control seq 1 (a call) and bulk seq 1 (a message) are two
+    rows. A repair of the bulk row's edited type must leave the control row alone; a
+    bulk row deleted before it was acknowledged is put back as a ``seq.lost`` stand-in on
+    the bulk lane, and the messages behind it arrive, once, in order."""
+    us, ru = us_and_ru(lambda party: make_sqlite_node(party))
+    call_id = place(us, "cgs@RU-GS", "nmcc-do", "two lanes, one seq")
+    wait_for_state(us, call_id, "ringing")
+    sent = us.send("RU-GS", ["first"])
+    assert _lanes(us, sent) == ["bulk"]
+    wait_until(lambda: len(_bulk(ru, "US-JS")) == 1, what="the first message at RU")
+    ru.stop()
+    queued = us.send("RU-GS", ["second", "third", "fourth"])
+    assert _lanes(us, queued) == ["bulk"] * 3
+    us.stop()
+    seq = int(sent[0]["seq"])
+    control = us.query("SELECT type FROM outbox WHERE peer = 'RU-GS' AND lane = 'control' "
+                       "AND seq = :s", s=seq)
+    assert len(control) == 1 and control[0].type != "message"
+    assert edit(us, "UPDATE outbox SET type = 'forged' WHERE peer = 'RU-GS' "
+                    "AND lane = 'bulk' AND seq = :s", s=seq) == 1
+    lost = int(queued[0]["seq"])
+    assert edit(us, "DELETE FROM outbox WHERE peer = 'RU-GS' AND lane = 'bulk' "
+                    "AND seq = :s", s=lost) == 1
+    rows = sorted(str(f["row"]) for f in findings(us))
+    assert rows == sorted([f"peer=RU-GS seq={lost} lane=bulk", f"peer=RU-GS seq={seq} lane=bulk"])
+
+    done = hotline(us, "repair", "--from-log", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert us.query("SELECT type FROM outbox WHERE peer = 'RU-GS' AND lane = 'control' "
+                    "AND seq = :s", s=seq)[0].type == control[0].type
+    assert findings(us) == []
+
+    ru.start()
+    us.start()
+    got = wait_until(lambda: (m := _bulk(ru, "US-JS")) and len(m) == 4 and m, 30,
+                     what="the bulk lane moving again")
+    assert [(n, t) for n, t, _ in got] == [
+        (seq, "message"), (lost, "seq.lost"), (lost + 1, "message"), (lost + 2, "message")]
+    assert [json.loads(p)["text"] for _, t, p in got if t == "message"] == [
+        "first", "third", "fourth"]
+    wait_until(lambda: us.peer_status("RU-GS")["lanes"]["bulk"]["queued"] == 0,
+               what="US's bulk queue empty")
+    for node in (us, ru):
+        node.stop()
+        assert findings(node) == []
