@@ -212,3 +212,43 @@ def test_a_duplicates_receipt_is_not_a_clock_reading() -> None:
     delivered, error = sender._check_results(batch, results)
     assert error is None
     assert [d[3] for d in delivered] == [1_000, None]
+
+
+def test_a_receipt_naming_the_other_lane_is_refused_with_one_security_line(
+        caplog: Any) -> None:
+    """A peer answers a bulk envelope with a receipt validly signed for the same id and
+    seq on the control lane (its digest binds no lane): it proves nothing about the bulk
+    message, so the envelope stays undelivered, and the refusal leaves one line on
+    ``hotline.security`` (as every refusal of a peer's input does)."""
+    import logging
+
+    from hotline.clock import SystemClock
+    from hotline.protocol.keys import PartyKeys
+    from hotline.protocol.receipt import make_receipt, message_digest
+    from hotline.store.links import Link
+
+    peer_keys = PartyKeys.generate()
+    link = Link("BB-TWO", "peer", peer_keys.public, ("http://peer",), 0)
+    fake: Any = None
+    sender = PeerSender(me="AA-ONE", link=link, db=fake, transport=fake, clock=SystemClock(),
+                        backoff=Backoff(0.1, 1.0), batch_size=10, batch_bytes=1 << 20,
+                        reseal=fake, reseal_after_ms=60_000)
+    bulk = Pending("b" * 32, 1, "message", '{"text":"x"}', b"x", 0, lane=BULK, after=0)
+    for lane in (CONTROL, BULK):
+        digest = message_digest(envelope_id=bulk.envelope_id, sender="AA-ONE",
+                                recipient="BB-TWO", seq=1, type_="message",
+                                payload={"text": "x"}, lane=lane)
+        receipt = make_receipt(envelope_id=bulk.envelope_id, signer="BB-TWO",
+                               sender="AA-ONE", seq=1, digest=digest, at_ms=1_000,
+                               keys=peer_keys).decode()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hotline.security"):
+            delivered, error = sender._check_results(
+                [bulk], [{"receipt": receipt, "duplicate": False}])
+        security = [r for r in caplog.records if r.name == "hotline.security"]
+        if lane == CONTROL:
+            assert delivered == [] and error is not None and "bad receipt" in error
+            assert len(security) == 1, security
+        else:
+            assert error is None and [d[0] for d in delivered] == [bulk.envelope_id]
+            assert security == []

@@ -539,8 +539,9 @@ class PeerSender:
                                          envelope_id=pending.envelope_id, sender=self.me,
                                          seq=pending.seq, digest=digest)
             except HotlineError as exc:
-                log.warning("bad receipt from %s for seq %d: %s", self.link.party, pending.seq,
-                            exc)
+                # a refusal of the peer's input: one security-log line, as every refusal
+                security_log.warning("refused a receipt from %s for %s seq %d: %s",
+                                     self.link.party, pending.lane, pending.seq, exc)
                 return delivered, f"bad receipt from {self.link.party}: {exc}"
             # A duplicate's receipt is the original, signed when the peer first stored
             # the envelope: its time says nothing about the peer's clock now.
