@@ -73,3 +73,37 @@ def test_repair_of_a_bulk_row_touches_no_control_row_and_a_lost_bulk_row_is_put_
     for node in (us, ru):
         node.stop()
         assert findings(node) == []
+
+
+def test_the_bulk_byte_bound_counts_utf8_bytes_not_characters(make_node: Make) -> None:
+    """``bulk_queue_max_bytes`` is bytes: 300 Cyrillic letters are 600 bytes of payload
+    (611 with the JSON around them) though 311 characters, so 500 ASCII letters more
+    (511 bytes) go past 1024 bytes and are refused whole; the answer and the CLI say the
+    queue's fill in bytes; up to the bound exactly, a send still fits."""
+    us, ru = make_node("US-JS"), make_node("RU-GS")
+    us.configure("delivery", bulk_queue_max_messages=1000, bulk_queue_max_bytes=1024)
+    us, ru = us_and_ru(lambda party: {"US-JS": us, "RU-GS": ru}[party])
+    assert us.send("RU-GS", ["ok"])  # learns that RU-GS has lanes
+    wait_until(lambda: us.peer_status("RU-GS")["lanes"]["bulk"]["queued"] == 0,
+               what="the first message delivered")
+    ru.stop()  # nothing drains now
+    wide = "я" * 300
+    first = us.send("RU-GS", [wide])
+    assert _lanes(us, first) == ["bulk"]
+    before = us.query("SELECT count(*) AS n FROM outbox")[0].n
+    refused = us.api("POST", "/api/v1/messages", json={"to": "RU-GS", "texts": ["a" * 500]})
+    assert refused.status_code == 429, refused.text
+    body = refused.json()
+    assert (body["error"], body["queued"], body["queued_bytes"], body["max_bytes"]) == \
+        ("bulk-queue-full", 1, 611, 1024)
+    assert "611 of 1024 payload bytes" in body["message"]
+    assert us.query("SELECT count(*) AS n FROM outbox")[0].n == before
+    cli = hotline(us, "send", "RU-GS", "б" * 300)  # 611 bytes more: over
+    assert cli.returncode != 0
+    said = " ".join((cli.stdout + cli.stderr).split())
+    assert "bulk-queue-full" in said and "611 of 1024 payload bytes" in said, said
+    assert us.query("SELECT count(*) AS n FROM outbox")[0].n == before
+    # exactly up to the bound: 1024 - 611 = 413 bytes = 11 of JSON and 402 of text
+    assert us.send("RU-GS", ["ж" * 201])
+    assert us.api("POST", "/api/v1/messages",
+                  json={"to": "RU-GS", "texts": ["x"]}).status_code == 429
