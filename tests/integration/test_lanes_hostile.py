@@ -65,10 +65,11 @@ def test_an_envelope_replayed_on_the_other_lane_under_its_id_is_refused() -> Non
 
 def test_an_envelope_aimed_at_a_seq_lost_row_of_the_other_lane_is_refused() -> None:
     """A repair stood a ``seq.lost`` row for control seq 2 (id ``ID``; the original was
-    lost from this database; control seq 1 has not come yet, so the row is held). The same id and seq sealed on the *bulk* lane is not that
-    envelope: it must be refused, not answered with a receipt for a row that was never
-    written (nor logged as received: the log would then name an envelope the state does
-    not hold). The real one, on the control lane, still takes the row."""
+    lost from this database; control seq 1 has not come yet, so the row is held). The
+    same id and seq sealed on the *bulk* lane is not that envelope: it must be refused,
+    not answered with a receipt for a row that was never written (nor logged as
+    received: the log would then name an envelope the state does not hold). The real
+    one, on the control lane, still takes the row."""
     async def scenario() -> None:
         async with Harness((PEER,), BIG_WINDOW) as h:
             await h.db.write(lambda conn: conn.execute(inbound.insert().values(

@@ -247,8 +247,11 @@ def test_a_receipt_naming_the_other_lane_is_refused_with_one_security_line(
                 [bulk], [{"receipt": receipt, "duplicate": False}])
         security = [r for r in caplog.records if r.name == "hotline.security"]
         if lane == CONTROL:
-            assert delivered == [] and error is not None and "bad receipt" in error
+            assert delivered == []
+            assert error is not None
+            assert "bad receipt" in error
             assert len(security) == 1, security
         else:
-            assert error is None and [d[0] for d in delivered] == [bulk.envelope_id]
+            assert error is None
+            assert [d[0] for d in delivered] == [bulk.envelope_id]
             assert security == []
