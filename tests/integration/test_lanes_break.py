@@ -109,3 +109,38 @@ def test_the_bulk_byte_bound_counts_utf8_bytes_not_characters(make_node: Make) -
     assert us.send("RU-GS", ["ж" * 201])
     assert us.api("POST", "/api/v1/messages",
                   json={"to": "RU-GS", "texts": ["x"]}).status_code == 429
+
+
+def _released_texts(node: NodeProcess, peer: str) -> list[tuple[str, str]]:
+    """(lane, text) of ``peer``'s messages ``node`` released, in release order."""
+    return [(r.lane, json.loads(r.payload)["text"]) for r in node.query(
+        "SELECT lane, payload FROM inbound WHERE peer = :p AND type = 'message' "
+        "AND release_no IS NOT NULL ORDER BY release_no", p=peer)]
+
+
+def test_a_peer_downgrading_with_bulk_queued_then_upgrading_loses_reorders_nothing(
+        make_sqlite_node: Make) -> None:
+    """RU-GS goes back to protocol 1 while two messages wait on US's bulk lane: a call
+    still rings; a message sent meanwhile queues behind the two (on the bulk lane, not
+    ahead of them on control); when RU speaks 2 again all arrive once, in the order
+    they were sent."""
+    us, ru = us_and_ru(lambda party: make_sqlite_node(party))
+    us.send("RU-GS", ["m0"])
+    wait_until(lambda: len(_released_texts(ru, "US-JS")) == 1, what="m0 at RU")
+    ru.stop()
+    us.send("RU-GS", ["m1", "m2"])
+    ru.configure("delivery", protocol=1)
+    ru.start()
+    call_id = place(us, "cgs@RU-GS", "nmcc-do", "while the peer is downgraded")
+    wait_for_state(us, call_id, "ringing")
+    wait_until(lambda: us.peer_status("RU-GS")["protocol"] == 1, what="US to learn of it")
+    later = us.send("RU-GS", ["m3"])
+    assert _lanes(us, later) == ["bulk"]  # behind m1 and m2, where it was sent
+    assert [t for _, t in _released_texts(ru, "US-JS")] == ["m0"]
+    ru.stop()
+    ru.configure("delivery", protocol=2)
+    ru.start()
+    us.send("RU-GS", ["m4"])
+    wait_until(lambda: len(_released_texts(ru, "US-JS")) >= 5, 60, what="all at RU")
+    wait_until(lambda: us.peer_status("RU-GS")["queued"] == 0, what="US's queue empty")
+    assert [t for _, t in _released_texts(ru, "US-JS")] == ["m0", "m1", "m2", "m3", "m4"]

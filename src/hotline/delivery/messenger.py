@@ -22,7 +22,7 @@ from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, seal
 from hotline.protocol.keys import KeyRing, PartyKeys
-from hotline.protocol.lanes import PROTOCOL, Lane
+from hotline.protocol.lanes import BULK, CONTROL, PROTOCOL, Lane
 from hotline.store import outbox, requests
 from hotline.store.database import Database
 from hotline.store.links import Link
@@ -174,7 +174,7 @@ class Messenger:
                                            f"idempotency key {key!r} was used for a different "
                                            "request; nothing was sent", status=409)
                     return [Accepted(**a) for a in json.loads(earlier.response)], []
-            lane = self._outbound.lane_for(peer, bulk, self._protocol)
+            lane = self._lane(conn, peer, bulk)
             if bulk:
                 self._check_room(conn, peer, lane, payloads)
             fresh = self._outbound.enqueue(conn, peer, type_, payloads, now, lane=lane)
@@ -188,6 +188,18 @@ class Messenger:
         if fresh:
             self._on_enqueued(peer, fresh)
         return accepted
+
+    def _lane(self, conn: Connection, peer: str, bulk: bool) -> Lane:
+        """The lane for this traffic to ``peer`` (:meth:`Outbound.lane_for`), except that
+        an operator's message goes on the bulk lane while messages still wait there,
+        even to a peer that now says it speaks protocol 1 (a downgrade): on the control
+        lane it would overtake them (control never waits for bulk), so it waits behind
+        them, and all go in the order they were sent once the peer speaks 2 again."""
+        lane = self._outbound.lane_for(peer, bulk, self._protocol)
+        if bulk and lane == CONTROL and self._protocol >= PROTOCOL and \
+                outbox.lane_loads(conn, peer, BULK).get(peer, {}).get(BULK) is not None:
+            return BULK
+        return lane
 
     def _check_room(self, conn: Connection, peer: str, lane: Lane,
                     payloads: list[dict[str, Any]]) -> None:
@@ -205,7 +217,7 @@ class Messenger:
 
     def queue_load(self, conn: Connection, peer: str) -> tuple[int, int]:
         """The bulk queue to ``peer`` now: (messages, payload bytes)."""
-        lane = self._outbound.lane_for(peer, True, self._protocol)
+        lane = self._lane(conn, peer, True)
         load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
         return (load.queued, load.payload_bytes) if load else (0, 0)
 
