@@ -144,3 +144,75 @@ def test_a_peer_downgrading_with_bulk_queued_then_upgrading_loses_reorders_nothi
     wait_until(lambda: len(_released_texts(ru, "US-JS")) >= 5, 60, what="all at RU")
     wait_until(lambda: us.peer_status("RU-GS")["queued"] == 0, what="US's queue empty")
     assert [t for _, t in _released_texts(ru, "US-JS")] == ["m0", "m1", "m2", "m3", "m4"]
+
+
+def test_key_rotation_with_thousands_of_bulk_queued_loses_and_doubles_nothing(
+        make_sqlite_node: Make) -> None:
+    """3,000 messages wait on the bulk lane (RU down) when US rotates its key: the
+    rotation goes first on the control lane, the bulk envelopes sealed under the old key
+    are taken within its grace, and every message arrives once, in order."""
+    from tests.integration.test_key_rotation import rotate
+
+    us, ru = us_and_ru(lambda party: make_sqlite_node(party))
+    us.send("RU-GS", ["m0"])  # US learns that RU-GS has lanes
+    wait_until(lambda: len(_released_texts(ru, "US-JS")) == 1, what="m0 at RU")
+    ru.stop()
+    texts = [f"feed {i:04d}" for i in range(3000)]
+    for start in range(0, 3000, 1000):
+        assert _lanes(us, us.send("RU-GS", texts[start:start + 1000])[:1]) == ["bulk"]
+    old_kid = us.status()["key_id"]
+    rotated = rotate(us)
+    assert rotated["kid"] != old_kid
+    ru.start()
+    call_id = place(us, "cgs@RU-GS", "nmcc-do", "after the rotation")
+    wait_for_state(us, call_id, "ringing")
+    wait_until(lambda: len(_released_texts(ru, "US-JS")) >= 3001, 120, what="the feed")
+    wait_until(lambda: us.peer_status("RU-GS")["queued"] == 0, what="US's queue empty")
+    assert [t for _, t in _released_texts(ru, "US-JS")] == ["m0", *texts]
+    assert ru.query("SELECT count(*) AS n FROM inbound WHERE peer = 'US-JS' "
+                    "AND type = 'message'")[0].n == 3001
+
+
+def test_removing_a_link_with_both_lanes_queued_shows_no_lanes_and_crashes_nothing(
+        make_sqlite_node: Make) -> None:
+    """RU down, a call (control) and messages (bulk) queued, the link removed: both
+    lanes' envelopes are given up and counted; ``status`` (API and CLI) and the console
+    answer, and show no lanes for the removed link."""
+    from hotline.accounts.offline import add_operator
+    from tests.integration.test_break_link_removal import PASSWORD, _remove
+    from tests.peers import console_session
+
+    us, ru = us_and_ru(lambda party: make_sqlite_node(party))
+    us.send("RU-GS", ["m0"])
+    wait_until(lambda: len(_released_texts(ru, "US-JS")) == 1, what="m0 at RU")
+    ru.stop()
+    place(us, "cgs@RU-GS", "nmcc-do", "queued on control")
+    us.send("RU-GS", [f"queued {i}" for i in range(50)])
+    lanes = us.peer_status("RU-GS")["lanes"]
+    assert lanes["bulk"]["queued"] == 50
+    assert lanes["control"]["queued"] >= 1
+    removed = _remove(us, "RU-GS", wait_s=1)
+    assert removed["peer_told"] is False
+    status = us.peer_status("RU-GS")
+    assert status["state"] == "removed"
+    assert status["queued"] == 0
+    assert status["undeliverable"] >= 51
+    assert not status.get("lanes")
+    assert us.query("SELECT count(*) AS n FROM outbox WHERE peer = 'RU-GS' "
+                    "AND delivered_at IS NULL AND failed_at IS NULL")[0].n == 0
+    cli = hotline(us, "status")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "RU-GS lanes" not in cli.stdout
+    us.stop()
+    secret = add_operator(us.dir, "nmcc-1", PASSWORD).secret
+    us.start()
+    client = console_session(us, "nmcc-1", secret, PASSWORD)
+    try:
+        page = client.get("/links/table?lang=en")
+    finally:
+        client.close()
+    assert page.status_code == 200
+    row = page.text[page.text.index('data-party="RU-GS"'):]
+    row = row[:row.index("</tr>")]
+    assert 'data-state="removed"' in row
+    assert "bulk" not in row
