@@ -1,17 +1,20 @@
 """A hostile peer's crafted envelopes against the two lanes, at the receiver (the harness
 of ``test_receiver_properties.py``: real SQLite file, real writer): an envelope re-sent on
-the other lane under the same id, and one aimed at a repair's ``seq.lost`` row of the
-other lane, is refused by name, stores nothing and logs nothing as received
-(docs/protocol.md §11.1; THREATS T2, T3, T20)."""
+the other lane under the same id, one aimed at a repair's ``seq.lost`` row of the other
+lane, and one whose ``after`` can never come, is refused by name, stores nothing and logs
+nothing as received (docs/protocol.md §11.1; THREATS T2, T3, T5, T20)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from sqlalchemy import func, select
 
-from hotline.errors import REPLAYED_ID
+from hotline.errors import MALFORMED, REPLAYED_ID
 from hotline.protocol.envelope import Header, seal
+from hotline.protocol.generation import first_seq
 from hotline.protocol.lanes import BULK, CONTROL, Lane
 from hotline.store.inbound import LOST_TYPE
 from hotline.store.schema import inbound, log_entries
@@ -88,4 +91,35 @@ def test_an_envelope_aimed_at_a_seq_lost_row_of_the_other_lane_is_refused() -> N
                 (CONTROL, 1, "message", '{"text":"before it"}'),
                 (CONTROL, 2, "message", '{"text":"the lost one"}')]
             assert await _received_entries(h) == entries + 2
+    asyncio.run(scenario())
+
+
+def test_a_bulk_envelope_after_a_control_seq_of_a_later_generation_is_refused(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``after`` naming a control number of a later link generation than the envelope's
+    own can never be released (control envelopes of that generation are refused until
+    the link is removed, which ends this one): it would hold the bulk lane for good.
+    It is refused by name, nothing stored, one security-log line. The last number of
+    the envelope's own generation is still a legitimate ``after`` (held, not refused)."""
+    async def scenario() -> None:
+        async with Harness((PEER,), BIG_WINDOW) as h:
+            sender = h.senders[PEER]
+
+            def bulk(after: int, envelope_id: str) -> bytes:
+                header = Header(id=envelope_id, sender=PEER, recipient=ME,
+                                kid=sender.keys.public.key_id, seq=1, ts=h.clock.now_ms(),
+                                type="message", lane=BULK, after=after)
+                return seal(header, {"text": "t"}, sender.keys, ME_KEYS.public)
+
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="hotline.security"):
+                outcome = (await h.accept([bulk(first_seq(1), f"{1:032x}")]))[0]
+            expect_error(outcome, MALFORMED)
+            assert outcome.error is not None
+            assert "generation" in outcome.error.message
+            assert len([r for r in caplog.records if r.name == "hotline.security"]) == 1
+            assert await h.count_inbound() == 0
+            receipt_of((await h.accept([bulk(first_seq(1) - 1, f"{2:032x}")]))[0])
+            assert await h.count_inbound() == 1
+            assert await h.released() == []
     asyncio.run(scenario())
