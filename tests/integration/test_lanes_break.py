@@ -71,6 +71,12 @@ def test_repair_of_a_bulk_row_touches_no_control_row_and_a_lost_bulk_row_is_put_
         "first", "third", "fourth"]
     wait_until(lambda: us.peer_status("RU-GS")["lanes"]["bulk"]["queued"] == 0,
                what="US's bulk queue empty")
+    # the operator API names the lane: a seq alone names two envelopes of the link
+    assert [m["lane"] for m in sent + queued] == ["bulk"] * 4
+    shown = [(m["lane"], m["seq"]) for m in ru.inbox() if m["from"] == "US-JS"]
+    assert ("control", seq) in shown
+    assert ("bulk", seq) in shown
+    assert len(shown) == len(set(shown))
     for node in (us, ru):
         node.stop()
         assert findings(node) == []
