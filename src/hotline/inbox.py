@@ -63,8 +63,8 @@ class InboxMessage:
     def as_dict(self) -> dict[str, Any]:
         return {"cursor": self.cursor, "id": self.envelope_id, "from": self.sender,
                 "seq": self.seq, "lane": self.lane, "type": self.type,
-                "text": _text(self.type, self.payload), "payload": self.payload, "sent_at": iso(self.sent_at),
-                "received_at": iso(self.received_at)}
+                "text": _text(self.type, self.payload), "payload": self.payload,
+                "sent_at": iso(self.sent_at), "received_at": iso(self.received_at)}
 
 
 class Inbox:
