@@ -51,18 +51,20 @@ class InboxMessage:
     payload: dict[str, Any]
     sent_at: int
     received_at: int
+    #: the lane ``seq`` numbers (each lane numbers from 1: a seq alone is ambiguous)
+    lane: str = "control"
 
     @classmethod
     def from_released(cls, r: Released) -> InboxMessage:
         return cls(cursor=r.release_no, envelope_id=r.envelope_id, sender=r.peer, seq=r.seq,
                    type=r.type, payload=json.loads(r.payload), sent_at=r.sent_at,
-                   received_at=r.received_at)
+                   received_at=r.received_at, lane=r.lane)
 
     def as_dict(self) -> dict[str, Any]:
         return {"cursor": self.cursor, "id": self.envelope_id, "from": self.sender,
-                "seq": self.seq, "type": self.type, "text": _text(self.type, self.payload),
-                "payload": self.payload, "sent_at": iso(self.sent_at),
-                "received_at": iso(self.received_at)}
+                "seq": self.seq, "lane": self.lane, "type": self.type,
+                "text": _text(self.type, self.payload), "payload": self.payload,
+                "sent_at": iso(self.sent_at), "received_at": iso(self.received_at)}
 
 
 class Inbox:

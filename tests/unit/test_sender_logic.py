@@ -212,3 +212,83 @@ def test_a_duplicates_receipt_is_not_a_clock_reading() -> None:
     delivered, error = sender._check_results(batch, results)
     assert error is None
     assert [d[3] for d in delivered] == [1_000, None]
+
+
+def test_a_receipt_naming_the_other_lane_is_refused_with_one_security_line(
+        caplog: Any) -> None:
+    """A peer answers a bulk envelope with a receipt validly signed for the same id and
+    seq on the control lane (its digest binds no lane): it proves nothing about the bulk
+    message, so the envelope stays undelivered, and the refusal leaves one line on
+    ``hotline.security`` (as every refusal of a peer's input does)."""
+    import logging
+
+    from hotline.clock import SystemClock
+    from hotline.protocol.keys import PartyKeys
+    from hotline.protocol.receipt import make_receipt, message_digest
+    from hotline.store.links import Link
+
+    peer_keys = PartyKeys.generate()
+    link = Link("BB-TWO", "peer", peer_keys.public, ("http://peer",), 0)
+    fake: Any = None
+    sender = PeerSender(me="AA-ONE", link=link, db=fake, transport=fake, clock=SystemClock(),
+                        backoff=Backoff(0.1, 1.0), batch_size=10, batch_bytes=1 << 20,
+                        reseal=fake, reseal_after_ms=60_000)
+    bulk = Pending("b" * 32, 1, "message", '{"text":"x"}', b"x", 0, lane=BULK, after=0)
+    for lane in (CONTROL, BULK):
+        digest = message_digest(envelope_id=bulk.envelope_id, sender="AA-ONE",
+                                recipient="BB-TWO", seq=1, type_="message",
+                                payload={"text": "x"}, lane=lane)
+        receipt = make_receipt(envelope_id=bulk.envelope_id, signer="BB-TWO",
+                               sender="AA-ONE", seq=1, digest=digest, at_ms=1_000,
+                               keys=peer_keys).decode()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hotline.security"):
+            delivered, error = sender._check_results(
+                [bulk], [{"receipt": receipt, "duplicate": False}])
+        security = [r for r in caplog.records if r.name == "hotline.security"]
+        if lane == CONTROL:
+            assert delivered == []
+            assert error is not None
+            assert "bad receipt" in error
+            assert len(security) == 1, security
+        else:
+            assert error is None
+            assert [d[0] for d in delivered] == [bulk.envelope_id]
+            assert security == []
+
+
+class _MonotonicClock(_Clock):
+    def monotonic(self) -> float:
+        return 1_000.0
+
+
+def test_bulk_refused_by_a_downgraded_peer_pauses_bulk_only_until_it_says_2() -> None:
+    """A peer that said protocol 2 now says 1 and refuses a bulk batch (§11.1): the bulk
+    lane waits on a backoff of its own, the control lane goes on at once, and bulk is
+    not tried again after every control request (it was: each control success reset
+    the line's backoff); the peer's next answer saying 2 ends the wait."""
+    from hotline.protocol.keys import PartyKeys
+    from hotline.store.links import Link
+
+    link = Link("BB-TWO", "peer", PartyKeys.generate().public, ("http://peer",), 0,
+                protocol=1)
+    fake: Any = None
+    sender = PeerSender(me="AA-ONE", link=link, db=_EmptyOutbox(),  # type: ignore[arg-type]
+                        transport=fake, clock=_MonotonicClock(),  # type: ignore[arg-type]
+                        backoff=Backoff(0.001, 0.002), batch_size=10, batch_bytes=1 << 20,
+                        reseal=fake, reseal_after_ms=60_000)
+
+    async def drive() -> None:
+        sender.offer([_pending(1, BULK), _pending(2, BULK)])
+        refused = await sender._next_batch()
+        assert [p.lane for p in refused] == [BULK, BULK]
+        await sender._after_failure(refused)  # the peer said 1: malformed-envelope
+        sender.offer([_pending(1, CONTROL)])
+        control = await sender._next_batch()
+        assert [(p.lane, p.seq) for p in control] == [(CONTROL, 1)]
+        sender.lanes[CONTROL].acked_upto = 1  # its receipt came back
+        assert await sender._next_batch() == []  # bulk waits, not tried again at once
+        await sender._note_protocol(2)
+        assert [p.seq for p in await sender._next_batch()] == [1, 2]
+
+    asyncio.run(drive())

@@ -62,6 +62,8 @@ class AcceptedMessage(BaseModel):
     id: str
     to: str
     seq: int
+    #: the lane ``seq`` numbers: each lane numbers from 1, so (to, lane, seq) names it
+    lane: str = "control"
     created_at: str | None
 
 
@@ -74,6 +76,8 @@ class InboxEntry(BaseModel):
     id: str
     sender: str = Field(alias="from")
     seq: int
+    #: the lane ``seq`` numbers: each lane numbers from 1, so (from, lane, seq) names it
+    lane: str = "control"
     type: str
     text: str | None
     payload: dict[str, Any]
@@ -185,6 +189,7 @@ def operator_router(services: OperatorServices) -> APIRouter:
         texts = body.texts if body.texts is not None else [body.text or ""]
         accepted = await services.messenger.send_texts(body.to, texts, idempotency_key)
         return SendResponse(messages=[AcceptedMessage(id=a.envelope_id, to=a.peer, seq=a.seq,
+                                                      lane=a.lane,
                                                       created_at=iso(a.created_at))
                                       for a in accepted])
 

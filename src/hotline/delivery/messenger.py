@@ -22,7 +22,7 @@ from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
 from hotline.protocol.envelope import Header, seal
 from hotline.protocol.keys import KeyRing, PartyKeys
-from hotline.protocol.lanes import PROTOCOL, Lane
+from hotline.protocol.lanes import BULK, CONTROL, PROTOCOL, Lane
 from hotline.store import outbox, requests
 from hotline.store.database import Database
 from hotline.store.links import Link
@@ -77,7 +77,8 @@ class BulkBound:
     """Per peer, the most the bulk lane's queue may hold (``[delivery]``)."""
 
     max_messages: int = 100_000
-    max_chars: int = 64 * 1024 * 1024
+    #: payload bytes (UTF-8), not characters
+    max_bytes: int = 64 * 1024 * 1024
 
 
 class QueueFull(HotlineError):
@@ -85,26 +86,26 @@ class QueueFull(HotlineError):
 
     status = 429
 
-    def __init__(self, peer: str, queued: int, chars: int, adding: int, adding_chars: int,
+    def __init__(self, peer: str, queued: int, nbytes: int, adding: int, adding_bytes: int,
                  bound: BulkBound) -> None:
         self.retry_after_s = max(1, -(-(queued + adding - bound.max_messages)
                                       // LINE_RATE_PER_S))
-        self.queued, self.chars = queued, chars
-        self.max_messages, self.max_chars = bound.max_messages, bound.max_chars
+        self.queued, self.nbytes = queued, nbytes
+        self.max_messages, self.max_bytes = bound.max_messages, bound.max_bytes
         super().__init__(
             "bulk-queue-full",
             f"the bulk queue to {peer} holds {queued} of {bound.max_messages} messages "
-            f"({100 * queued // bound.max_messages}%) and {chars} of {bound.max_chars} "
-            f"payload characters ({100 * chars // bound.max_chars}%); these "
-            f"{adding} message(s) of {adding_chars} characters do not fit. Nothing was sent",
+            f"({100 * queued // bound.max_messages}%) and {nbytes} of {bound.max_bytes} "
+            f"payload bytes ({100 * nbytes // bound.max_bytes}%); these "
+            f"{adding} message(s) of {adding_bytes} bytes do not fit. Nothing was sent",
             hint=f"retry after {self.retry_after_s} s, when the queue has drained; calls and "
                  "conversation messages are not held back")
 
     def to_dict(self) -> dict[str, str]:
         out: dict[str, object] = {**super().to_dict(), "queued": self.queued,
-                                  "queued_bytes": self.chars,
+                                  "queued_bytes": self.nbytes,
                                   "max_messages": self.max_messages,
-                                  "max_bytes": self.max_chars,
+                                  "max_bytes": self.max_bytes,
                                   "retry_after": self.retry_after_s}
         return out  # type: ignore[return-value]
 
@@ -173,7 +174,7 @@ class Messenger:
                                            f"idempotency key {key!r} was used for a different "
                                            "request; nothing was sent", status=409)
                     return [Accepted(**a) for a in json.loads(earlier.response)], []
-            lane = self._outbound.lane_for(peer, bulk, self._protocol)
+            lane = self._lane(conn, peer, bulk)
             if bulk:
                 self._check_room(conn, peer, lane, payloads)
             fresh = self._outbound.enqueue(conn, peer, type_, payloads, now, lane=lane)
@@ -188,6 +189,18 @@ class Messenger:
             self._on_enqueued(peer, fresh)
         return accepted
 
+    def _lane(self, conn: Connection, peer: str, bulk: bool) -> Lane:
+        """The lane for this traffic to ``peer`` (:meth:`Outbound.lane_for`), except that
+        an operator's message goes on the bulk lane while messages still wait there,
+        even to a peer that now says it speaks protocol 1 (a downgrade): on the control
+        lane it would overtake them (control never waits for bulk), so it waits behind
+        them, and all go in the order they were sent once the peer speaks 2 again."""
+        lane = self._outbound.lane_for(peer, bulk, self._protocol)
+        if bulk and lane == CONTROL and self._protocol >= PROTOCOL and \
+                outbox.lane_loads(conn, peer, BULK).get(peer, {}).get(BULK) is not None:
+            return BULK
+        return lane
+
     def _check_room(self, conn: Connection, peer: str, lane: Lane,
                     payloads: list[dict[str, Any]]) -> None:
         """Refuse (:class:`QueueFull`) what would take the bulk queue to ``peer`` past
@@ -195,17 +208,18 @@ class Messenger:
         protocol 1 (its one sequence carries bulk too; still bounded, so that a call is
         not queued behind more than a minute of messages there either)."""
         load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
-        queued, chars = (load.queued, load.payload_chars) if load else (0, 0)
+        queued, nbytes = (load.queued, load.payload_bytes) if load else (0, 0)
+        # bytes on both sides: the stored payload is this very canonical encoding
         adding = sum(len(canonical.encode(p)) for p in payloads)
         if queued + len(payloads) > self._bound.max_messages or \
-                chars + adding > self._bound.max_chars:
-            raise QueueFull(peer, queued, chars, len(payloads), adding, self._bound)
+                nbytes + adding > self._bound.max_bytes:
+            raise QueueFull(peer, queued, nbytes, len(payloads), adding, self._bound)
 
     def queue_load(self, conn: Connection, peer: str) -> tuple[int, int]:
-        """The bulk queue to ``peer`` now: (messages, payload characters)."""
-        lane = self._outbound.lane_for(peer, True, self._protocol)
+        """The bulk queue to ``peer`` now: (messages, payload bytes)."""
+        lane = self._lane(conn, peer, True)
         load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
-        return (load.queued, load.payload_chars) if load else (0, 0)
+        return (load.queued, load.payload_bytes) if load else (0, 0)
 
     def reseal(self, link: Link, pending: Pending) -> Pending:
         """A fresh envelope for a waiting message: same id, sequence and content, new

@@ -36,7 +36,7 @@ from hotline.health.supervisor import Running, Supervisor
 from hotline.logfmt.context import bound
 from hotline.peers import PeerDirectory
 from hotline.protocol.keys import PublicKeys
-from hotline.protocol.lanes import BULK, CONTROL, LANES, Lane
+from hotline.protocol.lanes import BULK, CONTROL, LANES, PROTOCOL, Lane
 from hotline.protocol.receipt import message_digest, verify_receipt
 from hotline.store import outbox
 from hotline.store.database import Database
@@ -171,6 +171,8 @@ class PeerSender:
         #: monotonic time until which the bulk lane waits out the peer's Retry-After
         #: (a 429 on a bulk request pauses bulk only: control goes on meanwhile)
         self._bulk_resume_at: float | None = None
+        #: the bulk lane's own backoff while the peer says protocol 1 and refuses it
+        self._bulk_backoff = replace(backoff, failures=0)
         #: clear while a batch is on the line (posted, its answer not yet read)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -273,22 +275,36 @@ class PeerSender:
                     # alarmed, and this task restarted after a backoff.
                     self._failed(f"internal error: {type(exc).__name__}: {exc}", reachable=True)
                     raise
-                if not ok and self._pause_s is not None and batch[0].lane == BULK:
-                    # back-pressure on bulk: only the bulk lane waits the Retry-After
-                    self._bulk_resume_at = self._clock.monotonic() + self._pause_s
-                    self._pause_s = None
-                elif not ok and self._pause_s is not None:
-                    # back-pressure: the peer's Retry-After, in full, and no failure counted
-                    delay, self._pause_s = self._pause_s, None
-                    self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
-                    await asyncio.sleep(delay)
-                    self.health.next_attempt_at = None
+                if ok and batch[0].lane == BULK:
+                    self._bulk_backoff.reset()
                 elif not ok:
-                    delay = self._backoff.next_delay()
-                    self.health.failed_attempts = self._backoff.failures
-                    self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
-                    await self._wait_out(delay)
-                    self.health.next_attempt_at = None
+                    await self._after_failure(batch)
+
+    async def _after_failure(self, batch: list[Pending]) -> None:
+        """What follows a batch that did not get through: who waits, and how long."""
+        if self._pause_s is not None and batch[0].lane == BULK:
+            # back-pressure on bulk: only the bulk lane waits the Retry-After
+            self._bulk_resume_at = self._clock.monotonic() + self._pause_s
+            self._pause_s = None
+        elif self._pause_s is not None:
+            # back-pressure: the peer's Retry-After, in full, and no failure counted
+            delay, self._pause_s = self._pause_s, None
+            self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
+            await asyncio.sleep(delay)
+            self.health.next_attempt_at = None
+        elif batch[0].lane == BULK and self.link.protocol < PROTOCOL:
+            # refused by a peer that now says it speaks protocol 1 (a downgrade, §11.1):
+            # only the bulk lane waits, on a backoff of its own; control goes on at once
+            # (its success would reset the line's backoff, and every call signal would
+            # then be followed by another refused bulk batch); an answer saying 2 again
+            # ends the wait (:meth:`_note_protocol`)
+            self._bulk_resume_at = self._clock.monotonic() + self._bulk_backoff.next_delay()
+        else:
+            delay = self._backoff.next_delay()
+            self.health.failed_attempts = self._backoff.failures
+            self.health.next_attempt_at = self._clock.now_ms() + int(delay * 1000)
+            await self._wait_out(delay)
+            self.health.next_attempt_at = None
 
     async def _wait_out(self, delay: float) -> None:
         """Wait ``delay`` before the next attempt, unless new envelopes are offered
@@ -441,6 +457,10 @@ class PeerSender:
         log.info("%s speaks federation protocol %d (was %d)", self.link.party, version,
                  self.link.protocol)
         self.link = replace(self.link, protocol=version)
+        if version >= PROTOCOL and self._bulk_backoff.failures:
+            # back from a downgrade: the bulk lane need not wait any longer
+            self._bulk_resume_at = None
+            self._bulk_backoff.reset()
         if self._on_protocol is not None:
             await self._on_protocol(self.link.party, version)
 
@@ -543,8 +563,9 @@ class PeerSender:
                                          envelope_id=pending.envelope_id, sender=self.me,
                                          seq=pending.seq, digest=digest)
             except HotlineError as exc:
-                log.warning("bad receipt from %s for seq %d: %s", self.link.party, pending.seq,
-                            exc)
+                # a refusal of the peer's input: one security-log line, as every refusal
+                security_log.warning("refused a receipt from %s for %s seq %d: %s",
+                                     self.link.party, pending.lane, pending.seq, exc)
                 return delivered, f"bad receipt from {self.link.party}: {exc}"
             # A duplicate's receipt is the original, signed when the peer first stored
             # the envelope: its time says nothing about the peer's clock now.

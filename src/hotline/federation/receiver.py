@@ -72,9 +72,12 @@ def _same_message(peer: str, head: Header, stored: str, payload: dict[str, Any])
 
 
 def _placeholder(stored: inbound.Stored, head: Header) -> bool:
-    """A ``seq.lost`` row a repair made (no envelope bytes) for this very envelope."""
+    """A ``seq.lost`` row a repair made (no envelope bytes) for this very envelope: same
+    id, and the same number *of the same lane* (each lane numbers from 1, so the number
+    alone does not name the row)."""
     return (stored.type == inbound.LOST_TYPE and not stored.envelope
-            and stored.seq == head.seq and head.type != inbound.LOST_TYPE)
+            and stored.seq == head.seq and stored.lane == head.lane
+            and head.type != inbound.LOST_TYPE)
 
 
 def _received(peer: str, env: Envelope, now: int) -> Record:

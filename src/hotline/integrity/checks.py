@@ -119,7 +119,7 @@ def _envelopes(conn: Connection, view: LogView, *, table: Table,
         what = ", ".join(f"{c} is {b!r} but the log says {a!r}"
                          for c, (b, a) in changes.items())
         yield Finding(check, check, row, what, idx,
-                      _set(table, {"peer": peer, "seq": seq}, row, changes))
+                      _set(table, {"peer": peer, "lane": lane, "seq": seq}, row, changes))
     for key in sorted(logged):
         for seq in sorted(logged[key]):
             peer, lane = split_line(key)

@@ -42,6 +42,7 @@ from hotline.errors import (
     rejected,
 )
 from hotline.protocol import canonical
+from hotline.protocol.generation import generation_of
 from hotline.protocol.keys import KeyRing, PartyKeys, PublicKeys, b64d, b64e
 from hotline.protocol.lanes import BULK, CONTROL, Lane
 from hotline.protocol.signing import sign_object, signing_input, verify_object
@@ -151,9 +152,16 @@ def parse_header(obj: Any, lanes: bool = True) -> Header:
         if obj["lane"] != BULK:  # a control envelope says nothing: one encoding each
             raise rejected(MALFORMED, f"field 'lane' must be {BULK!r} if present")
         lane, after = BULK, _int_field(obj, "after", 0)
+    seq = _int_field(obj, "seq", 1)
+    if after and generation_of(after) > generation_of(seq):
+        # a control number of a later link generation never comes in this one: the
+        # envelope could never be released and would hold its lane for good
+        raise rejected(MALFORMED, f"field 'after' ({after}) names a control seq of link "
+                                  f"generation {generation_of(after)}, later than the "
+                                  f"generation {generation_of(seq)} of seq {seq}")
     return Header(id=_str_field(obj, "id", ID_RE), sender=_str_field(obj, "from", PARTY_RE),
                   recipient=_str_field(obj, "to", PARTY_RE), kid=_str_field(obj, "kid", KID_RE),
-                  seq=_int_field(obj, "seq", 1), ts=_int_field(obj, "ts", 0),
+                  seq=seq, ts=_int_field(obj, "ts", 0),
                   type=_str_field(obj, "type", TYPE_RE), lane=lane, after=after)
 
 

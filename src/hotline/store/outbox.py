@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, LargeBinary, bindparam, cast, func, select, update
 
 from hotline.protocol import canonical
 from hotline.protocol.lanes import CONTROL, Lane
@@ -143,19 +143,29 @@ def counts(conn: Connection) -> dict[str, OutboxCounts]:
 
 @dataclass(frozen=True)
 class LaneLoad:
-    """One lane's queue to one peer: envelopes waiting, their payload characters, and
-    when the oldest of them was committed (ms since epoch; None if none waits)."""
+    """One lane's queue to one peer: envelopes waiting, their payload bytes (UTF-8, as
+    the bulk bound counts them), and when the oldest of them was committed (ms since
+    epoch; None if none waits)."""
 
     queued: int
-    payload_chars: int
+    payload_bytes: int
     oldest_at: int | None
+
+
+def utf8_bytes(conn: Connection, column: ColumnElement[str]) -> ColumnElement[int]:
+    """The length of a text column in UTF-8 bytes: SQL ``length()`` of text counts
+    characters on both engines, which a byte bound must not."""
+    if conn.dialect.name == "sqlite":
+        return func.length(cast(column, LargeBinary))  # a blob's length is its bytes
+    return func.octet_length(column)
 
 
 def lane_loads(conn: Connection, peer: str | None = None,
                lane: Lane | None = None) -> dict[str, dict[str, LaneLoad]]:
     """Per peer, per lane: what waits (neither delivered nor given up)."""
     query = (select(outbox.c.peer, outbox.c.lane, func.count().label("n"),
-                    func.coalesce(func.sum(func.length(outbox.c.payload)), 0).label("chars"),
+                    func.coalesce(func.sum(utf8_bytes(conn, outbox.c.payload)), 0)
+                    .label("nbytes"),
                     func.min(outbox.c.created_at).label("oldest"))
              .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
              .group_by(outbox.c.peer, outbox.c.lane))
@@ -166,7 +176,7 @@ def lane_loads(conn: Connection, peer: str | None = None,
     out: dict[str, dict[str, LaneLoad]] = {}
     for r in conn.execute(query):
         out.setdefault(r.peer, {})[r.lane] = LaneLoad(
-            int(r.n), int(r.chars), None if r.oldest is None else int(r.oldest))
+            int(r.n), int(r.nbytes), None if r.oldest is None else int(r.oldest))
     return out
 
 
