@@ -100,7 +100,9 @@ def test_link_send_inbox_status_token_through_the_cli(tmp_path: Path) -> None:
     try:
         sent = as_json(hotline("send", "--dir", str(us), "RU-GS", "Calling cgs", "--json"))
         assert sent["messages"][0]["seq"] == 1
-        hotline("send", "--dir", str(us), "RU-GS", "--stdin", stdin="second\nthird\n\n")
+        said = hotline("send", "--dir", str(us), "RU-GS", "--stdin",
+                       stdin="second\nthird\n\n").stdout
+        assert "bulk lane, seq 2..3" in " ".join(said.split()), said
 
         def inbox() -> list[dict[str, Any]]:
             messages: list[dict[str, Any]] = as_json(hotline("inbox", "--dir", str(ru),
@@ -111,8 +113,10 @@ def test_link_send_inbox_status_token_through_the_cli(tmp_path: Path) -> None:
         assert [(m["from"], m["seq"], m["text"]) for m in messages] == [
             ("US-JS", 1, "Calling cgs"), ("US-JS", 2, "second"), ("US-JS", 3, "third")]
         assert all(m["received_at"] for m in messages)
+        assert {m["lane"] for m in messages} == {"bulk"}
         table = hotline("inbox", "--dir", str(ru)).stdout
         assert "Calling cgs" in table
+        assert "bulk 1" in table  # a seq is named with its lane (each numbers from 1)
 
         status = as_json(hotline("status", "--dir", str(us), "--json"))
         assert status["party"] == "US-JS"

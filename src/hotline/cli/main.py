@@ -252,7 +252,8 @@ def send(party: Annotated[str, typer.Argument(help="Recipient party, e.g. RU-GS.
         return
     messages = body["messages"]
     out.print(f"Accepted {len(messages)} message(s) for {party} "
-              f"(seq {messages[0]['seq']}..{messages[-1]['seq']}); delivery is in progress.")
+              f"({messages[0].get('lane', 'control')} lane, seq {messages[0]['seq']}.."
+              f"{messages[-1]['seq']}); delivery is in progress.")
 
 
 @app.command()
@@ -272,10 +273,13 @@ def inbox(node_dir: DirOption,
     if as_json:
         _print_json(body)
         return
-    cols = [Col("#", keep=True), Col("from", keep=True), Col("seq", keep=True, drop=2),
+    # each lane numbers from 1 (docs/protocol.md §11.1): a seq names a message only
+    # with its lane
+    cols = [Col("#", keep=True), Col("from", keep=True), Col("lane seq", keep=True, drop=2),
             Col("received (UTC)", keep=True), *([Col("type", keep=True)] if show_all else []),
             Col("text")]
-    show(out, cols, [[str(m["cursor"]), m["from"], str(m["seq"]), _clock(m["received_at"]),
+    show(out, cols, [[str(m["cursor"]), m["from"], f"{m.get('lane', 'control')} {m['seq']}",
+                      _clock(m["received_at"]),
                       *([m["type"]] if show_all else []),
                       m["text"] or json.dumps(m["payload"], ensure_ascii=False)]
                      for m in body["messages"]])
