@@ -21,6 +21,28 @@ class TransportError(Exception):
     """No usable answer from an endpoint (connection refused, timeout, garbage)."""
 
 
+#: What a peer's answer may hold per envelope of the batch (a result with a signed
+#: receipt is under 1 KiB), plus :data:`ANSWER_BASE_BYTES` for the rest of the body.
+ANSWER_BYTES_PER_ENVELOPE = 4096
+ANSWER_BASE_BYTES = 64 * 1024
+
+
+class AnswerTooLarge(ValueError):
+    """An answer's body went past the bound its request allows."""
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed ``response``, read only up to ``limit`` bytes: whoever
+    answers at a peer's endpoint (an impostor or a broken proxy too) cannot make the
+    node buffer more than that. Raises :class:`AnswerTooLarge` past it."""
+    content = bytearray()
+    async for chunk in response.aiter_bytes():
+        content += chunk
+        if len(content) > limit:
+            raise AnswerTooLarge(f"the answer exceeds {limit} bytes")
+    return bytes(content)
+
+
 @dataclass(frozen=True)
 class BatchAnswer:
     """``results``: one per envelope, except for a whole request refused 429 (empty).
@@ -128,28 +150,30 @@ class HttpTransport:
         """POST one lane's batch; a bulk batch names its lane in the query, so the peer
         charges it to its own admission budget (a node of protocol 1 ignores it)."""
         path = BATCH_PATH + "?lane=bulk" if lane == "bulk" else BATCH_PATH
+        limit = ANSWER_BASE_BYTES + ANSWER_BYTES_PER_ENVELOPE * len(envelopes)
         try:
-            async with asyncio.timeout(self._total):
-                response = await self._client.post(endpoint + path,
-                                                    content=encode_batch(envelopes))
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self._total), self._client.stream(
+                    "POST", endpoint + path, content=encode_batch(envelopes)) as response:
+                content = await read_capped(response, limit)
+        except (httpx.HTTPError, AnswerTooLarge) as exc:
             raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
         except TimeoutError:
             raise TransportError(f"{endpoint}: no complete answer within "
                                  f"{self._total:g} s") from None
-        return parse_answer(endpoint, response.status_code, response.content, len(envelopes),
+        return parse_answer(endpoint, response.status_code, content, len(envelopes),
                             response.headers.get("retry-after"))
 
     async def get_protocol(self, endpoint: str) -> int:
         """The federation protocol the node at ``endpoint`` speaks; raises
         TransportError if it does not say."""
         try:
-            async with asyncio.timeout(self._total):
-                response = await self._client.get(endpoint + PROTOCOL_PATH)
-        except (httpx.HTTPError, TimeoutError) as exc:
+            async with asyncio.timeout(self._total), self._client.stream(
+                    "GET", endpoint + PROTOCOL_PATH) as response:
+                content = await read_capped(response, ANSWER_BASE_BYTES)
+        except (httpx.HTTPError, TimeoutError, AnswerTooLarge) as exc:
             raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}".rstrip(": ")) \
                 from None
-        return parse_protocol(response.status_code, response.content)
+        return parse_protocol(response.status_code, content)
 
     async def close(self) -> None:
         await self._client.aclose()

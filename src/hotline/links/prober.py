@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from hotline.clock import Clock
+from hotline.delivery.transport import read_capped
 from hotline.health.alarms import Alarm, Alarms
 from hotline.links.health import (
     DEGRADED,
@@ -73,12 +74,7 @@ class HttpPost:
         async def fetch() -> tuple[int, bytes]:
             async with self._client.stream("POST", url, content=body,
                                            timeout=limit_s) as response:
-                content = bytearray()
-                async for chunk in response.aiter_bytes():
-                    content += chunk
-                    if len(content) > MAX_ANSWER_BYTES:
-                        raise ValueError(f"the answer exceeds {MAX_ANSWER_BYTES} bytes")
-                return response.status_code, bytes(content)
+                return response.status_code, await read_capped(response, MAX_ANSWER_BYTES)
         return await within(fetch(), limit_s)
 
     async def close(self) -> None:

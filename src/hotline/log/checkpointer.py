@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select
 
 from hotline.clock import Clock
 from hotline.delivery.backoff import Backoff
-from hotline.delivery.transport import TOTAL_TIMEOUTS
+from hotline.delivery.transport import ANSWER_BASE_BYTES, TOTAL_TIMEOUTS, read_capped
 from hotline.errors import HotlineError
 from hotline.events import BackgroundTask
 from hotline.health.alarms import Alarm, Alarms
@@ -63,6 +63,15 @@ REFUSALS = frozenset({"equivocation", "checkpoint-shrinks", "inconsistent-checkp
 #: POSTs a JSON body to a URL and returns the answer's body; raises ``httpx.HTTPError``
 #: when no answer came. HTTP by default; the simulation harness passes one in memory.
 Poster = Callable[[str, bytes], Awaitable[bytes]]
+
+
+async def post_checkpoint(client: httpx.AsyncClient, url: str, body: bytes) -> bytes:
+    """POST a checkpoint request; the answer's body. A cosignature or a refusal is a few
+    hundred bytes: an answer past :data:`ANSWER_BASE_BYTES` raises ``ValueError``
+    (:class:`AnswerTooLarge`) instead of being buffered; ``httpx.HTTPError`` if none."""
+    async with client.stream("POST", url, content=body,
+                             headers={"content-type": "application/json"}) as response:
+        return await read_capped(response, ANSWER_BASE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -236,9 +245,7 @@ class Checkpointer(BackgroundTask):
         raise HotlineError("peer-unreachable", f"{link.party}: {last_error}")
 
     async def _http_post(self, url: str, body: bytes) -> bytes:
-        response = await self._client.post(url, content=body,
-                                           headers={"content-type": "application/json"})
-        return response.content
+        return await post_checkpoint(self._client, url, body)
 
     def _proof(self, conn: Connection, base: int, size: int, root: bytes) -> list[bytes]:
         """From the stored subtree roots, checked against the tree's root before it is
