@@ -8,6 +8,7 @@ id and a hint, and an exit code, in one place (:func:`main`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from rich.markup import escape
 
 from hotline import __version__
 from hotline.bounds import INT64_MAX
+from hotline.cli.argv import check_arguments
 from hotline.cli.calls import register as register_call_commands
 from hotline.cli.client import track
 from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
@@ -432,6 +434,7 @@ def version() -> None:
 
 def main() -> None:
     try:
+        check_arguments(sys.argv[1:], os.environ)
         command = typer.main.get_command(app)
         tidy(command)
         track(command)  # so a refusal names a field as this command spells it

@@ -1,0 +1,44 @@
+"""The command line's own boundary: every argument (and ``HOTLINE_*`` variable) is text.
+
+On POSIX, Python turns the bytes of an argument that are not UTF-8 into lone surrogates
+(``surrogateescape``). Such a string reaches the node directory, the keystore, the
+operator API or a URL, and fails there with a traceback (``UnicodeEncodeError``) — after
+some files may already be written. So the CLI refuses it first, naming the argument,
+before any command runs: a clear error, and nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from hotline.cli.common import EXIT_USAGE
+from hotline.errors import HotlineError
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: str) -> str:
+    """``value`` as a person can read it, its undecodable bytes as ``\\xNN``."""
+    shown = value.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def check_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Raise ``bad-argument`` (exit 2) for the first argument, or ``HOTLINE_*``
+    environment variable, that is not valid UTF-8 text."""
+    for index, arg in enumerate(argv, start=1):
+        if not _is_text(arg):
+            raise HotlineError("bad-argument", f"argument {index} ({_shown(arg)}) is not "
+                               "UTF-8 text", hint="give names, paths and texts as UTF-8",
+                               status=EXIT_USAGE)
+    for name, value in sorted(environ.items()):
+        if name.startswith("HOTLINE_") and not _is_text(value):
+            # the value may be a passphrase: named, never shown
+            raise HotlineError("bad-argument", f"the environment variable {name} is not "
+                               "UTF-8 text", status=EXIT_USAGE)

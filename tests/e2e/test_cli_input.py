@@ -1,0 +1,66 @@
+"""Bad command-line input: a clear error (exit 2) naming what is wrong, and nothing
+created — for arguments that are not UTF-8 (on POSIX, any bytes may be an argument),
+``HOTLINE_*`` variables that are not, and a display name with control characters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.nodes import PASSPHRASE, free_port
+
+
+def hotline_raw(*args: str | bytes, env: dict[str, str | bytes] | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    """``python -m hotline ARGS`` with arguments given as raw bytes where needed."""
+    full = {os.fsencode(k): os.fsencode(v) for k, v in
+            {**os.environ, "HOTLINE_PASSPHRASE": PASSPHRASE, **(env or {})}.items()}
+    return subprocess.run([sys.executable, "-m", "hotline", *args], env=full,
+                          capture_output=True, text=True, errors="replace", timeout=60,
+                          check=False)
+
+
+def _init_args(node_dir: Path, name: str | bytes) -> list[str | bytes]:
+    return ["init", "--dir", str(node_dir), "--party", "US-JS", "--name", name,
+            "--listen", f"127.0.0.1:{free_port()}"]
+
+
+def test_a_non_utf8_argument_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    node_dir = tmp_path / "us"
+    result = hotline_raw(*_init_args(node_dir, b"US \xff\xfe"))
+    assert result.returncode == 2, result.stderr
+    assert "error[bad-argument]" in result.stderr
+    assert "not UTF-8" in result.stderr
+    assert "\\xff" in result.stderr  # the byte shown, not a replacement character
+    assert "Traceback" not in result.stderr
+    assert not node_dir.exists()
+
+
+def test_a_non_utf8_node_directory_is_refused(tmp_path: Path) -> None:
+    result = hotline_raw("status", "--dir", os.fsencode(tmp_path) + b"/n\xe9")
+    assert result.returncode == 2, result.stderr
+    assert "error[bad-argument]" in result.stderr
+
+
+def test_a_non_utf8_passphrase_variable_is_refused_and_not_shown(tmp_path: Path) -> None:
+    node_dir = tmp_path / "us"
+    result = hotline_raw(*_init_args(node_dir, "US"),
+                         env={"HOTLINE_PASSPHRASE": b"secret-\xff-passphrase"})
+    assert result.returncode == 2, result.stderr
+    assert "HOTLINE_PASSPHRASE" in result.stderr
+    assert "secret" not in result.stderr
+    assert not node_dir.exists()
+
+
+def test_a_display_name_with_a_line_break_is_refused_as_peers_would(tmp_path: Path) -> None:
+    """Peers refuse a link offer whose name holds a control character; ``init`` used to
+    accept one (and a NUL or an escape sequence), making a node whose offers no peer
+    would take."""
+    node_dir = tmp_path / "us"
+    for name in ("US\nerror[forged]: line", "US \x1b[31mred", "x" * 121):
+        result = hotline_raw(*_init_args(node_dir, name))
+        assert result.returncode == 1, result.stderr  # as init's other bad-option refusals
+        assert "error[bad-option]: --name:" in result.stderr
+        assert not node_dir.exists()
