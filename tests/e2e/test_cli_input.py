@@ -64,3 +64,19 @@ def test_a_display_name_with_a_line_break_is_refused_as_peers_would(tmp_path: Pa
         assert result.returncode == 1, result.stderr  # as init's other bad-option refusals
         assert "error[bad-option]: --name:" in result.stderr
         assert not node_dir.exists()
+
+
+def test_non_utf8_text_on_stdin_or_in_a_file_is_refused(tmp_path: Path) -> None:
+    """``send --stdin``, ``operator ... --password-stdin`` and ``notify --file`` read
+    text: a stray byte is named (exit 2), not a traceback from deep in the client."""
+    sent = subprocess.run([sys.executable, "-m", "hotline", "send", "--dir", str(tmp_path),
+                           "RU-GS", "--stdin"], input=b"fine\nnot \xff fine\n",
+                          capture_output=True, timeout=60, check=False)
+    assert sent.returncode == 2, sent.stderr
+    assert b"error[bad-input]: stdin is not UTF-8 text (byte 10 is 0xff)" in sent.stderr
+    notice = tmp_path / "notice.toml"
+    notice.write_bytes(b'template = "incident-notification"\n[fields]\nwhat = "\xe9"\n')
+    result = hotline_raw("notify", "--dir", str(tmp_path), "--file", str(notice))
+    assert result.returncode == 2, result.stderr
+    assert "error[bad-input]" in result.stderr
+    assert "Traceback" not in result.stderr

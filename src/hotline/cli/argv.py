@@ -1,14 +1,17 @@
-"""The command line's own boundary: every argument (and ``HOTLINE_*`` variable) is text.
+"""The command line's own boundary: every argument, ``HOTLINE_*`` variable and text
+read from stdin is UTF-8 text.
 
 On POSIX, Python turns the bytes of an argument that are not UTF-8 into lone surrogates
 (``surrogateescape``). Such a string reaches the node directory, the keystore, the
 operator API or a URL, and fails there with a traceback (``UnicodeEncodeError``) — after
 some files may already be written. So the CLI refuses it first, naming the argument,
-before any command runs: a clear error, and nothing changed.
+before any command runs: a clear error, and nothing changed. Text a command reads
+from stdin or a file is decoded by :func:`utf8_text`, with the same clear refusal.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 from hotline.cli.common import EXIT_USAGE
@@ -42,3 +45,25 @@ def check_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> None:
             # the value may be a passphrase: named, never shown
             raise HotlineError("bad-argument", f"the environment variable {name} is not "
                                "UTF-8 text", status=EXIT_USAGE)
+
+
+def utf8_text(data: bytes, what: str) -> str:
+    """``data`` decoded as UTF-8, or ``bad-input`` (exit 2) saying which byte of
+    ``what`` (``stdin``, a file's name) is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HotlineError("bad-input", f"{what} is not UTF-8 text (byte {exc.start + 1} "
+                           f"is {data[exc.start]:#04x})", hint="give texts as UTF-8",
+                           status=EXIT_USAGE) from None
+
+
+def read_stdin() -> str:
+    """All of stdin, as UTF-8 text (not the locale's guess, which turns a stray byte
+    into a lone surrogate that fails later, after a traceback)."""
+    return utf8_text(sys.stdin.buffer.read(), "stdin")
+
+
+def read_stdin_line() -> str:
+    """One line of stdin, without its line break, as UTF-8 text."""
+    return utf8_text(sys.stdin.buffer.readline(), "stdin").rstrip("\r\n")

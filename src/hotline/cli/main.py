@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from hotline import __version__
 from hotline.bounds import INT64_MAX
-from hotline.cli.argv import check_arguments
+from hotline.cli.argv import check_arguments, read_stdin
 from hotline.cli.calls import register as register_call_commands
 from hotline.cli.client import track
 from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
@@ -243,7 +243,7 @@ def send(party: Annotated[str, typer.Argument(help="Recipient party, e.g. RU-GS.
     """Send a message (or many with --stdin) to a linked party through the running node."""
     if stdin == (text is not None):
         raise HotlineError("bad-option", "give either TEXT or --stdin", status=EXIT_USAGE)
-    texts = [line for line in sys.stdin.read().splitlines() if line.strip()] if stdin \
+    texts = [line for line in read_stdin().splitlines() if line.strip()] if stdin \
         else [text or ""]
     if not texts:
         raise HotlineError("empty-message", "stdin held no messages")
