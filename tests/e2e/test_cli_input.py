@@ -80,3 +80,21 @@ def test_non_utf8_text_on_stdin_or_in_a_file_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "error[bad-input]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_peers_name_is_shown_as_text_not_read_as_markup(tmp_path: Path) -> None:
+    """A peer's display name may hold ``[`` (the offer's rule allows it): ``link accept``
+    used to read it as terminal markup — ``[/]`` stopped the command with a traceback
+    before the safety number was shown, ``[red]`` restyled what the operator reads."""
+    peer, me = tmp_path / "peer[/]dir", tmp_path / "me"
+    name = "RU [/] General [red]Staff"
+    assert hotline_raw(*["init", "--dir", str(peer), "--party", "RU-GS", "--name", name,
+                         "--listen", f"127.0.0.1:{free_port()}"]).returncode == 0
+    assert hotline_raw(*_init_args(me, "US")).returncode == 0
+    offer = tmp_path / "ru.offer"
+    made = hotline_raw("link", "offer", "--dir", str(peer), "--out", str(offer))
+    assert made.returncode == 0, made.stderr
+    accepted = hotline_raw("link", "accept", "--dir", str(me), str(offer), "--yes")
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"({name})" in accepted.stderr
+    assert "Link with RU-GS stored" in accepted.stdout
