@@ -51,6 +51,7 @@ def test_down_after_longer_than_the_window_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("field", "value"), [
     ("name", "US\nFAKE LINE"), ("name", "US\x1b[31m"), ("name", "US\x00"), ("name", ""),
     ("name", "x" * 121), ("db", "sqlite:////tmp/x.db\x00"), ("db", "sqlite:////tmp/\nx"),
+    ("listen", "127.0.0.1\x00:7100"), ("listen", "127.0.0.1\n:7100"),
 ])
 def test_control_characters_in_config_strings_are_refused(
         tmp_path: Path, field: str, value: str) -> None:

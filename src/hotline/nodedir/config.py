@@ -263,6 +263,7 @@ class NodeConfig(BaseModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
+        plain_text(value, "a listen address")
         try:
             parse_listen(value)
         except ConfigError as exc:
