@@ -12,7 +12,8 @@ from hotline.protocol.offer import check_endpoint
 from tests.unit.test_receipt_offer import _obj, assert_bad_offer, good_offer, resigned_offer
 
 #: (a NUL cannot reach an offer: canonical JSON refuses it; config.toml can hold one)
-HOSTILE = ["http://a.example\n:7100", "http://a.exa\tmple:7100", "http://a.example:7100/\x1b[31m", "http://a.example:7100/ x",
+HOSTILE = ["http://a.example\n:7100", "http://a.exa\tmple:7100",
+           "http://a.example:7100/\x1b[31m", "http://a.example:7100/ x",
            "http://a.example:7100/\u2028", "http://" + "a" * 3000 + ".example:7100"]
 
 
