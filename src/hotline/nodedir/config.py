@@ -289,6 +289,16 @@ class NodeConfig(BaseModel):
         return parse_listen(self.listen)[1]
 
 
+def unlinked_sections(config: NodeConfig, linked: set[str]) -> list[str]:
+    """The per-party sections of ``config`` (``[health.links.PARTY]``,
+    ``[admission.peers.PARTY]``) naming a party this node has no link with: a typo
+    (``RU-GX``) or a removed link, which the node would otherwise ignore without a
+    word. Not refused (a link removed later must not stop a restart): warned of."""
+    sections = [f"[health.links.{p}]" for p in config.health.links if p not in linked]
+    sections += [f"[admission.peers.{p}]" for p in config.admission.peers if p not in linked]
+    return sections
+
+
 def plain_text(value: str, what: str) -> str:
     """``value`` if it is text a file can hold and a log line can show: no control
     character (NUL, line breaks, escapes) and no lone surrogate (what a non-UTF-8 byte
