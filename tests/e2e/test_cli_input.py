@@ -98,3 +98,27 @@ def test_a_peers_name_is_shown_as_text_not_read_as_markup(tmp_path: Path) -> Non
     assert accepted.returncode == 0, accepted.stderr
     assert f"({name})" in accepted.stderr
     assert "Link with RU-GS stored" in accepted.stdout
+
+
+def test_an_unusable_operator_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    """Missing or garbled, ``operator.token`` used to end every command that talks to
+    the node in a traceback; readable by everyone, in a bare 401 (the node refuses such
+    a token): now each is named, with the way out."""
+    node_dir = tmp_path / "us"
+    assert hotline_raw(*_init_args(node_dir, "US")).returncode == 0
+    token = node_dir / "operator.token"
+    token.chmod(0o644)
+    exposed = hotline_raw("status", "--dir", str(node_dir))
+    assert exposed.returncode == 1, exposed.stderr
+    assert "error[token-exposed]" in exposed.stderr
+    assert "chmod 600" in exposed.stderr
+    token.write_bytes(b"\xfftoken\n")
+    token.chmod(0o600)
+    garbled = hotline_raw("status", "--dir", str(node_dir))
+    assert "error[no-token]" in garbled.stderr
+    assert "not ASCII text" in garbled.stderr
+    token.unlink()
+    missing = hotline_raw("inbox", "--dir", str(node_dir))
+    assert "error[no-token]" in missing.stderr
+    for result in (exposed, garbled, missing):
+        assert "Traceback" not in result.stderr
