@@ -662,7 +662,12 @@ class Node:
         token when ``[metrics] token_file`` names one (relative to the node directory)."""
         tokens = [TokenChecker(self.dir / TOKEN_NAME)]
         if self.config.metrics.token_file:
-            tokens.append(TokenChecker(self.dir / self.config.metrics.token_file))
+            metrics = TokenChecker(self.dir / self.config.metrics.token_file)
+            if not metrics.usable():  # said now, not first at a scrape refused 401
+                log.warning("[metrics] token_file %s opens nothing (missing, or as said "
+                            "above): /metrics opens only from this host until it is fixed",
+                            self.dir / self.config.metrics.token_file)
+            tokens.append(metrics)
         return tokens
 
     async def search_log(self, query: LogQuery) -> LogPage:

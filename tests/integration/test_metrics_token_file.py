@@ -50,3 +50,12 @@ def test_a_world_readable_metrics_token_opens_nothing_until_chmod_600(
     assert token not in node.log_path.read_text()
     path.chmod(0o600)  # noticed without a restart
     assert scrape(node.url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_a_missing_metrics_token_file_is_said_at_start(make_sqlite_node: Make) -> None:
+    node = make_sqlite_node("US-JS")
+    node.configure("metrics", token_file="metrics.tokn")  # a typo
+    node.start()
+    wait_until(lambda: node.log_lines("metrics.tokn opens nothing (missing"), 30,
+               what="the warning at start")
+    _refused_once_each(node, "anything", 1)

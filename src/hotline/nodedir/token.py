@@ -83,6 +83,10 @@ class TokenChecker:
                         "is fixed", self._path, why)
         self._token, self._stamp = "", stamp
 
+    def usable(self) -> bool:
+        """Whether the file holds a token that can match (a problem is logged once)."""
+        return bool(self._current())
+
     def check(self, presented: str) -> bool:
         current = self._current()
         return bool(current) and hmac.compare_digest(presented.encode(), current.encode())
