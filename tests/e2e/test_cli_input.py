@@ -122,3 +122,21 @@ def test_an_unusable_operator_token_file_is_a_clear_error(tmp_path: Path) -> Non
     assert "error[no-token]" in missing.stderr
     for result in (exposed, garbled, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_init_refuses_a_dir_it_cannot_make_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """``--dir`` naming a file (or a path through one) used to end in a traceback; a
+    failure after the directory was made (an unreachable ``--db``) left it behind."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine\n")
+    for target in (afile, afile / "node"):
+        result = hotline_raw(*_init_args(target, "US"))
+        assert result.returncode == 1, result.stderr
+        assert "error[bad-dir]" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert afile.read_text() == "mine\n"
+    deep = tmp_path / "a" / "b" / "us"
+    result = hotline_raw(*_init_args(deep, "US"), "--db",
+                         f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    assert result.returncode == 1, result.stderr
+    assert not (tmp_path / "a").exists()
