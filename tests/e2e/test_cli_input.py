@@ -140,3 +140,13 @@ def test_init_refuses_a_dir_it_cannot_make_and_leaves_nothing_behind(tmp_path: P
                          f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     assert result.returncode == 1, result.stderr
     assert not (tmp_path / "a").exists()
+
+
+def test_link_offer_out_to_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
+    node_dir = tmp_path / "us"
+    assert hotline_raw(*_init_args(node_dir, "US")).returncode == 0
+    result = hotline_raw("link", "offer", "--dir", str(node_dir), "--out",
+                         str(tmp_path / "no-such-dir" / "us.offer"))
+    assert result.returncode == 1, result.stderr  # as every other --out
+    assert "error[unwritable-file]" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -133,7 +133,11 @@ def link_offer(node_dir: DirOption,
 
     offer, number = make_link_offer(node_dir, get_passphrase())
     if out_file is not None:
-        out_file.write_bytes(offer + b"\n")
+        try:
+            out_file.write_bytes(offer + b"\n")
+        except OSError as exc:  # as every other --out: named, not a traceback
+            raise HotlineError("unwritable-file",
+                               f"cannot write {out_file}: {exc.strerror}") from None
         err.print(f"Offer written to {escape(str(out_file))}")
     else:
         sys.stdout.write(offer.decode() + "\n")
