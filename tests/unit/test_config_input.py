@@ -115,3 +115,15 @@ def test_a_world_readable_token_file_matches_nothing_until_chmod_600(
     assert "chmod 600" in unusable[0]
     os.chmod(path, 0o600)  # the mode alone changes: noticed without a restart
     assert checker.check("s3cret")
+
+
+def test_a_reseal_later_than_the_skew_window_is_refused(tmp_path: Path) -> None:
+    """Re-sealing after 3600 s with a 300 s window: what waited between the two would be
+    refused by a peer with the same window (timestamp-out-of-window), not re-sealed."""
+    data = _data()
+    data["delivery"].update(reseal_after_seconds=3600.0, skew_seconds=300)
+    _write(tmp_path, data)
+    assert "reseal_after_seconds" in _refusal(tmp_path).message
+    data["delivery"].update(reseal_after_seconds=300.0)
+    _write(tmp_path, data)
+    assert load_config(tmp_path).delivery.reseal_after_seconds == 300.0

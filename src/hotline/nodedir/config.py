@@ -74,6 +74,18 @@ class DeliveryConfig(BaseModel):
     #: a mixed-version pair.
     protocol: Annotated[int, Field(ge=1, le=2)] = 2
 
+    @model_validator(mode="after")
+    def _reseal_inside_skew(self) -> DeliveryConfig:
+        # an envelope that waited longer than the skew window, not yet re-sealed, is
+        # refused by a peer with this node's window (timestamp-out-of-window): the
+        # re-seal must come first (docs/protocol.md §9: "well inside the peers' skew")
+        if self.reseal_after_seconds > self.skew_seconds:
+            raise ValueError(f"delivery.reseal_after_seconds ({self.reseal_after_seconds:g}) "
+                             f"must be at most delivery.skew_seconds ({self.skew_seconds}): "
+                             "a peer with the same window would refuse what waited between "
+                             "the two")
+        return self
+
 
 class LogConfig(BaseModel):
     """How often this node asks each peer to cosign its log (whichever comes first)."""
