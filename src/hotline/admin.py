@@ -96,6 +96,25 @@ def current_keys(node_dir: Path, passphrase: str) -> tuple[NodeConfig, PartyKeys
     return config, pair
 
 
+def _make_dirs(node_dir: Path) -> list[Path]:
+    """Create ``node_dir`` (and missing parents); the directories made, outermost first,
+    so that a failed ``init`` can leave the file system as it found it. A path that is a
+    file, or that cannot be created, is ``bad-dir``."""
+    missing = [d for d in (node_dir, *node_dir.parents) if not d.exists()][::-1]
+    if node_dir.exists() and not node_dir.is_dir():
+        raise ConfigError("bad-dir", f"--dir {node_dir} is a file, not a directory",
+                          hint="choose another --dir")
+    try:
+        node_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for made_dir in reversed(missing):
+            with contextlib.suppress(OSError):
+                made_dir.rmdir()
+        raise ConfigError("bad-dir", f"cannot create the node directory {node_dir}: "
+                          f"{exc.strerror or exc}", hint="choose another --dir") from None
+    return missing
+
+
 def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
                     endpoints: list[str], db: str | None, passphrase: str) -> Created:
     node_dir = node_dir.resolve()
@@ -118,7 +137,7 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
     driver_url(config.db)
     if not passphrase:
         raise ConfigError("empty-passphrase", "the keystore passphrase must not be empty")
-    node_dir.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(node_dir)
     created: list[Path] = []
     try:
         keys = PartyKeys.generate()
@@ -144,10 +163,16 @@ def init_node(node_dir: Path, *, party: str, name: str | None, listen: str,
         write_revocation_cert(cert_path, make_certificate(party, keys, SystemClock().now_ms()))
         created.append(cert_path)
         write_config(node_dir, config)
-    except BaseException:
+    except BaseException as exc:
         for path in created:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        for made_dir in reversed(made):  # only what init made, and only if left empty
+            with contextlib.suppress(OSError):
+                made_dir.rmdir()
+        if isinstance(exc, OSError):
+            raise ConfigError("unwritable-file", f"cannot write the node directory "
+                              f"{node_dir}: {exc.strerror or exc}; nothing was kept") from None
         raise
     pub = keys.public
     return Created(config, pub.key_id, safety_number(party, pub.sign_bytes, pub.enc_bytes), token,

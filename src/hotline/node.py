@@ -77,7 +77,13 @@ from hotline.logfmt.events import log_journal
 from hotline.metrics.collector import StateCollector, StatusReadings
 from hotline.metrics.exposition import Metrics
 from hotline.metrics.recorder import Recorder
-from hotline.nodedir.config import KEYSTORE_NAME, TOKEN_NAME, NodeConfig, load_config
+from hotline.nodedir.config import (
+    KEYSTORE_NAME,
+    TOKEN_NAME,
+    NodeConfig,
+    load_config,
+    unlinked_sections,
+)
 from hotline.nodedir.keystore import unlock_all
 from hotline.nodedir.token import TokenChecker
 from hotline.notify.runner import Notifier
@@ -594,6 +600,9 @@ class Node:
         self.notifier.start(self.supervisor)
         self.checkpointer.start(self.supervisor)
         log.info("node %s started with %d link(s)", self.config.party, len(self.senders))
+        for section in unlinked_sections(self.config, set(self.senders)):
+            log.warning("config.toml: %s names a party this node has no link with; it is "
+                        "ignored (a typo, or a removed link?)", section)
         _return_free_memory()
 
     async def stop(self) -> None:
@@ -653,7 +662,12 @@ class Node:
         token when ``[metrics] token_file`` names one (relative to the node directory)."""
         tokens = [TokenChecker(self.dir / TOKEN_NAME)]
         if self.config.metrics.token_file:
-            tokens.append(TokenChecker(self.dir / self.config.metrics.token_file))
+            metrics = TokenChecker(self.dir / self.config.metrics.token_file)
+            if not metrics.usable():  # said now, not first at a scrape refused 401
+                log.warning("[metrics] token_file %s opens nothing (missing, or as said "
+                            "above): /metrics opens only from this host until it is fixed",
+                            self.dir / self.config.metrics.token_file)
+            tokens.append(metrics)
         return tokens
 
     async def search_log(self, query: LogQuery) -> LogPage:

@@ -211,6 +211,7 @@ def test_metrics_through_the_example_nginx_is_not_local(
     node.configure("metrics", token_file="metrics.token")
     token = secrets.token_urlsafe(32)
     (node.dir / "metrics.token").write_text(token + "\n")
+    (node.dir / "metrics.token").chmod(0o600)  # a secret: readable by others is refused
     url, ca, _ = nginx(node.port, free_port())
     node.start()
     context = ssl.create_default_context(cafile=str(ca))

@@ -208,6 +208,7 @@ def test_metrics_is_refused_from_elsewhere_and_through_a_proxy_without_a_token(
     node.configure("metrics", token_file="metrics.token")
     token = secrets.token_urlsafe(32)
     (node.dir / "metrics.token").write_text(token + "\n")
+    (node.dir / "metrics.token").chmod(0o600)  # a secret: readable by others is refused
     node.start()
 
     def refusals() -> int:

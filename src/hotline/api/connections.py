@@ -134,6 +134,13 @@ class GuardedConnection(asyncio.Protocol):
             self.inner = self._make_inner()
             self.inner.connection_made(self.transport)
         self.inner.data_received(data)
+        if self.requests == 0 and self.transport is not None and self.transport.is_closing():
+            # the HTTP parser refused the bytes (a control character in a header, a
+            # malformed request line, bad chunking): it answered 400 and closed before
+            # any application saw a request — a refusal like any other, so one line
+            self.ended = True
+            self._guard.log.warning("closed connection from %s: malformed-request: the "
+                                    "HTTP parser refused the request", self.key[0])
 
     def eof_received(self) -> bool | None:
         if self.ended or self.inner is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import stat
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -25,10 +26,31 @@ def base_url(config: NodeConfig) -> str:
     return f"http://{host}:{config.port}"
 
 
+def operator_token(path: Path) -> str:
+    """The administrator's token, as the node will accept it; else a clear error (no
+    traceback for a missing or garbled file, and no 401 to puzzle over for one the node
+    refuses because every user of the host can read it)."""
+    hint = "`hotline token` writes a new one (the running node takes it without a restart)"
+    try:
+        mode = path.stat().st_mode
+        token = read_token(path)
+    except OSError as exc:
+        raise HotlineError("no-token", f"cannot read the operator token {path}: "
+                           f"{exc.strerror}", hint=hint) from None
+    except UnicodeDecodeError:
+        raise HotlineError("no-token", f"the operator token {path} is not ASCII text",
+                           hint=hint) from None
+    if mode & stat.S_IROTH:
+        raise HotlineError("token-exposed", f"the operator token {path} is readable by "
+                           "every user of the host, so the node refuses it",
+                           hint=f"chmod 600 {path}, or `hotline token` for a new one")
+    return token
+
+
 class OperatorClient:
     def __init__(self, node_dir: Path, config: NodeConfig, timeout: float = 30.0) -> None:
         self.url = base_url(config)
-        token = read_token(node_dir / TOKEN_NAME)
+        token = operator_token(node_dir / TOKEN_NAME)
         self._http = httpx.Client(base_url=self.url, timeout=timeout,
                                   headers={"authorization": f"Bearer {token}"})
 

@@ -427,7 +427,8 @@ def run_demo(base: Path | None, port: int, check: bool, speed: float = 60.0) -> 
         with demo_nodes.stop_signals():
             try:
                 passphrase = _passphrase(base)
-                console.print(f"[bold]Hotline demo[/] in {base}: setting up four nodes…")
+                console.print(f"[bold]Hotline demo[/] in {escape(str(base))}: setting up four "
+                              "nodes…")
                 _set_up(base, port, passphrase, speed)
                 logins = _console_logins(base)
                 procs = demo_nodes.start(base, passphrase)

@@ -103,10 +103,40 @@ def _suggest(port: int) -> int | None:
     return None
 
 
+#: what a demo writes into its directory: one node directory per party, and these
+DEMO_FILES = frozenset({"demo-passphrase", "console-logins.json"})
+
+
+def check_base(base: Path) -> None:
+    """Refuse (exit 2) a ``--dir`` the demo must not write into: a file, or a directory
+    holding anything a demo did not make (a node directory, a home directory); a new
+    or empty directory, or one an earlier demo made, is fine."""
+    if not base.exists():
+        return
+    if not base.is_dir():
+        raise HotlineError("bad-option", f"--dir {base} is not a directory",
+                           hint="give a new or empty directory, or one an earlier demo "
+                                "made", status=EXIT_USAGE)
+    ours = DEMO_FILES | {p.key for p in PARTIES}
+    try:
+        foreign = sorted(entry.name for entry in base.iterdir() if entry.name not in ours)
+    except OSError as exc:
+        raise HotlineError("bad-option", f"--dir {base} cannot be read ({exc.strerror})",
+                           status=EXIT_USAGE) from None
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise HotlineError("bad-option", f"--dir {base} holds files the demo did not make "
+                           f"({shown}); nothing was written",
+                           hint="give a new or empty directory, or one an earlier demo "
+                                "made", status=EXIT_USAGE)
+
+
 def preflight(base: Path | None, port: int) -> None:
-    """Refuse, before anything is created or started, if a node already runs on one of
-    the demo's directories or one of its ports is taken (exit 2)."""
+    """Refuse, before anything is created or started, if ``base`` is not a directory the
+    demo may write into, a node already runs on one of the demo's directories or one of
+    its ports is taken (exit 2)."""
     if base is not None:
+        check_base(base)
         for p in PARTIES:
             if held(base / p.key):
                 raise HotlineError("node-running", f"a node already runs on {base / p.key}",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hotline.cli.common import DirOption, JsonOption, client, err, out, print_json
 from hotline.errors import HotlineError
@@ -70,7 +71,8 @@ def _report(node_dir: Path, body: dict[str, Any], cert_out: Path | None, as_json
     out.print(f"  safety number {body['safety_number']}")
     told = ", ".join(body["peers"]) or "(no linked peers)"
     out.print(f"  announced to  {told}")
-    out.print(f"  revocation certificate of the key in force: {cert_file} (move it offline)")
+    out.print(f"  revocation certificate of the key in force: {escape(str(cert_file))} (move it "
+              "offline)")
     err.print("Read the safety number to each peer by voice, as at linking.")
 
 
@@ -124,5 +126,6 @@ def key_revocation_cert(node_dir: DirOption,
     if as_json:
         print_json({"kid": keys.public.key_id, "revocation_cert": str(path)})
         return
-    out.print(f"Revocation certificate of key {keys.public.key_id} written to {path}")
+    out.print(f"Revocation certificate of key {keys.public.key_id} written to "
+              f"{escape(str(path))}")
     err.print("Store it apart from the node (offline); anyone holding it can revoke the key.")

@@ -8,6 +8,7 @@ id and a hint, and an exit code, in one place (:func:`main`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from rich.markup import escape
 
 from hotline import __version__
 from hotline.bounds import INT64_MAX
+from hotline.cli.argv import check_arguments, read_stdin
 from hotline.cli.calls import register as register_call_commands
 from hotline.cli.client import track
 from hotline.cli.common import EXIT_ERROR, EXIT_USAGE, DirOption, JsonOption, err, out
@@ -74,12 +76,14 @@ def init(party: Annotated[str, typer.Option(help="Party id, e.g. US-JS.")],
                      "revocation_cert": str(created.revocation_cert),
                      "safety_number": created.safety_number, "listen": listen})
         return
-    out.print(f"[bold]Node {party}[/] created in {node_dir.resolve()}")
+    out.print(f"[bold]Node {party}[/] created in {escape(str(node_dir.resolve()))}")
     out.print(f"  key id        {created.key_id}")
     out.print(f"  safety number {created.safety_number}")
-    out.print(f"  operator token in {node_dir.resolve() / 'operator.token'}")
-    out.print(f"  revocation certificate in {created.revocation_cert} (move it offline)")
-    out.print(f"Next: hotline serve --dir {node_dir}   and   hotline link offer --dir {node_dir}")
+    out.print(f"  operator token in {escape(str(node_dir.resolve() / 'operator.token'))}")
+    out.print(f"  revocation certificate in {escape(str(created.revocation_cert))} (move it "
+              "offline)")
+    shown = escape(str(node_dir))
+    out.print(f"Next: hotline serve --dir {shown}   and   hotline link offer --dir {shown}")
 
 
 @app.command()
@@ -129,8 +133,12 @@ def link_offer(node_dir: DirOption,
 
     offer, number = make_link_offer(node_dir, get_passphrase())
     if out_file is not None:
-        out_file.write_bytes(offer + b"\n")
-        err.print(f"Offer written to {out_file}")
+        try:
+            out_file.write_bytes(offer + b"\n")
+        except OSError as exc:  # as every other --out: named, not a traceback
+            raise HotlineError("unwritable-file",
+                               f"cannot write {out_file}: {exc.strerror}") from None
+        err.print(f"Offer written to {escape(str(out_file))}")
     else:
         sys.stdout.write(offer.decode() + "\n")
     err.print(f"Safety number: [bold]{number}[/]")
@@ -175,8 +183,9 @@ def link_accept(offer_file: Annotated[Path, typer.Argument(help="The peer's offe
         raise HotlineError("bad-offer", f"cannot read {offer_file}: {exc.strerror}") from None
     offer = read_offer(data)
     if not as_json:
-        err.print(f"Offer from [bold]{offer.party}[/] ({offer.name}), endpoints "
-                  f"{', '.join(offer.endpoints)}")
+        # the name and endpoints are the peer's text: shown as text, never read as markup
+        err.print(f"Offer from [bold]{offer.party}[/] ({escape(offer.name)}), endpoints "
+                  f"{escape(', '.join(offer.endpoints))}")
         err.print(f"Safety number: [bold]{offer.safety_number}[/]")
     if not yes and not typer.confirm("Does it match the number the peer read to you?"):
         raise HotlineError("not-confirmed", "link not stored: safety number not confirmed")
@@ -241,7 +250,7 @@ def send(party: Annotated[str, typer.Argument(help="Recipient party, e.g. RU-GS.
     """Send a message (or many with --stdin) to a linked party through the running node."""
     if stdin == (text is not None):
         raise HotlineError("bad-option", "give either TEXT or --stdin", status=EXIT_USAGE)
-    texts = [line for line in sys.stdin.read().splitlines() if line.strip()] if stdin \
+    texts = [line for line in read_stdin().splitlines() if line.strip()] if stdin \
         else [text or ""]
     if not texts:
         raise HotlineError("empty-message", "stdin held no messages")
@@ -297,7 +306,8 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(body)
         return
-    out.print(f"[bold]{body['party']}[/] ({body['name']}) listening on {body['listen']}, "
+    out.print(f"[bold]{body['party']}[/] ({escape(body['name'])}) listening on "
+              f"{escape(body['listen'])}, "
               f"key {body['key_id']}")
     cols = [Col("peer", keep=True), Col("state", keep=True), Col("queued", keep=True),
             Col("in flight", keep=True, drop=3), Col("delivered", keep=True, drop=4),
@@ -336,14 +346,15 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
                       f"{p['peer_waiting_for_seq']}", highlight=False)
     down = [t for t in body.get("tasks", []) if t["state"] != "running"]
     for t in down:
-        out.print(f"[bold red]task {t['name']} is {t['state']}[/] (restarts: {t['restarts']}; "
-                  f"last error: {t['last_error'] or '-'})")
+        out.print(f"[bold red]task {escape(t['name'])} is {escape(t['state'])}[/] (restarts: "
+                  f"{t['restarts']}; last error: {escape(t['last_error'] or '-')})")
     if body.get("tasks") and not down:
         out.print(f"all {len(body['tasks'])} background tasks running")
     for a in body.get("alarms", []):
         repeats = f" (x{a['count']})" if a["count"] > 1 else ""
-        out.print(f"[bold red]ALARM[/] {a['kind']}{repeats} since {a['first_at']}: "
-                  f"{a['message']}")
+        # an alarm's message may quote a peer's answer: text, not markup
+        out.print(f"[bold red]ALARM[/] {escape(a['kind'])}{repeats} since {a['first_at']}: "
+                  f"{escape(a['message'])}")
 
 
 HEALTH_STYLE = {"up": "green", "degraded": "yellow", "down": "red", "unknown": "dim"}
@@ -436,6 +447,7 @@ def version() -> None:
 
 def main() -> None:
     try:
+        check_arguments(sys.argv[1:], os.environ)
         command = typer.main.get_command(app)
         tidy(command)
         track(command)  # so a refusal names a field as this command spells it

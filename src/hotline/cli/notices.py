@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from hotline.bounds import is_id
+from hotline.cli.argv import utf8_text
 from hotline.cli.common import DirOption, JsonOption, client, err, out, print_json
 from hotline.cli.tables import Col, show
 from hotline.errors import HotlineError
@@ -47,7 +48,7 @@ def _plain(value: Any) -> Any:
 
 def _from_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(utf8_text(path.read_bytes(), str(path)))
     except OSError as exc:
         raise HotlineError("unreadable-file", f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from hotline.cli.argv import read_stdin_line
 from hotline.cli.common import DirOption, JsonOption, out, print_json
 from hotline.cli.tables import Col, show
 
@@ -30,7 +31,7 @@ PasswordStdin = Annotated[bool, typer.Option(
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        return read_stdin_line()
     password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
 

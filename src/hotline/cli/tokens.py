@@ -48,7 +48,7 @@ def token(ctx: typer.Context,
                            status=2)
     load_config(node_dir)
     write_token(node_dir / TOKEN_NAME)
-    out.print(f"New operator token written to {node_dir / TOKEN_NAME}")
+    out.print(f"New operator token written to {escape(str(node_dir / TOKEN_NAME))}")
 
 
 @token_app.command("issue")

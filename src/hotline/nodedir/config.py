@@ -6,6 +6,8 @@ refuses to start rather than running with a half-understood configuration.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -20,10 +22,11 @@ from pydantic import (
     model_validator,
 )
 
+from hotline.bounds import LABEL_PATTERN
 from hotline.errors import ConfigError, LinkError
 from hotline.fieldtext import describe
 from hotline.protocol.envelope import PARTY_RE
-from hotline.protocol.offer import check_endpoint
+from hotline.protocol.offer import NAME_RE, check_endpoint
 
 CONFIG_NAME = "config.toml"
 KEYSTORE_NAME = "keys.json"
@@ -32,6 +35,7 @@ DB_NAME = "hotline.db"
 
 
 MIB = 1024 * 1024
+LABEL_RE = re.compile(LABEL_PATTERN)
 
 
 class DeliveryConfig(BaseModel):
@@ -69,6 +73,18 @@ class DeliveryConfig(BaseModel):
     #: from before lanes did (one sequence per link), for a staged upgrade or a test of
     #: a mixed-version pair.
     protocol: Annotated[int, Field(ge=1, le=2)] = 2
+
+    @model_validator(mode="after")
+    def _reseal_inside_skew(self) -> DeliveryConfig:
+        # an envelope that waited longer than the skew window, not yet re-sealed, is
+        # refused by a peer with this node's window (timestamp-out-of-window): the
+        # re-seal must come first (docs/protocol.md §9: "well inside the peers' skew")
+        if self.reseal_after_seconds > self.skew_seconds:
+            raise ValueError(f"delivery.reseal_after_seconds ({self.reseal_after_seconds:g}) "
+                             f"must be at most delivery.skew_seconds ({self.skew_seconds}): "
+                             "a peer with the same window would refuse what waited between "
+                             "the two")
+        return self
 
 
 class LogConfig(BaseModel):
@@ -180,6 +196,12 @@ class HealthConfig(BaseModel):
     def _ordered(self) -> HealthConfig:
         if self.down_loss < self.degraded_loss:
             raise ValueError("health.down_loss must be at least health.degraded_loss")
+        # the streak of lost tests is counted within the window: a longer one could never
+        # be reached, and the rule would be off without a word
+        if self.down_after > self.window:
+            raise ValueError(f"health.down_after ({self.down_after}) must be at most "
+                             f"health.window ({self.window}): only the window's tests "
+                             "are kept, so a longer streak of losses is never seen")
         return self
 
     def test_every(self, party: str) -> float:
@@ -196,15 +218,35 @@ class MetricsConfig(BaseModel):
     #: "" (the default): no metrics token
     token_file: Annotated[str, Field(max_length=4096)] = ""
 
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: str) -> str:
+        return plain_text(value, "a file name")
+
 
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     party: str
+    #: the display name peers see in this node's link offers: their rule, checked here
+    #: so that `hotline init` refuses what every peer would refuse later
     name: str
     listen: str
     endpoints: list[str]
-    db: str
+    db: Annotated[str, Field(max_length=4096)]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.fullmatch(value):
+            raise ValueError("the party's display name must be 1-120 characters, none of "
+                             "them a control character (no line breaks, tabs or escapes)")
+        return plain_text(value, "a name")
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return plain_text(value, "a database URL")
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
     admission: AdmissionConfig = AdmissionConfig()
@@ -233,6 +275,7 @@ class NodeConfig(BaseModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
+        plain_text(value, "a listen address")
         try:
             parse_listen(value)
         except ConfigError as exc:
@@ -258,6 +301,30 @@ class NodeConfig(BaseModel):
         return parse_listen(self.listen)[1]
 
 
+def unlinked_sections(config: NodeConfig, linked: set[str]) -> list[str]:
+    """The per-party sections of ``config`` (``[health.links.PARTY]``,
+    ``[admission.peers.PARTY]``) naming a party this node has no link with: a typo
+    (``RU-GX``) or a removed link, which the node would otherwise ignore without a
+    word. Not refused (a link removed later must not stop a restart): warned of."""
+    sections = [f"[health.links.{p}]" for p in config.health.links if p not in linked]
+    sections += [f"[admission.peers.{p}]" for p in config.admission.peers if p not in linked]
+    return sections
+
+
+def plain_text(value: str, what: str) -> str:
+    """``value`` if it is text a file can hold and a log line can show: no control
+    character (NUL, line breaks, escapes) and no lone surrogate (what a non-UTF-8 byte
+    of a command-line argument becomes); else ``ValueError`` saying so."""
+    if not LABEL_RE.fullmatch(value):
+        raise ValueError(f"{what} must not hold control characters (NUL, line breaks, "
+                         "escapes)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be UTF-8 text") from None
+    return value
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
@@ -276,7 +343,15 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise ConfigError("no-node", f"{node_dir} is not a node directory (no {CONFIG_NAME})",
                           hint="create one with `hotline init`, or pass --dir")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("bad-config", f"{path}: not UTF-8 text (byte {exc.start})",
+                          hint="TOML files are UTF-8; write non-ASCII names as such or "
+                               "as \\uXXXX escapes") from None
+    except OSError as exc:
+        raise ConfigError("bad-config", f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
         # strict: TOML has types, so `window = true` or `test_every_seconds = "5"` is a
         # mistake to name, not a 1 or a 5 to guess (an integer still fills a float)
         return NodeConfig.model_validate(data, strict=True)
@@ -288,5 +363,10 @@ def load_config(node_dir: Path) -> NodeConfig:
 
 
 def write_config(node_dir: Path, config: NodeConfig) -> None:
-    data = config.model_dump()
-    config_path(node_dir).write_text(tomli_w.dumps(data), encoding="utf-8")
+    """Write ``config`` whole or not at all: encoded first, then renamed into place (a
+    value that cannot be written as UTF-8 leaves no empty or partial file behind)."""
+    text = tomli_w.dumps(config.model_dump()).encode("utf-8")
+    path = config_path(node_dir)
+    partial = path.with_name(path.name + ".new")
+    partial.write_bytes(text)
+    os.replace(partial, path)

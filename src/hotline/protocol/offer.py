@@ -38,8 +38,20 @@ class LinkOffer:
         return safety_number(self.party, self.keys.sign_bytes, self.keys.enc_bytes)
 
 
+#: the longest endpoint URL an offer or config.toml may name
+MAX_ENDPOINT_CHARS = 2048
+
+
 def check_endpoint(url: str) -> str:
-    """An endpoint is an absolute http(s) URL with a host and no query or fragment."""
+    """An endpoint is an absolute http(s) URL with a host and no query or fragment, of
+    at most :data:`MAX_ENDPOINT_CHARS` printable characters: no white space or control
+    character (``urlsplit`` drops tabs and line breaks before it parses, so a URL it
+    calls well-formed may still hold them, and a NUL or an escape would reach the
+    HTTP client, the logs and the operator's terminal)."""
+    if len(url) > MAX_ENDPOINT_CHARS or any(c.isspace() or not c.isprintable() for c in url):
+        raise LinkError("bad-endpoint", f"endpoint {url[:80]!r} is not an http(s) URL with a "
+                        f"host (at most {MAX_ENDPOINT_CHARS} characters, no white space or "
+                        "control characters)", hint="for example http://198.51.100.7:7100")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
