@@ -56,6 +56,8 @@ class PeerHealth:
     last_error: str | None = None
     last_error_at: int | None = None
     unreachable_since: int | None = None
+    #: the same instant on the monotonic clock: how long (``unreachable_for_seconds``)
+    unreachable_since_mono: float | None = None
     #: since when every attempt has failed (unreachable, refused or a bad answer), on the
     #: monotonic clock; None while the line works
     failing_since_mono: float | None = None
@@ -418,7 +420,7 @@ class PeerSender:
                     self._failed(f"unreachable: {exc}")
             if answer is None:
                 return False
-            self.health.unreachable_since = None
+            self.health.unreachable_since = self.health.unreachable_since_mono = None
             if answer.status == 429 and not answer.results:
                 return self._throttled(answer.retry_after_s, progressed=False)
             await self._note_protocol(answer.protocol)
@@ -600,5 +602,6 @@ class PeerSender:
         self.health.last_error, self.health.last_error_at = message, now
         if not reachable and self.health.unreachable_since is None:
             self.health.unreachable_since = now
+            self.health.unreachable_since_mono = self._clock.monotonic()
         if self.health.failing_since_mono is None:
             self.health.failing_since_mono = self._clock.monotonic()
