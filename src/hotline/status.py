@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hotline.clock import Clock, elapsed_ms
 from hotline.delivery.sender import PeerHealth
-from hotline.health.supervisor import TaskState
+from hotline.health.supervisor import DOWN_STATES, TaskState
 from hotline.inbox import iso
 from hotline.links.health import UNKNOWN, LinkHealth
 from hotline.peers import PeerDirectory
@@ -80,7 +80,8 @@ class PeerStatus:
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """One supervised background task: ``running``, ``restarting`` or ``stopped``."""
+    """One supervised background task: ``starting``, ``running``, ``restarting``,
+    ``stopped`` or ``stuck`` (:class:`hotline.health.supervisor.TaskState`)."""
 
     name: str
     state: str
@@ -205,6 +206,13 @@ def _lanes(loads: dict[str, outbox.LaneLoad], clock: Clock) -> dict[str, LaneSta
 def task_status(states: list[TaskState]) -> list[TaskStatus]:
     return [TaskStatus(t.name, t.state, iso(t.since), t.restarts, t.last_error)
             for t in states]
+
+
+def tasks_down(tasks: Iterable[TaskStatus]) -> list[TaskStatus]:
+    """The tasks that should run and do not (``restarting``: failed, waiting to be
+    restarted; ``stuck``: cancelled and still running): ``/healthz``'s ``tasks_down``
+    and the console's banner, one definition for both."""
+    return [t for t in tasks if t.state in DOWN_STATES]
 
 
 def alarm_status(rows: list[AlarmRow]) -> list[AlarmStatus]:
