@@ -312,9 +312,35 @@ class Node:
             sender.offer(fresh)
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+        """Run ``work`` beside the caller (settling the senders after a link change,
+        retiring a removed link's sender, clearing ``link-removed``). An error in it is
+        logged with its stack and alarmed (``task-failed``); before, it was kept only
+        for the stop, which dropped it."""
+        name = str(getattr(work, "__qualname__", "background work"))
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        task.add_done_callback(self._later_done)
+
+    def _later_done(self, task: asyncio.Task[None]) -> None:
+        self._retiring.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        name = task.get_name()
+        log.error("background work %s failed", name, exc_info=error)
+        report = asyncio.get_running_loop().create_task(self._report_later(name, error))
+        self._retiring.add(report)
+        report.add_done_callback(self._retiring.discard)
+
+    async def _report_later(self, name: str, error: BaseException) -> None:
+        what = f"{type(error).__name__}: {error}"
+        try:
+            await self.alarms.raise_(Alarm(
+                "task-failed", name, f"background work {name} failed: {what}"[:1000],
+                {"task": name, "error": what[:500]}))
+        except Exception:  # the alarm could not be stored: the log line above stands
+            log.exception("alarming the failure of %s failed", name)
 
     async def _pause_sender(self, party: str, within_s: float) -> bool:
         """Stop ``party``'s sender once its batch on the line has its answer (at most

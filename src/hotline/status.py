@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotline.clock import Clock
+from hotline.clock import Clock, elapsed_ms
 from hotline.delivery.sender import PeerHealth
-from hotline.health.supervisor import TaskState
+from hotline.health.supervisor import DOWN_STATES, TaskState
 from hotline.inbox import iso
 from hotline.links.health import UNKNOWN, LinkHealth
 from hotline.peers import PeerDirectory
@@ -80,7 +80,8 @@ class PeerStatus:
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """One supervised background task: ``running``, ``restarting`` or ``stopped``."""
+    """One supervised background task: ``starting``, ``running``, ``restarting``,
+    ``stopped`` or ``stuck`` (:class:`hotline.health.supervisor.TaskState`)."""
 
     name: str
     state: str
@@ -126,11 +127,21 @@ def _link_fields(link: LinkHealth | None, h: PeerHealth, clock: Clock) -> dict[s
              "last_good_test_at": iso(e.last_good_at),
              "rtt_ms": None if e.rtt_ms is None else round(e.rtt_ms, 3),
              "last_error": e.last_error} for e in link.endpoints.values()],
-        "rtt_last_hour": [(s.at, None if s.rtt_ms is None else round(s.rtt_ms, 3))
-                          for s in link.rtt_history(clock.monotonic())],
+        "rtt_last_hour": _rtt_last_hour(link, clock),
         "clock_offset_ms": link.clock_offset_ms if tested else h.clock_offset_ms,
         "clock_offset_error_ms": link.clock_offset_error_ms if tested
         else h.clock_offset_error_ms}
+
+
+def _rtt_last_hour(link: LinkHealth, clock: Clock) -> list[tuple[int, float | None]]:
+    """The round trips of the last hour, each at its time on the node's clock *now*:
+    counted back from now on the monotonic clock, so that a step of the wall clock since
+    neither reorders them nor throws them an hour off the chart (the console's sparkline
+    places them by these times)."""
+    now_ms, now_mono = clock.now_ms(), clock.monotonic()
+    return [(now_ms - round((now_mono - s.mono) * 1000),
+             None if s.rtt_ms is None else round(s.rtt_ms, 3))
+            for s in link.rtt_history(now_mono)]
 
 
 async def line_status(db: Database, peers: PeerDirectory,
@@ -143,7 +154,6 @@ async def line_status(db: Database, peers: PeerDirectory,
     staffed: dict[str, dict[str, bool]] = {}
     for desk in desks:
         staffed.setdefault(desk.party, {})[desk.role] = desk.staffed
-    now = clock.now_ms()
     out = []
     for link in sorted(peers.all(), key=lambda link: link.party):
         counts = sent.get(link.party, outbox.OutboxCounts(0, 0, None))
@@ -155,14 +165,14 @@ async def line_status(db: Database, peers: PeerDirectory,
             received=got, last_receipt_at=iso(counts.last_receipt_at),
             last_received_at=iso(last_in), last_error=h.last_error,
             last_error_at=iso(h.last_error_at), unreachable_since=iso(h.unreachable_since),
-            unreachable_for_seconds=None if h.unreachable_since is None
-            else round((now - h.unreachable_since) / 1000, 1),
+            unreachable_for_seconds=None if h.unreachable_since_mono is None
+            else round(max(0.0, clock.monotonic() - h.unreachable_since_mono), 1),
             next_attempt_at=iso(h.next_attempt_at), state=_state(counts.queued, h),
             failed_attempts=h.failed_attempts,
             undeliverable=counts.undeliverable,
             waiting_for_seq=gaps.get((link.party, CONTROL)),
             peer_waiting_for_seq=h.peer_waiting_for,
-            lanes=_lanes(loads.get(link.party, {}), now), protocol=link.protocol,
+            lanes=_lanes(loads.get(link.party, {}), clock), protocol=link.protocol,
             desks_staffed=staffed.get(link.party),
             **_link_fields((links or {}).get(link.party), h, clock)))
     for link in sorted(peers.removed(), key=lambda link: link.party):
@@ -178,22 +188,31 @@ async def line_status(db: Database, peers: PeerDirectory,
     return out
 
 
-def _lanes(loads: dict[str, outbox.LaneLoad], now_ms: int) -> dict[str, LaneStatus]:
-    """Each lane's depth and the age of its oldest envelope (its commit time on our
-    wall clock: the one clock a restart keeps; never negative after a step back)."""
+def _lanes(loads: dict[str, outbox.LaneLoad], clock: Clock) -> dict[str, LaneStatus]:
+    """Each lane's depth and the age of its oldest envelope: from its commit time on our
+    wall clock (the one clock a restart keeps), the steps applied since taken out
+    (:func:`hotline.clock.elapsed_ms`)."""
     out: dict[str, LaneStatus] = {}
     for lane in LANES:
         load = loads.get(lane)
         if load is None or load.oldest_at is None:
             out[lane] = LaneStatus(0, None)
         else:
-            out[lane] = LaneStatus(load.queued, round(max(0, now_ms - load.oldest_at) / 1000, 3))
+            out[lane] = LaneStatus(load.queued,
+                                   round(elapsed_ms(clock, load.oldest_at) / 1000, 3))
     return out
 
 
 def task_status(states: list[TaskState]) -> list[TaskStatus]:
     return [TaskStatus(t.name, t.state, iso(t.since), t.restarts, t.last_error)
             for t in states]
+
+
+def tasks_down(tasks: Iterable[TaskStatus]) -> list[TaskStatus]:
+    """The tasks that should run and do not (``restarting``: failed, waiting to be
+    restarted; ``stuck``: cancelled and still running): ``/healthz``'s ``tasks_down``
+    and the console's banner, one definition for both."""
+    return [t for t in tasks if t.state in DOWN_STATES]
 
 
 def alarm_status(rows: list[AlarmRow]) -> list[AlarmStatus]:

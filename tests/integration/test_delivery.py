@@ -174,3 +174,42 @@ def test_messages_that_waited_longer_than_the_peers_skew_window_still_arrive(
     assert a.log_lines("re-sealed")
     wait_until(lambda: a.peer_status(b.party)["delivered"] == 10, 30, what="receipts")
     _assert_receipts_verified(a, b, 10)
+
+
+def test_receipts_that_could_not_be_stored_are_fetched_again(make_sqlite_node: MakeNode
+                                                             ) -> None:
+    """US's database is locked (past its 10 s busy timeout) by another process when RU
+    comes back and takes the queued message: its receipt cannot be stored. Once the lock
+    is gone the message must count as delivered, its receipt stored (sent again, RU
+    answers the duplicate with its receipt); before, it stayed queued until a restart,
+    without a log line."""
+    import sqlite3
+
+    us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
+    link(us, ru)
+    us.configure("delivery", backoff_max_seconds=0.5)
+    ru.start()
+    us.start()
+    us.send("RU-GS", ["first"])  # US learns RU's protocol (a write it will not need again)
+    wait_until(lambda: us.peer_status("RU-GS")["delivered"] == 1, 30, what="the first")
+    ru.stop()
+    us.send("RU-GS", ["delivered while the store is locked"])
+    path = us.config.db.removeprefix("sqlite:///")
+    locker = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        ru.start()
+        wait_until(lambda: _received_count(ru, "US-JS") == 2, 30, what="the message at RU")
+        # every write queued before it waits out the busy timeout too, twice (in its
+        # batch, then alone)
+        wait_until(lambda: us.log_lines("could not be stored"), 120, interval=0.5,
+                   what="US to fail storing the receipt")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    status = wait_until(lambda: (s := us.peer_status("RU-GS"))["queued"] == 0 and s, 30,
+                        what="the message delivered at US")
+    assert status["delivered"] == 2
+    assert _received_count(ru, "US-JS") == 2  # once: the duplicate is not released again
+    rows = us.query("SELECT receipt FROM outbox WHERE peer = 'RU-GS'")
+    assert [row.receipt is not None for row in rows] == [True, True]

@@ -344,3 +344,34 @@ def test_tests_answered_while_batches_fail_is_said_on_the_health_line(
                 if line.startswith("link RU-GS:"))
     assert "up via" in line
     assert "but delivery is failing" in line, line
+
+
+def test_a_link_down_alarm_that_could_not_be_written_is_raised_once_the_store_writes(
+        make_sqlite_node: Make) -> None:
+    """RU stops while another process holds US's database locked (past the 10 s busy
+    timeout): the prober judges the link down but cannot store ``link-down`` and fails
+    (the supervisor restarts it). Once the lock is gone the alarm must stand: the
+    restarted prober raises what it could not, instead of taking the state it already
+    recorded as alarmed (before the fix, the link stayed down with no alarm at all)."""
+    import sqlite3
+
+    us, ru = make_sqlite_node("US-JS"), make_sqlite_node("RU-GS")
+    us.configure("health", test_every_seconds=0.3, test_timeout_seconds=1.0, down_after=1)
+    link(us, ru)
+    ru.start()
+    us.start()
+    wait_until(lambda: _peer(us, "RU-GS")["health"] == "up" and not _alarms(us), 30,
+               what="the link up, no alarm standing")
+    path = us.config.db.removeprefix("sqlite:///")
+    locker = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        ru.stop()
+        wait_until(lambda: us.log_lines("task link-prober failed"), 30,
+                   what="the prober to fail on the locked store")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    wait_until(lambda: "link-down:RU-GS" in _alarms(us), 30, what="the link-down alarm")
+    assert _peer(us, "RU-GS")["health"] == "down"
+    assert any(cause.startswith("endpoint-down:RU-GS:") for cause in _alarms(us))

@@ -519,6 +519,38 @@ async def test_a_permanent_refusal_gives_up_at_once_and_raises_the_alarm_once(
     assert "HTTP 400" in dict((r.key, e) for r, e in gave_up)["call-3:ring:0:ops"]
 
 
+async def test_a_give_up_whose_alarm_could_not_be_stored_is_alarmed_at_the_next_round(
+        store: Store) -> None:
+    """The node's give-up hook stores an alarm; with the database locked it raises. The
+    row has given up for good, so nothing else would alarm it: the notifier owes the
+    hook and calls it again at its next round (before: logged once, and the row stayed
+    failed without an alarm)."""
+    clock = ManualClock(T0)
+    hooks = Hooks(clock)
+    await hooks.start()
+    gave_up: list[str] = []
+    tries = 0
+
+    async def alarm(row: Notification, error: str) -> None:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise OSError("database is locked")
+        gave_up.append(row.key)
+
+    try:
+        await use_channels(store, hooks.channel("ops", "/ops", "refuse"))
+        await ring(store, "call-4:ring:0", ["ops"], T0)
+        notifier = Notifier(db=store.db, clock=clock, registry=Registry(store.db),
+                            on_gave_up=alarm, max_wait_s=0.05)
+        async with running(notifier):
+            await until("the give-up alarm", lambda: gave_up)
+    finally:
+        await hooks.close()
+    assert gave_up == ["call-4:ring:0:ops"]
+    assert tries == 2
+
+
 # --- (d) a new notifier delivers what a stopped one left --------------------------------
 
 async def test_a_restarted_notifier_delivers_what_the_stopped_one_left(

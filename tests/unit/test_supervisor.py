@@ -95,3 +95,46 @@ async def test_a_failing_report_does_not_stop_the_restarts() -> None:
     sup.spawn("flaky", work)
     await _until(lambda: runs >= 5)
     await sup.cancel_all()
+
+
+async def test_a_task_stuck_in_its_stop_shows_down_and_is_not_restarted_when_it_ends(
+        ) -> None:
+    """A task that swallows its cancellation is ``stuck`` (alarmed as a failure): it is
+    down, for ``/healthz``'s ``tasks_down`` and the console's banner as for the
+    supervisor (they listed only ``restarting`` tasks before). When it ends at last it is
+    ``stopped``; before, its supervising loop took the end for a failure and restarted
+    the task it had been told to stop."""
+    from hotline.console.views import banner
+    from hotline.status import task_status, tasks_down
+
+    failures: list[str] = []
+    release = asyncio.Event()
+
+    async def on_failure(name: str, error: BaseException) -> None:
+        failures.append(str(error))
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # a bug: the cancellation is swallowed
+
+    sup = Supervisor(clock=SystemClock(), on_failure=on_failure)
+    sup.spawn("stubborn", stubborn)
+    sup.spawn("fine", lambda: asyncio.Event().wait())
+    await _until(lambda: sup.states["stubborn"].state == "running")
+    await sup.cancel("stubborn")
+    assert sup.states["stubborn"].state == "stuck"
+    assert len(failures) == 1
+    assert "did not end when cancelled" in failures[0]
+    shown = task_status(list(sup.states.values()))
+    assert [t.name for t in tasks_down(shown)] == ["stubborn"]
+    assert [t.name for t in banner(shown, []).down] == ["stubborn"]
+    # when it ends at last, it was stopped: the supervisor's loop, to which the
+    # cancellation never came (the task swallowed it), must not restart it
+    release.set()
+    await _until(lambda: sup.states["stubborn"].state == "stopped")
+    assert sup.states["stubborn"].restarts == 0
+    await sup.cancel_all()
+    assert tasks_down(task_status(list(sup.states.values()))) == []

@@ -24,6 +24,7 @@ from hotline.federation.admission import Admission
 from hotline.federation.linktest import LinkTestAnswerer
 from hotline.federation.receiver import Receiver
 from hotline.log.witness import Witness
+from hotline.status import tasks_down
 
 
 def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: int,
@@ -54,7 +55,7 @@ def build_app(*, operator: OperatorServices, receiver: Receiver, batch_limit: in
         if operator.health is not None:
             tasks, alarms = await operator.health()
             body["tasks"] = {t.name: t.state for t in tasks}
-            body["tasks_down"] = sorted(t.name for t in tasks if t.state == "restarting")
+            body["tasks_down"] = sorted(t.name for t in tasks_down(tasks))
             body["alarms"] = len(alarms)
         return JSONResponse(body)
 

@@ -1,6 +1,10 @@
 """Failed log-ins per client address: the account lock-out protects each account, this
 protects the node from one address guessing many operator names (each attempt costs an
-Argon2id hash and a log entry)."""
+Argon2id hash and a log entry).
+
+The window is a duration kept in memory: measured on the monotonic clock, so a step of
+the wall clock neither frees an address early nor (a step back of an hour) shuts a whole
+office's address out of the console for the hour."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ class LoginThrottle:
     def __init__(self, clock: Clock, policy: ThrottlePolicy = ThrottlePolicy()) -> None:
         self._clock = clock
         self._policy = policy
-        self._failures: OrderedDict[str, deque[int]] = OrderedDict()
+        #: per address: the monotonic times (ms) of its failures in the window
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
     def retry_after_ms(self, address: str) -> int:
         """0 if ``address`` may try now, else how long until its oldest failure in the
@@ -30,11 +35,11 @@ class LoginThrottle:
         times = self._recent(address)
         if len(times) < self._policy.failures:
             return 0
-        return times[0] + self._policy.window_ms - self._clock.now_ms()
+        return max(1, int(times[0] + self._policy.window_ms - self._now()))
 
     def failed(self, address: str) -> None:
         times = self._recent(address)
-        times.append(self._clock.now_ms())
+        times.append(self._now())
         self._failures[address] = times
         self._failures.move_to_end(address)
         while len(self._failures) > self._policy.addresses:
@@ -43,9 +48,12 @@ class LoginThrottle:
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
 
-    def _recent(self, address: str) -> deque[int]:
+    def _now(self) -> float:
+        return self._clock.monotonic() * 1000
+
+    def _recent(self, address: str) -> deque[float]:
         times = self._failures.get(address, deque())
-        horizon = self._clock.now_ms() - self._policy.window_ms
+        horizon = self._now() - self._policy.window_ms
         while times and times[0] <= horizon:
             times.popleft()
         return times

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from hotline.calls.directory import Directory
-from hotline.status import AlarmStatus, TaskStatus
+from hotline.status import AlarmStatus, TaskStatus, tasks_down
 
 #: Call states in which the callee's desk is being rung and may answer.
 RINGING_STATES = frozenset({"delivered", "ringing"})
@@ -236,7 +236,7 @@ class Banner:
 def banner(tasks: Iterable[TaskStatus], alarms: Iterable[AlarmStatus]) -> Banner:
     standing = sorted(alarms, key=lambda a: (a.first_at or "", a.cause))
     return Banner(alarms=tuple(standing),
-                  down=tuple(t for t in tasks if t.state == "restarting"))
+                  down=tuple(tasks_down(tasks)))
 
 
 def ms_of(stamp: str | None) -> int | None:

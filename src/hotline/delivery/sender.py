@@ -56,6 +56,8 @@ class PeerHealth:
     last_error: str | None = None
     last_error_at: int | None = None
     unreachable_since: int | None = None
+    #: the same instant on the monotonic clock: how long (``unreachable_for_seconds``)
+    unreachable_since_mono: float | None = None
     #: since when every attempt has failed (unreachable, refused or a bad answer), on the
     #: monotonic clock; None while the line works
     failing_since_mono: float | None = None
@@ -89,6 +91,9 @@ class LaneState:
     acked_upto: int = 0
     #: envelopes just committed by this process, handed over in memory (see ``offer``)
     fresh: deque[Pending] = field(default_factory=deque)
+    #: the receipts of a batch could not be stored and ``acked_upto`` went back before
+    #: it: the batch on the line meanwhile must not move it forward again
+    rewound: bool = False
 
 
 Reseal = Callable[[Link, Pending], Pending]
@@ -362,6 +367,7 @@ class PeerSender:
         in memory (or read a moment ago) may predate a wall-clock step that moved the
         stored deadline, and a budget computed from it would be wrong by the step."""
         after, lane = state.acked_upto, state.lane
+        state.rewound = False  # from here on, receipts move it forward again
         batch = self._from_memory(state)
         if batch is None:
             batch = await self._db.read(lambda conn: outbox.pending(
@@ -418,7 +424,7 @@ class PeerSender:
                     self._failed(f"unreachable: {exc}")
             if answer is None:
                 return False
-            self.health.unreachable_since = None
+            self.health.unreachable_since = self.health.unreachable_since_mono = None
             if answer.status == 429 and not answer.results:
                 return self._throttled(answer.retry_after_s, progressed=False)
             await self._note_protocol(answer.protocol)
@@ -430,9 +436,10 @@ class PeerSender:
                 if fresh:
                     self._measure_offset(fresh[-1], sent_at, rtt_ms)
                 state = self.lanes[batch[0].lane]
-                state.acked_upto = max(state.acked_upto, batch[len(delivered) - 1].seq)
+                if not state.rewound:
+                    state.acked_upto = max(state.acked_upto, batch[len(delivered) - 1].seq)
                 self._measure_latency(delivered)
-                self._store_receipts(delivered)
+                self._store_receipts(state, batch[0].seq, delivered)
                 self.health.last_success_at = self._clock.now_ms()
             if error is not None:
                 wait = _rate_limited(answer, len(delivered))
@@ -528,12 +535,32 @@ class PeerSender:
             if offered is not None:
                 self._on_delivered(self.link.party, now - offered)
 
-    def _store_receipts(self, delivered: list[tuple[str, bytes, int, int | None]]) -> None:
+    def _store_receipts(self, state: LaneState, first_seq: int,
+                        delivered: list[tuple[str, bytes, int, int | None]]) -> None:
+        """Store the receipts while the next batch goes out. A write that fails (the
+        database locked past its busy timeout) is logged and the lane goes back before
+        the batch: the outbox, which still holds those envelopes as undelivered, is read
+        again and they are sent again; the peer answers with their receipts (as
+        duplicates), stored then. Before, the failure went unlogged and the envelopes
+        stayed queued in the outbox until the node restarted."""
         rows = [(envelope_id, raw, at) for envelope_id, raw, at, _peer_at in delivered]
         task = asyncio.create_task(
             self._db.write(lambda conn: outbox.mark_delivered(conn, rows)))
         self._marking.add(task)
-        task.add_done_callback(self._marking.discard)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._marking.discard(task)
+            if task.cancelled() or task.exception() is None:
+                return
+            error = task.exception()
+            log.error("delivery to %s: the receipts of seq %d-%d (%s lane) could not be "
+                      "stored: %s: %s; they are sent again", self.link.party, first_seq,
+                      first_seq + len(rows) - 1, state.lane, type(error).__name__, error)
+            state.acked_upto = min(state.acked_upto, first_seq - 1)
+            state.fresh.clear()  # caught up from the outbox
+            state.rewound = True
+            self._wake.set()
+        task.add_done_callback(done)
 
     def _check_results(self, batch: list[Pending], results: list[object]
                        ) -> tuple[list[tuple[str, bytes, int, int | None]], str | None]:
@@ -600,5 +627,6 @@ class PeerSender:
         self.health.last_error, self.health.last_error_at = message, now
         if not reachable and self.health.unreachable_since is None:
             self.health.unreachable_since = now
+            self.health.unreachable_since_mono = self._clock.monotonic()
         if self.health.failing_since_mono is None:
             self.health.failing_since_mono = self._clock.monotonic()

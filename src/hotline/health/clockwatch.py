@@ -79,7 +79,7 @@ class ClockWatch:
             # From here on, in this transaction and every later one, "now" is the real
             # wall clock again, and the deadlines have moved with it. Idempotent if the
             # writer re-runs this piece after a failed batch.
-            self._clock.rebase(anchor)
+            self._clock.rebase(anchor, step_ms=delta)
             now = self._clock.now_ms()
             detail = {"step_ms": delta, "moved": {k: v for k, v in moved.items() if v}}
             log_store.append_one(conn, "clock-step", detail, now)

@@ -34,6 +34,9 @@ log = logging.getLogger("hotline.supervisor")
 RESTART_INITIAL_S = 0.1
 RESTART_MAX_S = 30.0
 HEALTHY_AFTER_S = 60.0
+#: the states of a task that should run but does not: failed and waiting to be restarted,
+#: or cancelled and still running (``/healthz``'s ``tasks_down``, the console's banner)
+DOWN_STATES = ("restarting", "stuck")
 
 #: (task name, the error) -> None; must not raise
 OnFailure = Callable[[str, BaseException], Awaitable[None]]
@@ -52,6 +55,10 @@ class TaskState:
     @property
     def up(self) -> bool:
         return self.state == "running"
+
+    @property
+    def down(self) -> bool:
+        return self.state in DOWN_STATES
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "since": self.since,
@@ -102,7 +109,7 @@ class Supervisor:
 
     def down(self) -> list[TaskState]:
         """Tasks that should run but do not right now (failing, or stuck in a stop)."""
-        return [s for s in self.states.values() if s.state in ("restarting", "stuck")]
+        return [s for s in self.states.values() if s.down]
 
     def _set(self, state: TaskState, value: str) -> None:
         state.state = value
@@ -130,6 +137,12 @@ class Supervisor:
                 raise
             except Exception as exc:
                 error = exc
+            if self._tasks.get(name) is not asyncio.current_task():
+                # cancelled (or replaced) while ``run()`` swallowed the cancellation: the
+                # cancellation went to ``inner`` and this loop was never told. The task
+                # has ended at last; it was stopped, never to be restarted.
+                self._set(state, "stopped")
+                return
             log.error("task %s failed; restarting it", name, exc_info=error)
             failing = True
             state.restarts += 1

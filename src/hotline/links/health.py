@@ -103,6 +103,10 @@ class EndpointHealth:
     last_good_at: int | None = None
     rtt_ms: float | None = None
     last_error: str | None = None
+    #: the state whose alarms the prober last applied (logged, raised or cleared): it
+    #: differs from ``state`` until they are, so a change whose alarm could not be
+    #: stored (the prober failed and was restarted) is applied at the next round
+    alarmed: str = UNKNOWN
 
     def record(self, outcome: Outcome, now_ms: int, error: str | None = None) -> str | None:
         """Add one finished test; the previous state if the state changed, else None."""
@@ -145,6 +149,9 @@ class LinkHealth:
     clock_offset_error_ms: int | None = None
     #: whether any endpoint has answered since this node started testing the link
     answered: bool = False
+    #: the link state whose alarms the prober last applied (as :attr:`EndpointHealth.
+    #: alarmed`)
+    alarmed: str = UNKNOWN
 
     @classmethod
     def new(cls, party: str, endpoints: Sequence[str], t: Thresholds) -> LinkHealth:

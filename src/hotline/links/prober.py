@@ -163,7 +163,7 @@ class LinkProber:
         elif list(health.endpoints) != list(link.endpoints):
             health.follow(link.endpoints, self._thresholds)
             await self._clear_gone_endpoints(link)
-        before, current = health.state, health.current
+        current = health.current
         timeout = self._config.test_timeout_seconds
         results = await asyncio.gather(*(self._probe(link, e, timeout)
                                          for e in link.endpoints))
@@ -173,21 +173,24 @@ class LinkProber:
             self.links.pop(link.party, None)
             return health
         now = self._clock.now_ms()
-        changed: list[tuple[str, str, str]] = []
         best: float | None = None
         for endpoint, (rtt, error, offset) in zip(link.endpoints, results, strict=True):
-            old = health.endpoints[endpoint].record(Outcome(rtt), now, error)
-            if old is not None:
-                changed.append((endpoint, old, health.endpoints[endpoint].state))
+            health.endpoints[endpoint].record(Outcome(rtt), now, error)
             if rtt is not None:
                 health.answered = True
             if rtt is not None and (best is None or rtt < best):
                 best = rtt
                 health.clock_offset_ms, health.clock_offset_error_ms = offset
         health.add_sample(Sample(now, self._clock.monotonic(), best))
-        for endpoint, old, new in changed:
-            await self._endpoint_changed(link.party, endpoint, old, new,
-                                         health.endpoints[endpoint].last_error)
+        # Alarms follow the states *not yet applied*, not this round's changes only: a
+        # round whose alarm could not be stored fails the prober, and the restarted one
+        # applies it at its first round (the states it recorded are kept across restarts).
+        for endpoint in link.endpoints:
+            e = health.endpoints[endpoint]
+            if e.state != e.alarmed:
+                await self._endpoint_changed(link.party, endpoint, e.alarmed, e.state,
+                                             e.last_error)
+                e.alarmed = e.state
         moved_to = health.current
         if moved_to is not None and current is not None and moved_to != current:
             order = list(link.endpoints)
@@ -196,8 +199,9 @@ class LinkProber:
             log.warning("link to %s: %s from %s (%s) to %s (%s)", link.party, how, current,
                         health.endpoints[current].state, moved_to,
                         health.endpoints[moved_to].state)
-        if health.state != before:
-            await self._link_changed(link.party, before, health)
+        if health.state != health.alarmed:
+            await self._link_changed(link.party, health.alarmed, health)
+            health.alarmed = health.state
         return health
 
     async def _probe(self, link: Link, endpoint: str, limit_s: float

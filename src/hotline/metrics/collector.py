@@ -15,7 +15,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hotline.clock import Clock
+from hotline.clock import Clock, elapsed_ms
 from hotline.health.supervisor import TaskState
 from hotline.metrics.snapshot import Snapshot, read
 from hotline.status import PeerStatus
@@ -119,8 +119,10 @@ class StateCollector(Collector):
         for peer in taken.peers:
             queue = snap.queues.get(peer.party)
             depth.add_metric([peer.party], 0 if queue is None else queue.depth)
-            age = 0.0 if queue is None or queue.oldest_at is None else \
-                max(0.0, (snap.at - queue.oldest_at) / 1000)
+            # a duration: the wall-clock steps since the envelope was enqueued taken out
+            age = 0.0 if queue is None else \
+                max((elapsed_ms(self._clock, at) / 1000 for at in queue.oldest_at),
+                    default=0.0)
             oldest.add_metric([peer.party], age)
             for name in LINK_STATES:  # a state set: every state, 1 for the current
                 link_state.add_metric([peer.party, name],

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, case, func, select
 
+from hotline.store import outbox as outbox_store
 from hotline.store.schema import calls, inbound, outbox
 
 
 @dataclass(frozen=True)
 class Queue:
     """Envelopes to one peer neither delivered nor given up: how many, and the enqueue
-    time (wall-clock ms, the outbox's ``created_at``) of the oldest, None if empty."""
+    time (wall-clock ms, the outbox's ``created_at``) of the oldest of each lane that
+    holds any (the first in the lane's order: :class:`hotline.store.outbox.LaneLoad`)."""
 
     depth: int
-    oldest_at: int | None
+    oldest_at: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Snapshot:
     #: undeliverable; in: released, held (stored, waiting behind a missing sequence number)
     messages: dict[tuple[str, str, str], int] = field(default_factory=dict)
     queues: dict[str, Queue] = field(default_factory=dict)
-    #: the wall-clock ms the snapshot was taken at (ages are measured against it)
+    #: the wall-clock ms the snapshot was taken at
     at: int = 0
 
 
@@ -39,7 +41,6 @@ def read(conn: Connection, now_ms: int) -> Snapshot:
     call_counts = {(r.direction, r.state): int(r.n) for r in conn.execute(
         select(calls.c.direction, calls.c.state, func.count().label("n"))
         .group_by(calls.c.direction, calls.c.state))}
-    waiting = (outbox.c.delivered_at.is_(None)) & (outbox.c.failed_at.is_(None))
     out_state = case((outbox.c.delivered_at.is_not(None), "delivered"),
                      (outbox.c.failed_at.is_not(None), "undeliverable"), else_="queued")
     messages: dict[tuple[str, str, str], int] = {}
@@ -50,8 +51,9 @@ def read(conn: Connection, now_ms: int) -> Snapshot:
     for r in conn.execute(select(inbound.c.peer, in_state.label("state"),
                                  func.count().label("n")).group_by(inbound.c.peer, in_state)):
         messages[(r.peer, "in", r.state)] = int(r.n)
-    queues = {r.peer: Queue(int(r.n), None if r.oldest is None else int(r.oldest))
-              for r in conn.execute(select(outbox.c.peer, func.count().label("n"),
-                                           func.min(outbox.c.created_at).label("oldest"))
-                                    .where(waiting).group_by(outbox.c.peer))}
+    queues: dict[str, Queue] = {}
+    for party, lanes in outbox_store.lane_loads(conn).items():
+        queues[party] = Queue(sum(load.queued for load in lanes.values()),
+                              tuple(sorted(load.oldest_at for load in lanes.values()
+                                           if load.oldest_at is not None)))
     return Snapshot(calls=call_counts, messages=messages, queues=queues, at=now_ms)

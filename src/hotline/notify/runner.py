@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -98,6 +99,9 @@ class Notifier(BackgroundTask):
         self._failed_channels: set[str] = set()
         self._ok_channels: set[str] = set()
         self._channel_failures: dict[str, int] = {}
+        #: alarm hooks that failed (the database could not store the alarm), in order:
+        #: owed, and called again at every round until they succeed (:meth:`_hook`)
+        self._owed: deque[tuple[str, Callable[[], Awaitable[None]]]] = deque()
         self._client = client
         self._wake = asyncio.Event()
         self._lanes: dict[str, _Lane] = {}
@@ -123,7 +127,33 @@ class Notifier(BackgroundTask):
             channels = await self._db.read(notifications.pending_channels)
             for channel in channels:
                 self._lane(channel).poke()
+            await self._pay_owed()
             await wait_event(self._wake, self._max_wait)
+
+    async def _hook(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
+        """Call an alarm hook. One that fails (the alarm could not be stored) is logged
+        and owed: called again at the notifier's next round, in order, until it succeeds.
+        Before, it was only logged, and a row that gave up, or a channel that kept
+        failing, stayed without its alarm."""
+        if self._owed:  # keep the order: a channel's "failing" before its "ok"
+            self._owed.append((what, call))
+            return
+        try:
+            await call()
+        except Exception:
+            log.exception("%s failed; it is tried again at the notifier's next round", what)
+            self._owed.append((what, call))
+
+    async def _pay_owed(self) -> None:
+        while self._owed:
+            what, call = self._owed[0]
+            try:
+                await call()
+            except Exception:
+                log.exception("%s failed again; it is tried again at the next round", what)
+                return
+            self._owed.popleft()
+            log.info("%s: done at last", what)
 
     def _lane(self, channel: str) -> _Lane:
         lane = self._lanes.get(channel)
@@ -195,10 +225,9 @@ class Notifier(BackgroundTask):
                     and self._on_channel_ok is not None:
                 self._failed_channels.discard(row.channel)
                 self._ok_channels.add(row.channel)
-                try:
-                    await self._on_channel_ok(row.channel)
-                except Exception:
-                    log.exception("the channel-ok hook failed for %s", row.channel)
+                on_ok, channel = self._on_channel_ok, row.channel
+                await self._hook(f"the channel-ok hook for {channel}",
+                                 lambda: on_ok(channel))
             return
         failures = row.attempts + 1
         text = str(error)
@@ -228,10 +257,9 @@ class Notifier(BackgroundTask):
                 # now, not an hour from now when the row gives up
                 self._failed_channels.add(row.channel)
                 self._ok_channels.discard(row.channel)
-                try:
-                    await self._on_failing(replace(row, attempts=failures), text)
-                except Exception:
-                    log.exception("the failing hook failed for notification %s", row.key)
+                on_failing, failing = self._on_failing, replace(row, attempts=failures)
+                await self._hook(f"the failing hook for notification {row.key}",
+                                 lambda: on_failing(failing, text))
             return
         if not marked:
             return
@@ -240,10 +268,9 @@ class Notifier(BackgroundTask):
         self._failed_channels.add(row.channel)
         self._ok_channels.discard(row.channel)
         if self._on_gave_up is not None:
-            try:
-                await self._on_gave_up(replace(row, attempts=failures), text)
-            except Exception:
-                log.exception("the give-up hook failed for notification %s", row.key)
+            on_gave_up, gone = self._on_gave_up, replace(row, attempts=failures)
+            await self._hook(f"the give-up hook for notification {row.key}",
+                             lambda: on_gave_up(gone, text))
 
 
 def _alert_of(row: Notification) -> Alert:

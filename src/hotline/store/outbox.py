@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, LargeBinary, bindparam, cast, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    LargeBinary,
+    and_,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 
 from hotline.protocol import canonical
 from hotline.protocol.lanes import CONTROL, Lane
@@ -145,7 +155,12 @@ def counts(conn: Connection) -> dict[str, OutboxCounts]:
 class LaneLoad:
     """One lane's queue to one peer: envelopes waiting, their payload bytes (UTF-8, as
     the bulk bound counts them), and when the oldest of them was committed (ms since
-    epoch; None if none waits)."""
+    epoch; None if none waits).
+
+    The oldest is the one first in the lane's order (the lowest ``seq``), not the one
+    with the earliest ``created_at``: after a step of the wall clock back, an envelope
+    committed later can carry an earlier time. Its age is
+    :func:`hotline.clock.elapsed_ms` of ``oldest_at``."""
 
     queued: int
     payload_bytes: int
@@ -163,16 +178,22 @@ def utf8_bytes(conn: Connection, column: ColumnElement[str]) -> ColumnElement[in
 def lane_loads(conn: Connection, peer: str | None = None,
                lane: Lane | None = None) -> dict[str, dict[str, LaneLoad]]:
     """Per peer, per lane: what waits (neither delivered nor given up)."""
-    query = (select(outbox.c.peer, outbox.c.lane, func.count().label("n"),
-                    func.coalesce(func.sum(utf8_bytes(conn, outbox.c.payload)), 0)
-                    .label("nbytes"),
-                    func.min(outbox.c.created_at).label("oldest"))
-             .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
-             .group_by(outbox.c.peer, outbox.c.lane))
+    agg = (select(outbox.c.peer, outbox.c.lane, func.count().label("n"),
+                  func.coalesce(func.sum(utf8_bytes(conn, outbox.c.payload)), 0)
+                  .label("nbytes"),
+                  func.min(outbox.c.seq).label("first"))
+           .where(outbox.c.delivered_at.is_(None), outbox.c.failed_at.is_(None))
+           .group_by(outbox.c.peer, outbox.c.lane))
     if peer is not None:
-        query = query.where(outbox.c.peer == peer)
+        agg = agg.where(outbox.c.peer == peer)
     if lane is not None:
-        query = query.where(outbox.c.lane == lane)
+        agg = agg.where(outbox.c.lane == lane)
+    waiting = agg.subquery()
+    query = select(waiting.c.peer, waiting.c.lane, waiting.c.n, waiting.c.nbytes,
+                   outbox.c.created_at.label("oldest")).join_from(
+        waiting, outbox, and_(outbox.c.peer == waiting.c.peer,
+                              outbox.c.lane == waiting.c.lane,
+                              outbox.c.seq == waiting.c.first))
     out: dict[str, dict[str, LaneLoad]] = {}
     for r in conn.execute(query):
         out.setdefault(r.peer, {})[r.lane] = LaneLoad(
