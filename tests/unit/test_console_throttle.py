@@ -16,6 +16,9 @@ class FakeClock:
     def now_ms(self) -> int:
         return self.ms
 
+    def monotonic(self) -> float:  # the throttle's window is a duration
+        return self.ms / 1000
+
 
 POLICY = ThrottlePolicy(failures=3, window_ms=60_000, addresses=5)
 
