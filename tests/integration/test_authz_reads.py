@@ -7,7 +7,8 @@ call's conversation. At RU, ``dcd-1`` holds a role with no part in that call: th
 (``GET /api/v1/inbox``) and its stream (``GET /api/v1/events``) must not hand that
 operator the call's ``call.place`` or the conversation's ``conv.message`` — their
 reason and text — while ``cgs-1`` and the administrator still get them, and what people
-sent (``message``) stays everyone's.
+sent (``message``) stays everyone's. Nor may the console's audit page list the log's
+entries about that call (its id, who signed which state) to ``dcd-1``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hotline.accounts.offline import add_operator
 from hotline.authz.tokens import issue_token
 from tests.calls import place, us_and_ru, wait_for_state
 from tests.nodes import NodeProcess, nodes_on, wait_until
+from tests.peers import console_session
 
 SECRET_REASON = "reason only cgs may read"
 SECRET_TEXT = "conversation text only cgs may read"
@@ -110,3 +113,32 @@ def test_who_has_a_part_still_reads_it(setup: Setup, read: Any, actor: str) -> N
     assert {"call.place", "conv.message"} <= _types(seen), seen
     assert len(_leaks(seen)) == 2, seen
     assert EVERYONE in [m["text"] for m in seen]
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_the_audit_page_names_a_call_only_to_who_may_read_it(setup: Setup) -> None:
+    ru, call = setup.ru, setup.call
+    about = int(ru.query("SELECT COUNT(*) FROM log_entries WHERE subject = :c",
+                         c=call)[0][0])
+    assert about > 0
+    seen: dict[str, tuple[str, str]] = {}
+    for op in ("cgs-1", "dcd-1"):
+        client = console_session(ru, op, add_operator(ru.dir, op, PASSWORD).secret,
+                                 PASSWORD)
+        try:
+            everything = client.get("/audit")
+            filtered = client.get("/audit", params={"call": call})
+        finally:
+            client.close()
+        assert everything.status_code == filtered.status_code == 200
+        seen[op] = (everything.text, filtered.text)
+    # cgs-1 answered it: the entries are there, by the filter and on the first page
+    assert call in seen["cgs-1"][0]
+    assert seen["cgs-1"][1].count(f'>{call}<') == min(about, 50)
+    # dcd-1: not a word of it, as for a call that does not exist; other entries stay
+    assert call not in seen["dcd-1"][0]
+    assert call not in seen["dcd-1"][1].rsplit("</form>", 1)[-1]
+    assert 'class="empty"' in seen["dcd-1"][1]
+    assert 'data-kind="login"' in seen["dcd-1"][0]

@@ -27,6 +27,7 @@ from hotline.authz.policy import (
     PeerActor,
     decide,
 )
+from hotline.bounds import is_id
 from hotline.calls.registry import Registry
 from hotline.errors import HotlineError, PeerRefused
 from hotline.store.database import Database
@@ -114,6 +115,19 @@ def load(conn: Connection, me: str, directory: Any, kind: Kind, obj_id: str
     if kind == "conversation":
         return facts.load_conversation(conn, me, directory, obj_id)
     return facts.load_message(conn, me, directory, obj_id)
+
+
+def sees_subject(conn: Connection, me: str, directory: Any, actor: Actor,
+                 subject: str | None) -> bool:
+    """Whether what the log says about ``subject`` may be shown to ``actor`` (the audit
+    page): always, unless it is a call or conversation the actor may not read."""
+    if isinstance(actor, Admin) or subject is None or not is_id(subject):
+        return True
+    for kind in ("call", "conversation"):
+        obj = load(conn, me, directory, kind, subject)
+        if obj is not None:
+            return decide(actor, obj, "read").allowed
+    return True
 
 
 class Guard:
