@@ -151,3 +151,67 @@ def _run(make: Callable[..., NodeProcess]) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_an_opener_cannot_vouch_a_key_for_a_party_we_hold_a_link_with(
+        tmp_path: Path) -> None:
+    """PL-GS opens an incident and invites US-JS; US accepts. PL's history then says
+    RU-GS joined — naming a key of PL's making for RU — and PL relays an entry "by RU"
+    signed with it. US holds its own link with RU: RU's key is the link's, not the
+    opener's word, so the entry is refused (one line, nothing kept). An author US has no
+    link with is still verified with the key the opener names (docs/incidents.md)."""
+    from hotline.protocol.keys import PartyKeys, b64e
+
+    with nodes_on("sqlite", tmp_path) as make:
+        us, ru, pl, ua = make("US-JS"), make("RU-GS"), make("PL-GS"), make("UA-GS")
+        link(us, ru)
+        link(us, pl)
+        us.start()
+        pl_keys, fake_ru, ua_keys = pl.private_keys(), PartyKeys.generate(), ua.private_keys()
+        seq = iter(range(1, 1000))
+        iid = new_envelope_id()
+        send_sealed(us, "PL-GS", pl_keys, next(seq), "incident.invite",
+                    {"incident": iid, "title": "Impact", "opener": "PL-GS"})
+        wait_until(lambda: us.api("GET", f"/api/v1/incidents/{iid}").status_code == 200,
+                   what="the invitation at US")
+        r = us.api("POST", f"/api/v1/incidents/{iid}/accept")
+        assert r.status_code == 200, r.text
+
+        def entry(keys: PartyKeys, author: str, n: int, **fields: Any) -> str:
+            return sign_entry(keys=keys, incident=iid, id=new_envelope_id(), author=author,
+                              n=n, at=_now(), **fields).raw
+
+        history = [
+            entry(pl_keys, "PL-GS", 1, type="opened", title="Impact"),
+            entry(pl_keys, "PL-GS", 2, type="joined", party="US-JS",
+                  party_key=b64e(us.public_keys().sign_bytes)),
+            entry(pl_keys, "PL-GS", 3, type="joined", party="RU-GS",
+                  party_key=b64e(fake_ru.public.sign_bytes)),
+            entry(pl_keys, "PL-GS", 4, type="joined", party="UA-GS",
+                  party_key=b64e(ua_keys.public.sign_bytes)),
+        ]
+        send_sealed(us, "PL-GS", pl_keys, next(seq), "incident.entries",
+                    {"incident": iid, "entries": history, "sent_to": ["US-JS"],
+                     "history": True})
+        wait_until(lambda: us.api("GET", f"/api/v1/incidents/{iid}").json()["state"]
+                   == "member" or None, what="US a member")
+
+        before = len(_refusals(us))
+        send_sealed(us, "PL-GS", pl_keys, next(seq), "incident.entries", {
+            "incident": iid, "sent_to": ["PL-GS"], "history": False,
+            "entries": [entry(fake_ru, "RU-GS", 1, type="fact", text="RU confesses")]})
+        # UA, with no link to US: the opener's word on its key is what US has
+        send_sealed(us, "PL-GS", pl_keys, next(seq), "incident.entries", {
+            "incident": iid, "sent_to": ["PL-GS"], "history": False,
+            "entries": [entry(ua_keys, "UA-GS", 1, type="fact", text="UA reports")]})
+
+        def texts() -> list[str]:
+            got = us.api("GET", f"/api/v1/incidents/{iid}").json()["entries"]
+            return [str(e["text"]) for e in got if e["text"]]
+        # released in order: the forged entry was judged before UA's
+        wait_until(lambda: "UA reports" in texts() or None, what="UA's relayed entry")
+        assert "RU confesses" not in texts()
+        lines = _refusals(us)[before:]
+        assert len(lines) == 1, lines
+        assert "refused incident.entries" in lines[0], lines[0]
+        assert "RU-GS" in lines[0], lines[0]
