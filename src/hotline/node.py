@@ -31,7 +31,8 @@ from hotline.api.connections import ConnectionGuard
 from hotline.api.incidents import IncidentServices
 from hotline.api.metrics import metrics_endpoint
 from hotline.api.operator import OperatorServices
-from hotline.authz.guard import Guard
+from hotline.authz.guard import Guard, sees_subject
+from hotline.authz.policy import Actor, Admin
 from hotline.authz.tokens import TokenBook
 from hotline.calls.conversations import ConversationService
 from hotline.calls.desks import DeskService
@@ -696,19 +697,30 @@ class Node:
             tokens.append(metrics)
         return tokens
 
-    async def search_log(self, query: LogQuery) -> LogPage:
-        """Log entries newest first for the audit page, filtered as ``query`` says, with
-        each entry's body (the console words it) and the log's size and kinds."""
+    async def search_log(self, query: LogQuery, actor: Actor | None = None) -> LogPage:
+        """Log entries newest first for the audit page, filtered as ``query`` says and,
+        for an operator (``actor``), without those about a call or conversation it may
+        not read; each with its body (the console words it), the log's size and kinds."""
+        reader: Actor = actor if actor is not None else Admin()
+
         def read(conn: Connection) -> LogPage:
-            rows = log_store.search(conn, kind=query.kind, subject=query.subject,
-                                    operator=query.operator, since_ms=query.since_ms,
-                                    until_ms=query.until_ms, before=query.before,
-                                    limit=query.limit + 1)
+            directory = self.registry.current
+            seen: dict[str | None, bool] = {}
+
+            def shown(subject: str | None) -> bool:
+                if subject not in seen:
+                    seen[subject] = sees_subject(conn, self.config.party, directory,
+                                                 reader, subject)
+                return seen[subject]
+            rows, boundary = log_store.search_shown(
+                conn, shown, kind=query.kind, subject=query.subject,
+                operator=query.operator, since_ms=query.since_ms, until_ms=query.until_ms,
+                before=query.before, limit=query.limit)
             entries = [{"idx": r.idx, "at": r.at, "kind": r.kind, "subject": r.subject,
-                        "body": json.loads(r.entry).get("body", {})}
-                       for r in rows[:query.limit]]
-            return LogPage(entries=entries, more=len(rows) > query.limit,
-                           size=log_store.size(conn), kinds=log_store.kinds(conn))
+                        "body": json.loads(r.entry).get("body", {})} for r in rows]
+            return LogPage(entries=entries, more=boundary is not None,
+                           size=log_store.size(conn), kinds=log_store.kinds(conn),
+                           boundary=boundary)
         return await self.db.read(read)
 
     async def verify_log_now(self) -> Report:

@@ -33,7 +33,7 @@ from hotline.delivery.messenger import Messenger
 from hotline.errors import HotlineError
 from hotline.forms.service import NoticeService
 from hotline.health.alarms import Alarms
-from hotline.inbox import PEOPLE_TYPES, Inbox, iso
+from hotline.inbox import PEOPLE_TYPES, Inbox, InboxMessage, iso
 from hotline.keys.service import KeyService
 from hotline.links.removal import LinkRemoval
 from hotline.nodedir.token import TokenChecker
@@ -193,18 +193,29 @@ def operator_router(services: OperatorServices) -> APIRouter:
                                                       created_at=iso(a.created_at))
                                       for a in accepted])
 
+    async def visible(actor: Actor, messages: list[InboxMessage]) -> list[InboxMessage]:
+        # an operator reads the nodes' traffic about a call or conversation only if it
+        # may read that call or conversation (docs/security.md)
+        if services.guard is None:
+            return messages
+        return await services.guard.visible_traffic(actor, messages)
+
     @router.get("/inbox", response_model=InboxResponse)
-    async def inbox(after: Annotated[Cursor, Query()] = 0,
+    async def inbox(actor: Authenticated, after: Annotated[Cursor, Query()] = 0,
                     limit: Annotated[PageLimit, Query()] = 100,
                     kind: Annotated[InboxKind, Query(
                         description="`people`: only what people sent (`message`, and a "
                                     "repair's `seq.lost`); `all`: also the nodes' own "
                                     "traffic (desk reports, `call.*`, `conv.*`, key "
                                     "notices)")] = "all") -> InboxResponse:
-        """Messages released to this node, in release order, after a cursor."""
+        """Messages released to this node, in release order, after a cursor. An
+        operator's token gets the nodes' traffic about a call or conversation (``call.*``,
+        ``conv.*``) only for those it may read; ``next_cursor`` still moves past the
+        rest."""
         messages = await services.inbox.list(
             after, limit, PEOPLE_TYPES if kind == "people" else None)
-        entries = [InboxEntry.model_validate(m.as_dict()) for m in messages]
+        entries = [InboxEntry.model_validate(m.as_dict())
+                   for m in await visible(actor, messages)]
         return InboxResponse(messages=entries,
                              next_cursor=messages[-1].cursor if messages else after)
 
@@ -213,14 +224,19 @@ def operator_router(services: OperatorServices) -> APIRouter:
                      last_event_id: Annotated[Cursor | None, Header()] = None
                      ) -> EventSourceResponse:
         """Server-sent events: ``message`` for each message released, catching up from
-        ``after`` (or the ``Last-Event-ID`` header) first."""
+        ``after`` (or the ``Last-Event-ID`` header) first (an operator's token: only the
+        traffic it may see, as ``GET /inbox``)."""
         start = after if last_event_id is None else last_event_id
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="connected")
             async for message in services.inbox.follow(start):
-                if await still_authenticated(request) is None:
+                # who the token is now (revoked, roles changed), not at connect
+                now = await still_authenticated(request)
+                if now is None:
                     return
+                if not await visible(now, [message]):
+                    continue
                 yield ServerSentEvent(data=json.dumps(message.as_dict(), ensure_ascii=False),
                                       event="message", id=str(message.cursor))
 

@@ -9,9 +9,10 @@ see answers exactly as one that does not exist (same status, id and text).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -26,6 +27,7 @@ from hotline.authz.policy import (
     PeerActor,
     decide,
 )
+from hotline.bounds import is_id
 from hotline.calls.registry import Registry
 from hotline.errors import HotlineError, PeerRefused
 from hotline.store.database import Database
@@ -38,6 +40,49 @@ Kind = Literal["call", "conversation", "message"]
 _MISSING = {"call": ("no-call", "there is no call {}"),
             "conversation": ("no-conversation", "there is no conversation {}"),
             "message": ("no-message", "there is no message {}")}
+
+
+#: released envelope types that concern one call or one conversation (the nodes' own
+#: traffic about it): the inbox shows them only to whoever may read that object
+CALL_TRAFFIC = frozenset({"call.place", "call.state", "call.cancel"})
+CONVERSATION_TRAFFIC = frozenset({"conv.message", "conv.invite", "conv.receipt"})
+
+
+class Traffic(Protocol):
+    """A released envelope as the inbox holds it."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+T = TypeVar("T", bound=Traffic)
+
+
+def traffic_object(type_: str, payload: Mapping[str, Any]
+                   ) -> tuple[Kind, str | None] | None:
+    """The call or conversation a released envelope concerns, with its id (None when the
+    payload names none: a malformed one, refused on arrival); None for the party's own
+    traffic (what people sent, notices, incidents, desk reports, key and link notices),
+    which every operator of the party reads."""
+    if type_ in CALL_TRAFFIC:
+        kind: Kind = "call"
+        key = "call"
+    elif type_ in CONVERSATION_TRAFFIC:
+        kind, key = "conversation", "conversation"
+    else:
+        return None
+    named: Any = payload
+    statement = payload.get("statement")
+    if isinstance(statement, str):  # call states and message receipts name it inside
+        try:
+            named = json.loads(statement)
+        except ValueError:
+            return kind, None
+    value = named.get(key) if isinstance(named, dict) else None
+    return kind, value if isinstance(value, str) and 0 < len(value) <= 64 else None
 
 
 def refusal_reason(kind: str, obj_id: str, action: str, decision: Decision) -> str:
@@ -70,6 +115,19 @@ def load(conn: Connection, me: str, directory: Any, kind: Kind, obj_id: str
     if kind == "conversation":
         return facts.load_conversation(conn, me, directory, obj_id)
     return facts.load_message(conn, me, directory, obj_id)
+
+
+def sees_subject(conn: Connection, me: str, directory: Any, actor: Actor,
+                 subject: str | None) -> bool:
+    """Whether what the log says about ``subject`` may be shown to ``actor`` (the audit
+    page): always, unless it is a call or conversation the actor may not read."""
+    if isinstance(actor, Admin) or subject is None or not is_id(subject):
+        return True
+    for kind in ("call", "conversation"):
+        obj = load(conn, me, directory, kind, subject)
+        if obj is not None:
+            return decide(actor, obj, "read").allowed
+    return True
 
 
 class Guard:
@@ -152,6 +210,34 @@ class Guard:
         obj = await self._db.read(
             lambda conn: load(conn, self.me, directory, kind, obj_id))  # type: ignore[arg-type]
         return decide(actor, obj, "read").allowed
+
+    async def visible_traffic(self, actor: Actor, items: Sequence[T]) -> list[T]:
+        """The released envelopes of a list (the inbox, its stream) the actor may see:
+        the party's own traffic, and that of the calls and conversations it may read
+        (one read for the whole list; no log: this filters, it refuses nothing)."""
+        if isinstance(actor, Admin):
+            return list(items)
+        concern = [traffic_object(item.type, item.payload) for item in items]
+        if all(c is None for c in concern):
+            return list(items)
+        directory = self._registry.current
+
+        def read(conn: Connection) -> list[T]:
+            seen: dict[tuple[Kind, str], bool] = {}
+            out: list[T] = []
+            for item, about in zip(items, concern, strict=True):
+                if about is not None:
+                    kind, obj_id = about
+                    if obj_id is None:
+                        continue
+                    if (kind, obj_id) not in seen:
+                        obj = load(conn, self.me, directory, kind, obj_id)
+                        seen[(kind, obj_id)] = decide(actor, obj, "read").allowed
+                    if not seen[(kind, obj_id)]:
+                        continue
+                out.append(item)
+            return out
+        return await self._db.read(read)
 
     def visible_calls(self, actor: Actor, calls: Sequence[Mapping[str, Any]]
                       ) -> list[Mapping[str, Any]]:

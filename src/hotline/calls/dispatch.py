@@ -28,6 +28,7 @@ from hotline.effects import Effects
 from hotline.errors import PeerRefused
 from hotline.protocol import canonical
 from hotline.protocol.generation import REMOVED_TYPE
+from hotline.protocol.subject import payload_subject
 from hotline.store import log as log_store
 from hotline.store.inbound import LOST_TYPE, Released
 
@@ -39,6 +40,16 @@ if TYPE_CHECKING:
 Handler = Callable[[Connection, str, dict[str, Any], int, Effects], None]
 
 log = logging.getLogger("hotline.calls")
+
+
+def _about(payload: object, said: str) -> str:
+    """`` (about incident ID)``: the object the refused envelope reached for, when the
+    refusal's reason does not name it already (every refusal line names actor, object
+    and action)."""
+    named = payload_subject(payload) if isinstance(payload, dict) else None
+    if named is None or named[1] in said:
+        return ""
+    return f" (about {named[0]} {named[1]})"
 
 
 class Dispatcher:
@@ -59,15 +70,17 @@ class Dispatcher:
             if item.type in ("message", LOST_TYPE, REMOVED_TYPE):
                 continue
             mine = Effects()
+            payload: Any = None
             try:
-                payload: Any = canonical.decode(item.payload.encode())
+                payload = canonical.decode(item.payload.encode())
                 if not isinstance(payload, dict):
                     raise PeerRefused("the payload is not an object")
                 with log_store.savepoint(conn):  # one envelope's effects: all or nothing
                     self._route(conn, item, payload, now, mine)
             except PeerRefused as exc:
                 effects.security.append(f"refused {item.type} {item.envelope_id} from peer "
-                                        f"{item.peer}: {exc}; nothing of it was kept")
+                                        f"{item.peer}: {exc}{_about(payload, str(exc))}; "
+                                        "nothing of it was kept")
                 continue
             except Exception as exc:
                 log.exception("%s %s from %s could not be applied", item.type,

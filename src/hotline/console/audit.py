@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hotline.authz.policy import Actor, OperatorActor
 from hotline.bounds import check_id
 from hotline.console import i18n, views
 from hotline.errors import HotlineError
@@ -55,11 +56,15 @@ class LogPage:
     more: bool
     size: int
     kinds: list[str]
+    #: the ``idx`` the next (older) page starts below, when ``more``
+    boundary: int | None = None
 
 
 @dataclass(frozen=True)
 class AuditServices:
-    search: Callable[[LogQuery], Awaitable[LogPage]]
+    #: (filters, the reader): an operator gets no entry about a call or conversation
+    #: it may not read
+    search: Callable[[LogQuery, Actor], Awaitable[LogPage]]
     verify: Callable[[], Awaitable[Report]]
 
 
@@ -149,15 +154,17 @@ class AuditPages:
 
     async def page(self, request: Request, viewer: views.Viewer) -> Response:
         query = parse_query(request.query_params)
-        found = await self.s.search(query)
+        found = await self.s.search(query, OperatorActor(
+            operator=viewer.operator, roles=frozenset(viewer.roles), via="console"))
         gettext = i18n.translations(viewer.lang).gettext
         entries = [{**e, "words": summary(e, gettext)} for e in found.entries]
         filters = {k: request.query_params.get(k, "")
                    for k in ("kind", "call", "operator", "since", "until")}
         older = None
-        if found.more and entries:
-            older = {**{k: v for k, v in filters.items() if v},
-                     "before": str(entries[-1]["idx"])}
+        boundary = found.boundary if found.boundary is not None else (
+            entries[-1]["idx"] if entries else None)
+        if found.more and boundary is not None:
+            older = {**{k: v for k, v in filters.items() if v}, "before": str(boundary)}
         return self.c.render("audit.html", viewer.lang, viewer, nav="audit",
                              entries=entries, kinds=found.kinds, filters=filters,
                              older=older, newest=query.before is not None,

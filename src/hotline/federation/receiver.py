@@ -50,6 +50,7 @@ from hotline.protocol.generation import REMOVED_TYPE, generation_of
 from hotline.protocol.keys import PartyKeys
 from hotline.protocol.lanes import LANES, PROTOCOL, Lane
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
+from hotline.protocol.subject import payload_subject
 from hotline.store import evidence as evidence_store
 from hotline.store import inbound
 from hotline.store import links as link_store
@@ -92,20 +93,10 @@ def _received(peer: str, env: Envelope, now: int) -> Record:
 
 
 def _subject(payload: dict[str, Any]) -> str | None:
-    """The call, conversation or incident an envelope concerns, for the log's index (a statement
-    names it inside: call states and message receipts)."""
-    statement = payload.get("statement")
-    if isinstance(statement, str):
-        try:
-            inner = json.loads(statement)
-        except ValueError:
-            return None
-        payload = inner if isinstance(inner, dict) else {}
-    for key in ("call", "conversation", "notice", "incident"):
-        value = payload.get(key)
-        if isinstance(value, str) and len(value) <= 64:
-            return value
-    return None
+    """The call, conversation, notice or incident an envelope concerns, for the log's
+    index."""
+    named = payload_subject(payload)
+    return None if named is None else named[1]
 
 
 def _over_budget(retry_after_s: int) -> RateLimited:

@@ -418,10 +418,16 @@ class IncidentService:
 
     def _key(self, conn: Connection, incident_id: str, author: str, kid: str) -> bytes:
         """The author's signing key ``kid``: from our link with it, else from the
-        opener's ``joined`` entry for it (which we verified with the opener's key)."""
+        opener's ``joined`` entry for it (which we verified with the opener's key). With
+        a link, only the link's key history counts: the opener's word on the key of a
+        party we hold a link with is not taken over our own (it would let the opener
+        sign entries in that party's name)."""
         known = self._out.peers.keys_by_id(author)
-        if known is not None and kid in known:
-            return known[kid].sign_bytes
+        if known is not None:
+            if kid in known:
+                return known[kid].sign_bytes
+            raise PeerRefused(f"{author} has no key {kid} on our link with it (the "
+                              "opener's word on a linked party's key is not taken)")
         for stored in store.entries(conn, incident_id):
             f = stored.fields
             if f["type"] == "joined" and f["party"] == author and f["party_key"]:

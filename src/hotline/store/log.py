@@ -17,7 +17,7 @@ write beside a running node.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -322,6 +322,38 @@ def search(conn: Connection, *, kind: str | None = None, subject: str | None = N
         query = query.where(log_entries.c.idx < before)
     return [StoredEntry(int(r.idx), r.kind, r.subject, int(r.at), r.entry, bytes(r.leaf))
             for r in conn.execute(query)]
+
+
+#: how many entries one search for a reader may look at, at most (each page of the audit
+#: page stays cheap however little of a large log the reader may see)
+SCAN_AT_MOST = 5000
+
+
+def search_shown(conn: Connection, shown: Callable[[str | None], bool], *,
+                 kind: str | None = None, subject: str | None = None,
+                 operator: str | None = None, since_ms: int | None = None,
+                 until_ms: int | None = None, before: int | None = None, limit: int = 50
+                 ) -> tuple[list[StoredEntry], int | None]:
+    """As :func:`search`, only entries whose subject ``shown`` allows: up to ``limit`` of
+    them, and the ``idx`` the next page starts below (None: nothing older matches).
+    Looks at :data:`SCAN_AT_MOST` entries at most; past that, the boundary is the last
+    one looked at."""
+    out: list[StoredEntry] = []
+    scanned = 0
+    batch = max(limit + 1, 200)
+    while scanned < SCAN_AT_MOST:
+        rows = search(conn, kind=kind, subject=subject, operator=operator,
+                      since_ms=since_ms, until_ms=until_ms, before=before, limit=batch)
+        for row in rows:
+            scanned += 1
+            if shown(row.subject):
+                if len(out) == limit:
+                    return out, out[-1].idx
+                out.append(row)
+            before = row.idx
+        if len(rows) < batch:
+            return out, None
+    return out, before
 
 
 def size(conn: Connection) -> int:
