@@ -406,3 +406,29 @@ def test_a_shift_in_a_role_not_held_is_refused_once_and_changes_nothing(
         assert listing.status_code == 200
         assert 'data-role="cjcs"' in listing.text
         assert 'data-role="nmcc-do"' not in listing.text
+
+
+def test_asking_again_names_the_ringing_call_only_to_who_may_read_it(
+        make_sqlite_node: Make) -> None:
+    """nmcc-do's call to cgs@RU-GS still rings. cjcs-1 (who has no part in it) asking
+    to call that desk is asked to confirm and told a call is in progress (the party's
+    to know), but not which call; nmcc-1, who placed it, is shown its id."""
+    from hotline.accounts.offline import add_operator
+    from tests.calls import place, us_and_ru
+
+    us, _ru = us_and_ru(make_sqlite_node)
+    secrets = {op: add_operator(us.dir, op, PASSWORD).secret for op in ("nmcc-1", "cjcs-1")}
+    call_id = place(us, "cgs@RU-GS", "nmcc-do", "radar track")
+    for operator, role, shown in (("cjcs-1", "cjcs", False), ("nmcc-1", "nmcc-do", True)):
+        with httpx.Client(base_url=us.url) as client:
+            _log_in(client, secrets[operator], operator)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/board").text)
+            assert csrf
+            r = client.post("/board/call", data={"csrf": csrf.group(1), "to": "cgs@RU-GS",
+                                                 "as": role, "reason": "again"},
+                            headers={"Origin": us.url})
+            assert r.status_code == 409, r.text
+            assert "confirm-call" in r.text
+            assert (call_id in r.text) is shown, operator
+    calls = us.api("GET", "/api/v1/calls").json()["calls"]
+    assert [c["id"] for c in calls if c["direction"] == "out"] == [call_id]  # none placed

@@ -73,6 +73,10 @@ class BoardPages:
         if form.get("again") != "yes":
             ringing = await pending_call_to(self.c.s.calls.calls.recent(100), to)
             if ringing is not None:
+                if not await self.c.may_read(viewer, "call", ringing["id"]):
+                    # that the desk is being called is the party's to know (docs/
+                    # console.md); which call it is belongs to who may read it
+                    ringing = {k: v for k, v in ringing.items() if k != "id"}
                 return self.ask_again(request, viewer, ringing, role, to, reason)
         call, effects = await self.c.s.calls.calls.place(to, role, reason,
                                                        operator=viewer.operator)
@@ -85,7 +89,8 @@ class BoardPages:
     def ask_again(self, request: Request, viewer: views.Viewer, ringing: dict[str, Any],
                   role: str, to: str, reason: str | None) -> Response:
         log_refusal(request, HotlineError(
-            "call-already-ringing", f"a call to {to} ({ringing['id']}) is still ringing; "
+            "call-already-ringing", f"a call to {to} ({ringing.get('id', 'not readable')}) "
+            "is still ringing; "
             "a second one needs confirming", status=409), viewer.operator)
         values: dict[str, Any] = {"ringing": ringing, "as_role": role, "to": to,
                                   "reason": reason or ""}

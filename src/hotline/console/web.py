@@ -230,6 +230,11 @@ class Console:
         await self.s.calls.guard.require(_actor(viewer), kind, obj_id, action,
                                          as_role=as_role)
 
+    async def may_read(self, viewer: views.Viewer, kind: str, obj_id: str) -> bool:
+        """Whether the viewer may see the object (no refusal logged: for what a page
+        leaves out)."""
+        return await self.s.calls.guard.may_read(_actor(viewer), kind, obj_id)
+
     def back(self, request: Request, fallback: str) -> Response:
         return RedirectResponse(_safe_next(request.query_params.get("next") or fallback),
                                 status_code=303)
