@@ -299,3 +299,22 @@ def test_an_override_without_an_end_is_shown_as_open(ru: NodeProcess) -> None:
     text = schedule(ru, "show", "ccp-do").stdout
     assert "ccp-2 on duty" in text
     assert "no end" in text
+
+
+def test_import_refuses_a_calendar_of_more_events_than_a_schedule_takes_layers(
+        ru: NodeProcess) -> None:
+    """Each one-off event becomes a layer and a schedule takes at most 20: the export of
+    eleven days of 12-hour watches (22 events) read back must be refused, exit 2, rather
+    than printed as TOML that ``roles apply`` refuses; nothing changes."""
+    exported = schedule(ru, "export", "ccp-do", "--from", "2026-03-28T08:00", "--to",
+                        "2026-04-08T08:00")
+    assert len(icalendar.Calendar.from_ical(exported.stdout).walk("VEVENT")) == 22
+    path = ru.dir / "eleven-days.ics"
+    path.write_text(exported.stdout, encoding="utf-8")
+    before = state(ru)
+    result = schedule(ru, "import", "ccp-do", str(path), check=False)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "FILE:" in result.stderr, result.stderr
+    assert "at most 20" in result.stderr, result.stderr
+    assert result.stdout == ""
+    assert state(ru) == before

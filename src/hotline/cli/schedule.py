@@ -256,6 +256,7 @@ def schedule_import(role: RoleArg,
     Nothing in the node is changed."""
     from hotline.calls.duty_offline import role_holders
     from hotline.schedules.ical import MAX_CALENDAR_BYTES, import_layers
+    from hotline.schedules.parse import MAX_LAYERS
 
     zone = _zone(node_dir, role)
     try:
@@ -275,7 +276,15 @@ def schedule_import(role: RoleArg,
     if not layers:
         raise HotlineError("bad-calendar", f"FILE: {file.name} holds no recurring "
                                            "events to make layers of", status=EXIT_USAGE)
-    # what is printed is meant to be applied: the directory would refuse a stranger
+    # what is printed is meant to be applied: the directory would refuse more layers
+    # than it takes (each one-off event is a layer: an export of a month is dozens)
+    if len(layers) > MAX_LAYERS:
+        raise HotlineError("bad-calendar", f"FILE: {file.name}: {len(layers)} events would "
+                           f"make {len(layers)} layers; a schedule takes at most "
+                           f"{MAX_LAYERS}", hint="import a shorter range, or describe the "
+                           "rotation with recurring events (one layer each)",
+                           status=EXIT_USAGE)
+    # and it would refuse a stranger
     allowed = role_holders(node_dir, role)
     for n, layer in enumerate(layers, start=1):
         for who in layer.participants:
