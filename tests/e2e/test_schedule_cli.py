@@ -318,3 +318,35 @@ def test_import_refuses_a_calendar_of_more_events_than_a_schedule_takes_layers(
     assert "at most 20" in result.stderr, result.stderr
     assert result.stdout == ""
     assert state(ru) == before
+
+
+def test_show_marks_an_override_the_directory_no_longer_lets_count(ru: NodeProcess
+                                                                   ) -> None:
+    """An override outlives directory changes; when the directory no longer gives its
+    operator the role, the final schedule leaves it out, and ``show`` must say so instead
+    of listing it as if it put them on duty."""
+    from hotline.scenario import directory_toml
+
+    made = as_json(schedule(ru, "override", "ccp-do", "--operator", "ccp-2", "--from",
+                            "2026-03-29T09:00", "--to", "2026-03-29T11:00", "--json"))
+    at = "2026-03-29T10:00"
+    assert as_json(schedule(ru, "who", "ccp-do", "--at", at, "--json"))["holders"] == \
+        ["ccp-2"]
+    shown = as_json(schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                             "2026-03-29T11:00", "--json"))
+    assert [o["ignored"] for o in shown["overrides"]] == [False]
+    # ccp-2 moves to another desk: out of the rotation and the role
+    toml = directory_toml("RU-GS")
+    block = toml.index('[operators."ccp-2"]')
+    toml = toml[:block] + toml[block:].replace('roles = ["ccp-do"]', 'roles = ["cgs"]', 1)
+    apply_toml(ru, toml.replace('["ccp-1", "ccp-2", "ccp-3", "ccp-4"]',
+                                '["ccp-1", "ccp-3", "ccp-4"]'))
+    holders = as_json(schedule(ru, "who", "ccp-do", "--at", at, "--json"))["holders"]
+    assert holders != ["ccp-2"]
+    shown = as_json(schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                             "2026-03-29T11:00", "--json"))
+    assert [(o["id"], o["ignored"]) for o in shown["overrides"]] == [(made["id"], True)]
+    assert {s["source"] for s in shown["shifts"]} == {"layer:watch"}
+    text = schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                    "2026-03-29T11:00").stdout
+    assert "ignored: ccp-do is no longer theirs" in " ".join(text.split())

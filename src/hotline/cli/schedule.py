@@ -135,8 +135,10 @@ def schedule_show(role: RoleArg, node_dir: DirOption, start: FromOption = None,
     layers: list[dict[str, Any]] = [] if found.schedule is None else \
         schedule_to_table(found.schedule)["layers"]
     # an override without an end (the API's default) lasts past any time we can print
+    # one whose operator the directory no longer gives the role counts for nothing
     overrides = [{**o.as_dict(), "from": local_iso(o.from_ms, zone),
-                  "until": None if o.until_ms > MAX_TIME_MS else local_iso(o.until_ms, zone)}
+                  "until": None if o.until_ms > MAX_TIME_MS else local_iso(o.until_ms, zone),
+                  "ignored": o.id in found.ignored}
                  for o in found.overrides]
     shifts = [_shift_dict(s, zone) for s in found.shifts]
     if as_json:
@@ -153,8 +155,9 @@ def schedule_show(role: RoleArg, node_dir: DirOption, start: FromOption = None,
     for o in overrides:
         what = "unavailable" if o["unavailable"] else "on duty"
         until = "no end" if o["until"] is None else f"to {o['until']}"
+        ignored = f"; ignored: {escape(role)} is no longer theirs" if o["ignored"] else ""
         out.print(f"  override {o['id']}: {escape(o['operator'])} {what} {o['from']} "
-                  f"{until} (by {escape(o['created_by'])})", highlight=False)
+                  f"{until} (by {escape(o['created_by'])}{ignored})", highlight=False)
     show_table(out, [Col("from", keep=True), Col("until", keep=True), Col("on duty"),
                      Col("source", drop=1)],
                [[s["from"], s["until"], ", ".join(s["holders"]) if s["holders"]
