@@ -14,7 +14,7 @@ import pytest
 
 from tests.calls import apply_toml
 from tests.e2e.test_cli import as_json
-from tests.e2e.test_schedule_cli import Make, schedule
+from tests.e2e.test_schedule_cli import Make, schedule, state
 from tests.nodes import NodeProcess
 
 LH = ZoneInfo("Australia/Lord_Howe")
@@ -117,3 +117,20 @@ def test_a_night_turn_across_the_autumn_change_is_half_an_hour_longer(
     assert (nights[0]["from"], nights[0]["until"]) == ("2026-04-04T23:00+11:00",
                                                        "2026-04-05T02:45+10:30")
     assert nights[0]["until_ms"] - nights[0]["from_ms"] == (4 * 60 + 15) * 60_000
+
+
+def test_an_override_within_the_skipped_half_hour_is_refused_naming_the_skip(
+        lord_howe: NodeProcess) -> None:
+    """02:05 and 02:25 on 4 October do not exist on Lord Howe Island; both mean 02:30, so
+    the override is empty: refused, exit 2, saying why ("must be after" alone reads as
+    nonsense for 02:05 to 02:25), nothing stored."""
+    before = state(lord_howe)
+    result = schedule(lord_howe, "override", "ccp-do", "--operator", "ccp-1", "--from",
+                      "2026-10-04T02:05", "--to", "2026-10-04T02:25", check=False)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    said = " ".join(result.stderr.split())
+    assert "--to: must be after --from" in said
+    assert "2026-10-04T02:25 does not exist in Australia/Lord_Howe" in said
+    assert "means 2026-10-04T02:30+11:00" in said
+    assert result.stdout == ""
+    assert state(lord_howe) == before

@@ -66,6 +66,24 @@ def parse_when(text: str, field: str, zone: str) -> int:
     return ms
 
 
+def _not_after(start: str, end: str, zone: str) -> HotlineError:
+    """``--to`` at or before ``--from``; a local time the zone's clocks skip is named, since
+    it means the first instant after the skip (two such times can be the same instant)."""
+    from hotline.schedules.localtime import to_local
+    from hotline.schedules.localtime import zone as tz
+
+    notes = []
+    for text in (start, end):
+        local = datetime.fromisoformat(text.strip())
+        if local.tzinfo is None:
+            ms = parse_when(text, "--to", zone)
+            if to_local(ms, tz(zone)).replace(fold=0) != local:
+                notes.append(f"{text.strip()[:40]} does not exist in {zone} (its clocks "
+                             f"skip it) and means {local_iso(ms, zone)}")
+    why = f" ({'; '.join(notes)})" if notes else ""
+    return HotlineError("bad-option", f"--to: must be after --from{why}", status=EXIT_USAGE)
+
+
 def local_iso(ms: int, zone: str) -> str:
     """An instant as local time in ``zone`` with its offset (``2026-03-29T08:00:00+02:00``);
     in UTC (``9999-12-31T23:00Z``) when the local time would be past the year 9999."""
@@ -107,7 +125,8 @@ def _range(node_dir: Path, role: str, start: str | None, end: str | None,
     from_ms = now_ms() if start is None else parse_when(start, "--from", zone)
     until_ms = from_ms + days * DAY_MS if end is None else parse_when(end, "--to", zone)
     if until_ms <= from_ms:
-        raise HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
+        raise _not_after(start or "", end or "", zone) if start and end else \
+            HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
     if until_ms - from_ms > 367 * DAY_MS:
         raise HotlineError("bad-option", "--to: at most 367 days after --from",
                            status=EXIT_USAGE)
@@ -206,7 +225,7 @@ def schedule_override(
     from_ms = parse_when(start, "--from", zone)
     until_ms = parse_when(end, "--to", zone)
     if until_ms <= from_ms:
-        raise HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
+        raise _not_after(start, end, zone)
     try:
         row = add_override(node_dir, duty.OverrideRequest(role, operator, from_ms, until_ms,
                                                           unavailable))
