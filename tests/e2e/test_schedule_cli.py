@@ -299,3 +299,54 @@ def test_an_override_without_an_end_is_shown_as_open(ru: NodeProcess) -> None:
     text = schedule(ru, "show", "ccp-do").stdout
     assert "ccp-2 on duty" in text
     assert "no end" in text
+
+
+def test_import_refuses_a_calendar_of_more_events_than_a_schedule_takes_layers(
+        ru: NodeProcess) -> None:
+    """Each one-off event becomes a layer and a schedule takes at most 20: the export of
+    eleven days of 12-hour watches (22 events) read back must be refused, exit 2, rather
+    than printed as TOML that ``roles apply`` refuses; nothing changes."""
+    exported = schedule(ru, "export", "ccp-do", "--from", "2026-03-28T08:00", "--to",
+                        "2026-04-08T08:00")
+    assert len(icalendar.Calendar.from_ical(exported.stdout).walk("VEVENT")) == 22
+    path = ru.dir / "eleven-days.ics"
+    path.write_text(exported.stdout, encoding="utf-8")
+    before = state(ru)
+    result = schedule(ru, "import", "ccp-do", str(path), check=False)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "FILE:" in result.stderr, result.stderr
+    assert "at most 20" in result.stderr, result.stderr
+    assert result.stdout == ""
+    assert state(ru) == before
+
+
+def test_show_marks_an_override_the_directory_no_longer_lets_count(ru: NodeProcess
+                                                                   ) -> None:
+    """An override outlives directory changes; when the directory no longer gives its
+    operator the role, the final schedule leaves it out, and ``show`` must say so instead
+    of listing it as if it put them on duty."""
+    from hotline.scenario import directory_toml
+
+    made = as_json(schedule(ru, "override", "ccp-do", "--operator", "ccp-2", "--from",
+                            "2026-03-29T09:00", "--to", "2026-03-29T11:00", "--json"))
+    at = "2026-03-29T10:00"
+    assert as_json(schedule(ru, "who", "ccp-do", "--at", at, "--json"))["holders"] == \
+        ["ccp-2"]
+    shown = as_json(schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                             "2026-03-29T11:00", "--json"))
+    assert [o["ignored"] for o in shown["overrides"]] == [False]
+    # ccp-2 moves to another desk: out of the rotation and the role
+    toml = directory_toml("RU-GS")
+    block = toml.index('[operators."ccp-2"]')
+    toml = toml[:block] + toml[block:].replace('roles = ["ccp-do"]', 'roles = ["cgs"]', 1)
+    apply_toml(ru, toml.replace('["ccp-1", "ccp-2", "ccp-3", "ccp-4"]',
+                                '["ccp-1", "ccp-3", "ccp-4"]'))
+    holders = as_json(schedule(ru, "who", "ccp-do", "--at", at, "--json"))["holders"]
+    assert holders != ["ccp-2"]
+    shown = as_json(schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                             "2026-03-29T11:00", "--json"))
+    assert [(o["id"], o["ignored"]) for o in shown["overrides"]] == [(made["id"], True)]
+    assert {s["source"] for s in shown["shifts"]} == {"layer:watch"}
+    text = schedule(ru, "show", "ccp-do", "--from", "2026-03-29T09:00", "--to",
+                    "2026-03-29T11:00").stdout
+    assert "ignored: ccp-do is no longer theirs" in " ".join(text.split())

@@ -40,6 +40,9 @@ class RoleSchedule:
     shifts: list[Shift]
     overrides: list[OverrideRow]
     version: int
+    #: ids of the overrides the final schedule leaves out: they put on duty an operator
+    #: whom the directory (changed since they were made) no longer gives the role
+    ignored: frozenset[int] = frozenset()
 
 
 @contextmanager
@@ -99,8 +102,13 @@ def show(node_dir: Path, role: str, from_ms: int, until_ms: int) -> RoleSchedule
         shifts = duty.final(conn, directory, role, from_ms, until_ms, field="--to")
         rows = schedule_store.overrides(conn, role, until_after=from_ms,
                                         from_before=until_ms)
+        # the rule of Directory.final_schedule: an operator's override counts while the
+        # directory gives them the role (an "unavailable" one always)
+        holds = {op_id for op_id, op in directory.operators.items() if role in op.roles}
+        ignored = frozenset(r.id for r in rows if not r.unavailable
+                            and r.operator not in holds)
         return RoleSchedule(role, zone_of(directory, role), directory.schedules.get(role),
-                            shifts, rows, version)
+                            shifts, rows, version, ignored)
     return _read(node_dir, work)
 
 

@@ -66,6 +66,24 @@ def parse_when(text: str, field: str, zone: str) -> int:
     return ms
 
 
+def _not_after(start: str, end: str, zone: str) -> HotlineError:
+    """``--to`` at or before ``--from``; a local time the zone's clocks skip is named, since
+    it means the first instant after the skip (two such times can be the same instant)."""
+    from hotline.schedules.localtime import to_local
+    from hotline.schedules.localtime import zone as tz
+
+    notes = []
+    for text in (start, end):
+        local = datetime.fromisoformat(text.strip())
+        if local.tzinfo is None:
+            ms = parse_when(text, "--to", zone)
+            if to_local(ms, tz(zone)).replace(fold=0) != local:
+                notes.append(f"{text.strip()[:40]} does not exist in {zone} (its clocks "
+                             f"skip it) and means {local_iso(ms, zone)}")
+    why = f" ({'; '.join(notes)})" if notes else ""
+    return HotlineError("bad-option", f"--to: must be after --from{why}", status=EXIT_USAGE)
+
+
 def local_iso(ms: int, zone: str) -> str:
     """An instant as local time in ``zone`` with its offset (``2026-03-29T08:00:00+02:00``);
     in UTC (``9999-12-31T23:00Z``) when the local time would be past the year 9999."""
@@ -107,7 +125,8 @@ def _range(node_dir: Path, role: str, start: str | None, end: str | None,
     from_ms = now_ms() if start is None else parse_when(start, "--from", zone)
     until_ms = from_ms + days * DAY_MS if end is None else parse_when(end, "--to", zone)
     if until_ms <= from_ms:
-        raise HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
+        raise _not_after(start or "", end or "", zone) if start and end else \
+            HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
     if until_ms - from_ms > 367 * DAY_MS:
         raise HotlineError("bad-option", "--to: at most 367 days after --from",
                            status=EXIT_USAGE)
@@ -135,8 +154,10 @@ def schedule_show(role: RoleArg, node_dir: DirOption, start: FromOption = None,
     layers: list[dict[str, Any]] = [] if found.schedule is None else \
         schedule_to_table(found.schedule)["layers"]
     # an override without an end (the API's default) lasts past any time we can print
+    # one whose operator the directory no longer gives the role counts for nothing
     overrides = [{**o.as_dict(), "from": local_iso(o.from_ms, zone),
-                  "until": None if o.until_ms > MAX_TIME_MS else local_iso(o.until_ms, zone)}
+                  "until": None if o.until_ms > MAX_TIME_MS else local_iso(o.until_ms, zone),
+                  "ignored": o.id in found.ignored}
                  for o in found.overrides]
     shifts = [_shift_dict(s, zone) for s in found.shifts]
     if as_json:
@@ -153,8 +174,9 @@ def schedule_show(role: RoleArg, node_dir: DirOption, start: FromOption = None,
     for o in overrides:
         what = "unavailable" if o["unavailable"] else "on duty"
         until = "no end" if o["until"] is None else f"to {o['until']}"
+        ignored = f"; ignored: {escape(role)} is no longer theirs" if o["ignored"] else ""
         out.print(f"  override {o['id']}: {escape(o['operator'])} {what} {o['from']} "
-                  f"{until} (by {escape(o['created_by'])})", highlight=False)
+                  f"{until} (by {escape(o['created_by'])}{ignored})", highlight=False)
     show_table(out, [Col("from", keep=True), Col("until", keep=True), Col("on duty"),
                      Col("source", drop=1)],
                [[s["from"], s["until"], ", ".join(s["holders"]) if s["holders"]
@@ -203,7 +225,7 @@ def schedule_override(
     from_ms = parse_when(start, "--from", zone)
     until_ms = parse_when(end, "--to", zone)
     if until_ms <= from_ms:
-        raise HotlineError("bad-option", "--to: must be after --from", status=EXIT_USAGE)
+        raise _not_after(start, end, zone)
     try:
         row = add_override(node_dir, duty.OverrideRequest(role, operator, from_ms, until_ms,
                                                           unavailable))
@@ -256,6 +278,7 @@ def schedule_import(role: RoleArg,
     Nothing in the node is changed."""
     from hotline.calls.duty_offline import role_holders
     from hotline.schedules.ical import MAX_CALENDAR_BYTES, import_layers
+    from hotline.schedules.parse import MAX_LAYERS
 
     zone = _zone(node_dir, role)
     try:
@@ -275,7 +298,15 @@ def schedule_import(role: RoleArg,
     if not layers:
         raise HotlineError("bad-calendar", f"FILE: {file.name} holds no recurring "
                                            "events to make layers of", status=EXIT_USAGE)
-    # what is printed is meant to be applied: the directory would refuse a stranger
+    # what is printed is meant to be applied: the directory would refuse more layers
+    # than it takes (each one-off event is a layer: an export of a month is dozens)
+    if len(layers) > MAX_LAYERS:
+        raise HotlineError("bad-calendar", f"FILE: {file.name}: {len(layers)} events would "
+                           f"make {len(layers)} layers; a schedule takes at most "
+                           f"{MAX_LAYERS}", hint="import a shorter range, or describe the "
+                           "rotation with recurring events (one layer each)",
+                           status=EXIT_USAGE)
+    # and it would refuse a stranger
     allowed = role_holders(node_dir, role)
     for n, layer in enumerate(layers, start=1):
         for who in layer.participants:

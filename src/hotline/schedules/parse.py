@@ -232,6 +232,8 @@ class _Check:
                           "an hour are not supported)")
             return None
         problem = _rule_shape(text, freq[1])
+        if problem is None and anchor is not None:
+            problem = _missing_day(text, freq[1], anchor)
         if problem is not None:
             self.err(rel, f"{show(value)}: {problem}")
             return None
@@ -418,6 +420,40 @@ def _rule_shape(text: str, freq: str) -> str | None:
         return (f"INTERVAL above 1 with {', '.join(filters)} may never meet; use "
                 "FREQ=WEEKLY or FREQ=MONTHLY with BYDAY instead")
     return None
+
+
+#: The fewest days each month has (February: 28, outside leap years).
+_SHORTEST_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_NAMES: Final = ("January", "February", "March", "April", "May", "June", "July",
+                       "August", "September", "October", "November", "December")
+
+
+def _missing_day(text: str, freq: str, anchor: datetime) -> str | None:
+    """A MONTHLY or YEARLY rule that names no day repeats the start's day of the month
+    (RFC 5545; python-dateutil reads it so): from the 29th to the 31st, or from 29
+    February, the months (years) without that day are skipped without a word, and a turn
+    lasts two months (four years). None when every period the rule uses has the day."""
+    if freq not in ("MONTHLY", "YEARLY"):
+        return None
+    parts = dict(part.partition("=")[::2] for part in text.split(";"))
+    if "BYDAY" in parts or "BYMONTHDAY" in parts:
+        return None
+    if "BYMONTH" in parts:
+        months = [int(m) for m in parts["BYMONTH"].split(",") if m.strip().isdigit()]
+    else:
+        months = list(range(1, 13)) if freq == "MONTHLY" else [anchor.month]
+    short = [m for m in months if 1 <= m <= 12 and _SHORTEST_MONTH[m - 1] < anchor.day]
+    if not short:
+        return None
+    if freq == "YEARLY" and short == [2] and anchor.day == 29:
+        return ("from 29 February recurs only in leap years, so each turn would last four "
+                "years; write BYMONTH=2;BYMONTHDAY=-1 for the last day of February, or "
+                "start the layer on another day")
+    return (f"from day {anchor.day} of the month skips {_MONTH_NAMES[short[0] - 1]}"
+            f"{' and other months' if len(short) > 1 else ''} (no day {anchor.day} in "
+            "some years or ever), so a turn would last until the next month that has it; "
+            "write BYMONTHDAY=-1 for the last day of the month, or start the layer on a "
+            "day every month has")
 
 
 def _happens(day_parts: str) -> bool:
