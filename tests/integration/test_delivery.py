@@ -161,6 +161,7 @@ def test_messages_that_waited_longer_than_the_peers_skew_window_still_arrive(
     config_a, config_b = load_config(a.dir), load_config(b.dir)
     config_a.delivery.reseal_after_seconds = 0.5
     config_b.delivery.skew_seconds = 2
+    config_b.delivery.reseal_after_seconds = 1  # a node's re-seal stays inside its window
     write_config(a.dir, config_a)
     write_config(b.dir, config_b)
     a.start()

@@ -19,6 +19,8 @@ from rich.text import Text
 
 #: the narrowest a wrapping column is squeezed to before columns are dropped
 MIN_WRAP = 20
+#: the longest word a wrapping column keeps whole when it can (a 32-digit id fits)
+MAX_WORD = 40
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,20 @@ def _text(cell: Cell) -> Text:
     return cell if isinstance(cell, Text) else Text(cell)
 
 
+def _longest_word(cell: Cell) -> int:
+    plain = cell.plain if isinstance(cell, Text) else cell
+    return max((cell_len(word) for word in plain.split()), default=0)
+
+
 def _needed(col: Col, cells: list[Cell]) -> int:
-    """The width ``col`` needs at the least: all of a kept column, some of the rest."""
+    """The width ``col`` needs at the least: all of a kept column; for the rest,
+    :data:`MIN_WRAP` cells, or its longest word up to :data:`MAX_WORD` (an id or a
+    command in a message is not broken while a droppable column could make room)."""
     widest = max([_width(c) for c in cells] + [cell_len(col.header)])
-    return widest if col.keep else min(widest, MIN_WRAP)
+    if col.keep:
+        return widest
+    word = min(MAX_WORD, max([_longest_word(c) for c in cells], default=0))
+    return min(widest, max(MIN_WRAP, word))
 
 
 def fit(console: Console, cols: Sequence[Col], rows: Sequence[Sequence[Cell]],
