@@ -314,7 +314,7 @@ def test_usable_by_keyboard_at_200_percent_zoom(browser: Browser, pair: dict[str
     ru = Operator(browser, ru_node, "dcd-1", pair["secrets"]["dcd-1"], "uk",
                   viewport={"width": 640, "height": 450})
     try:
-        page = ru.login()
+        page = ru.login(fresh=True)  # by the form: the audit page below shows this log-in
         expect(page).to_have_url(f"{ru_node.url}/board")
         expect(page.locator("html")).to_have_attribute("lang", "uk")
         for path in ("/board", "/conversations", "/links", "/audit", "/account"):

@@ -390,7 +390,7 @@ def test_audit_filters_pages_words_and_dates_its_verification(
         at = int(page.locator("#verification .verification").get_attribute("data-at") or 0)
         expect(when).to_contain_text(Formatter(lang).datetime(at)[:6])
         expect(page.locator("#verification .notice.stale")).to_have_count(0)
-        other_page = other.login()  # a new log-in: the log grows
+        other_page = other.login(fresh=True)  # a new log-in by the form: the log grows
         other_page.goto(us_node.url + "/audit")
         expect(other_page.locator("#verification .verification-when")).to_be_visible()
         expect(other_page.locator("#verification .notice.stale")).to_be_visible()
