@@ -21,6 +21,7 @@ from hotline.calls.directory import (
 from hotline.calls.directory.links import LinkFacts, check_links
 from hotline.calls.directory.locate import Locator
 from hotline.clock import Clock
+from hotline.errors import HotlineError
 from hotline.store import directory as directory_store
 from hotline.store import links as link_store
 from hotline.store.database import Database
@@ -112,6 +113,19 @@ class Registry:
             for warning in self.warnings:
                 log.warning("%s", warning)
         return True
+
+    def check_role(self, as_role: str, operator: str | None) -> None:
+        """Refuse acting as ``as_role`` unless the current directory has that role
+        (``no-role``, 404) and ``operator``, if named, holds it (``role-not-held``, 403)."""
+        d = self.current
+        if as_role not in d.roles:
+            raise HotlineError("no-role", f"there is no role {as_role!r} in this node's "
+                                          "directory", status=404)
+        if operator is not None:
+            op = d.operators.get(operator)
+            if op is None or as_role not in op.roles:
+                raise HotlineError("role-not-held", f"operator {operator!r} does not hold "
+                                                    f"the role {as_role}", status=403)
 
     def adopt(self, version: int, directory: Directory) -> None:
         if version > self.version:

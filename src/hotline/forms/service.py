@@ -97,15 +97,7 @@ class NoticeService:
     def _check_role(self, as_role: str | None, operator: str | None) -> None:
         if as_role is None:
             return
-        d = self._registry.current
-        if as_role not in d.roles:
-            raise HotlineError("no-role", f"there is no role {as_role!r} in this node's "
-                                          "directory", status=404)
-        if operator is not None:
-            op = d.operators.get(operator)
-            if op is None or as_role not in op.roles:
-                raise HotlineError("role-not-held", f"operator {operator!r} does not hold "
-                                                    f"the role {as_role}", status=403)
+        self._registry.check_role(as_role, operator)
 
     # -- operator actions ----------------------------------------------------------------
     async def send(self, template_id: str, fields: Any, to: list[str], *, lang: str = "en",
