@@ -195,6 +195,15 @@ class NodeProcess:
         except httpx.TransportError:
             return False
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def peer_parties(self) -> list[str]:
+        """The parties the running node holds a link with now (its ``status``)."""
+        r = self.api("GET", "/api/v1/status")
+        assert r.status_code == 200, r.text
+        return [p["party"] for p in r.json()["peers"]]
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -281,6 +290,10 @@ def link(a: NodeProcess, b: NodeProcess) -> None:
     offer_b = read_offer(make_link_offer(b.dir, PASSPHRASE)[0])
     accept_link(a.dir, offer_b)
     accept_link(b.dir, offer_a)
+    for node, other in ((a, b), (b, a)):
+        if node.running():  # it reads its links every few seconds: wait until it has
+            wait_until(lambda n=node, o=other: o.party in n.peer_parties(),  # type: ignore[misc]
+                       what=f"{node.party} to know its link with {other.party}")
 
 
 @contextmanager

@@ -42,12 +42,16 @@ class PeerDirectory:
 
     async def reload(self) -> None:
         async with self._lock:
+            # the cache is as fresh as the moment its read began, not ended: a link
+            # accepted while the read was queued is not in it, and ``maybe_reload`` must
+            # not take the cache for newer than that
+            began = self._clock.monotonic()
             found, removed, histories = await self._db.read(
                 lambda conn: (link_store.all_links(conn), link_store.removed_links(conn),
                               key_store.load_all(conn)))
             fresh = {link.party: link for link in found}
             self._former = {link.party: link for link in removed}
-            self._last_reload = self._clock.monotonic()
+            self._last_reload = began
             changed = fresh != self._links
             self._links = fresh
             self._histories = histories
