@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from hotline.clock import Clock
 from hotline.delivery.outbound import Outbound, no_link
+from hotline.delivery.tally import BulkTally
 from hotline.errors import HotlineError
 from hotline.peers import PeerDirectory
 from hotline.protocol import canonical
@@ -129,6 +130,7 @@ class Messenger:
         self._clock = clock
         self._on_enqueued = on_enqueued
         self._outbound = Outbound(me=me, keys=keys, peers=peers)
+        self._tally = BulkTally(clock.monotonic)
 
     async def send_texts(self, peer: str, texts: list[str],
                          idempotency_key: str | None = None) -> list[Accepted]:
@@ -158,10 +160,11 @@ class Messenger:
         if bulk and link.protocol == 0 and self._protocol >= PROTOCOL \
                 and self._learn is not None:
             await self._learn(peer)
-        for payload in payloads:
-            canonical.encode(payload)  # refuse what has no canonical form before any write
+        # refuse what has no canonical form before any write; the stored payload is this
+        # very encoding, so its length is what the bulk bound counts
+        sizes = [len(canonical.encode(payload)) for payload in payloads]
         key = check_idempotency_key(idempotency_key)
-        fingerprint = hashlib.sha256(canonical.encode(
+        fingerprint = "" if key is None else hashlib.sha256(canonical.encode(
             {"to": peer, "type": type_, "payloads": payloads})).hexdigest()
 
         def work(conn: Connection) -> tuple[list[Accepted], list[Pending]]:
@@ -176,8 +179,10 @@ class Messenger:
                     return [Accepted(**a) for a in json.loads(earlier.response)], []
             lane = self._lane(conn, peer, bulk)
             if bulk:
-                self._check_room(conn, peer, lane, payloads)
+                self._check_room(conn, peer, lane, len(payloads), sum(sizes))
             fresh = self._outbound.enqueue(conn, peer, type_, payloads, now, lane=lane)
+            if bulk:
+                self._tally.added(peer, lane, len(fresh), sum(sizes))
             accepted = [Accepted(p.envelope_id, peer, p.seq, now, p.lane) for p in fresh]
             if key is not None:
                 requests.remember(conn, key, fingerprint,
@@ -201,19 +206,24 @@ class Messenger:
             return BULK
         return lane
 
-    def _check_room(self, conn: Connection, peer: str, lane: Lane,
-                    payloads: list[dict[str, Any]]) -> None:
+    def _check_room(self, conn: Connection, peer: str, lane: Lane, adding: int,
+                    adding_bytes: int) -> None:
         """Refuse (:class:`QueueFull`) what would take the bulk queue to ``peer`` past
         its bound. Counted on ``lane``: the bulk lane, or the control lane for a peer of
         protocol 1 (its one sequence carries bulk too; still bounded, so that a call is
-        not queued behind more than a minute of messages there either)."""
-        load = outbox.lane_loads(conn, peer, lane).get(peer, {}).get(lane)
-        queued, nbytes = (load.queued, load.payload_bytes) if load else (0, 0)
-        # bytes on both sides: the stored payload is this very canonical encoding
-        adding = sum(len(canonical.encode(p)) for p in payloads)
-        if queued + len(payloads) > self._bound.max_messages or \
-                nbytes + adding > self._bound.max_bytes:
-            raise QueueFull(peer, queued, nbytes, len(payloads), adding, self._bound)
+        not queued behind more than a minute of messages there either). The bulk lane's
+        fill comes from :class:`BulkTally`, counted again before a refusal; the control
+        lane, which other traffic also fills, is counted each time."""
+        exact = lane != BULK
+
+        def fits(load: tuple[int, int]) -> bool:
+            return load[0] + adding <= self._bound.max_messages and \
+                load[1] + adding_bytes <= self._bound.max_bytes
+        load = self._tally.load(conn, peer, lane, exact=exact)
+        if not fits(load) and not exact:
+            load = self._tally.load(conn, peer, lane, exact=True)
+        if not fits(load):
+            raise QueueFull(peer, load[0], load[1], adding, adding_bytes, self._bound)
 
     def queue_load(self, conn: Connection, peer: str) -> tuple[int, int]:
         """The bulk queue to ``peer`` now: (messages, payload bytes)."""
