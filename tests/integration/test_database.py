@@ -14,7 +14,13 @@ import pytest
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
-from hotline.store.database import RETRIES, Database, RetryTransaction, WriterStopped
+from hotline.store.database import (
+    MAX_BULK_WEIGHT,
+    RETRIES,
+    Database,
+    RetryTransaction,
+    WriterStopped,
+)
 from hotline.store.engine import create_engine, sqlite_url
 
 # No test waits longer than this for a thread; a blocked work gives up after it too, so a
@@ -151,6 +157,36 @@ async def test_writes_from_many_tasks_in_waves(store: Store) -> None:
     for c, got in enumerate(answers):
         assert got == [f"caller {c * 1000 + i}" for i in range(20)]
     assert len(await store.rows()) == 15 * 20
+
+
+async def test_bulk_work_waits_behind_the_rest_and_one_transaction_takes_a_bounded_share(
+        store: Store) -> None:
+    """Three bulk pieces of 150 messages, then a call's piece, all queued behind a busy
+    writer: the call's piece is in the first transaction, and no transaction takes more
+    than ``MAX_BULK_WEIGHT`` messages of bulk (so a call arriving meanwhile waits for one
+    bulk piece at most, not for three)."""
+    order: list[tuple[int, str]] = []  # (commit number when it ran, who)
+
+    def piece(k: int, who: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            order.append((len(store.commits), who))
+            return insert(k, who)(conn)
+        return work
+
+    weight = MAX_BULK_WEIGHT * 3 // 4
+    gate = await hold_the_writer(store.db)
+    bulk = [asyncio.create_task(store.db.write(piece(k, f"bulk {k}"), bulk=weight))
+            for k in range(3)]
+    call = asyncio.create_task(store.db.write(piece(9, "call")))
+    await asyncio.sleep(0)  # every write is queued before the gate opens
+    gate.release.set()
+    assert await gate.task == "gate"
+    assert await asyncio.gather(*bulk, call) == ["caller 0", "caller 1", "caller 2",
+                                                "caller 9"]
+    # the gate's transaction is commit 0; the call runs in the next, before any bulk,
+    # and the bulk pieces take one transaction each, in the order they came
+    assert order == [(1, "call"), (1, "bulk 0"), (2, "bulk 1"), (3, "bulk 2")], order
+    assert await store.rows() == {0: "bulk 0", 1: "bulk 1", 2: "bulk 2", 9: "call"}
 
 
 class Boom(Exception):

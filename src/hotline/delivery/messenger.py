@@ -189,7 +189,7 @@ class Messenger:
                                   json.dumps([asdict(a) for a in accepted]), now)
             return accepted, fresh
 
-        accepted, fresh = await self._db.write(work)
+        accepted, fresh = await self._db.write(work, bulk=len(payloads) if bulk else 0)
         if fresh:
             self._on_enqueued(peer, fresh)
         return accepted

@@ -545,7 +545,8 @@ class PeerSender:
         stayed queued in the outbox until the node restarted."""
         rows = [(envelope_id, raw, at) for envelope_id, raw, at, _peer_at in delivered]
         task = asyncio.create_task(
-            self._db.write(lambda conn: outbox.mark_delivered(conn, rows)))
+            self._db.write(lambda conn: outbox.mark_delivered(conn, rows),
+                           bulk=len(rows) if state.lane == BULK else 0))
         self._marking.add(task)
 
         def done(task: asyncio.Task[None]) -> None:

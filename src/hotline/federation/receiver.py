@@ -17,6 +17,7 @@ line, not 256: logging must not be what a flood amplifies).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -48,7 +49,7 @@ from hotline.protocol import canonical
 from hotline.protocol.envelope import Envelope, Header, open_envelope
 from hotline.protocol.generation import REMOVED_TYPE, generation_of
 from hotline.protocol.keys import PartyKeys
-from hotline.protocol.lanes import LANES, PROTOCOL, Lane
+from hotline.protocol.lanes import BULK, LANES, PROTOCOL, Lane
 from hotline.protocol.receipt import envelope_digest, make_receipt, message_digest
 from hotline.protocol.subject import payload_subject
 from hotline.store import evidence as evidence_store
@@ -61,6 +62,8 @@ from hotline.store.log import Record
 from hotline.store.outbox import lane_field
 
 security_log = logging.getLogger("hotline.security")
+#: envelopes opened between two yields to the event loop
+OPEN_SLICE = 16
 
 
 def _same_message(peer: str, head: Header, stored: str, payload: dict[str, Any]) -> bool:
@@ -193,6 +196,10 @@ class Receiver:
         batch = self._admission.batch() if self._admission is not None else None
         over: dict[int, Outcome] = {}  # one shared answer per Retry-After value
         for index, raw in enumerate(raws):
+            if index and index % OPEN_SLICE == 0:
+                # opening is CPU work on the event loop: let a call's request, arriving
+                # meanwhile, be read and opened between slices of a large bulk batch
+                await asyncio.sleep(0)
             claim = claimed(raw) if batch is not None else None
             if batch is not None and claim is not None and \
                     (wait := batch.precheck(claim[0], claim[1], len(raw), claim[2])) \
@@ -233,7 +240,8 @@ class Receiver:
         of each sender."""
         if opened:
             stored, released, effects, gaps = await self._db.write(
-                lambda conn: self._persist(conn, opened, deferred))
+                lambda conn: self._persist(conn, opened, deferred),
+                bulk=sum(1 for _, env in opened if env.header.lane == BULK))
             for key, seq in gaps.items():
                 if seq is None:
                     self.gaps.pop(key, None)

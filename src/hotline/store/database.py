@@ -6,6 +6,11 @@ plain function of a connection, run whole on the database thread: one thread han
 per transaction, not several per statement. If one piece fails, the batch is rolled back
 and its pieces are re-run one by one, so a bad request never takes good ones down.
 
+Bulk work (operators' feeds on the bulk lane, docs/protocol.md "Lanes") waits apart and
+is taken only after every other piece that has gathered, and at most
+:data:`MAX_BULK_WEIGHT` messages of it a transaction: a call's write never waits behind
+more than one transaction's worth of bulk, however much bulk is queued (issue 17).
+
 A failed COMMIT (or ROLLBACK) is different: the database may be in an unknown state, so
 the writer reports it as fatal and the node stops (crash and recover), never
 retry-and-continue.
@@ -23,6 +28,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +41,8 @@ log = logging.getLogger("hotline.store")
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
 MAX_BATCH = 512
+#: the most bulk messages one transaction takes (a piece heavier alone is taken alone)
+MAX_BULK_WEIGHT = 200
 READ_THREADS = 2
 
 
@@ -63,9 +71,12 @@ class _Item:
     work: Work
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    #: bulk messages this piece writes (0: not bulk)
+    weight: int = 0
 
 
 _STOP = object()
+_BULK = object()  # a wake-up: a bulk piece waits in ``Database._bulk``
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -96,6 +107,7 @@ class Database:
         self._on_fatal = on_fatal
         self._hooks = tuple(hooks)
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._bulk: deque[_Item] = deque()
         self._thread: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
         self._stopped = False
@@ -121,15 +133,22 @@ class Database:
         return await future
 
     # -- writes -----------------------------------------------------------------------
-    async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a transaction; return its result once the commit is durable."""
+    async def write(self, work: Callable[[Connection], T], *, bulk: int = 0) -> T:
+        """Run ``work`` in a transaction; return its result once the commit is durable.
+        ``bulk``: how many bulk-lane messages it writes; such work is taken after the
+        rest (module docstring)."""
         if self._stopped:
             raise WriterStopped("the store is not accepting writes")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self.in_flight += 1
         future.add_done_callback(self._settled)
-        self._queue.put(_Item(work, future, loop))
+        item = _Item(work, future, loop, max(0, bulk))
+        if item.weight:
+            self._bulk.append(item)  # before its wake-up, so the writer finds it
+            self._queue.put(_BULK)
+        else:
+            self._queue.put(item)
         if self._stopped:  # raced with a stop or a failure that may have drained already
             self._answer_leftovers([], WriterStopped("the store is not accepting writes"))
         return await future
@@ -158,7 +177,9 @@ class Database:
 
     def _serve(self, conn: Connection) -> None:
         while True:
-            first = self._queue.get()
+            # a batch takes a bounded share of the bulk, and the wake-ups of what it left
+            # may all be gone: bulk still waiting is served without waiting for one
+            first = _BULK if self._bulk and self._queue.empty() else self._queue.get()
             if first is _STOP:
                 return
             batch = [first]
@@ -169,6 +190,9 @@ class Database:
                     break
                 batch.append(item)
             items = [i for i in batch if isinstance(i, _Item)]
+            items += self._take_bulk(MAX_BATCH - len(items))
+            if not items:  # wake-ups of bulk pieces an earlier batch took
+                continue
             self._in_progress = items
             try:
                 outcomes = self._run_batch(conn, items)
@@ -177,6 +201,19 @@ class Database:
                 return
             self._resolve(items, outcomes)
             self._in_progress = []
+
+    def _take_bulk(self, room: int) -> list[_Item]:
+        """Waiting bulk pieces, oldest first, up to :data:`MAX_BULK_WEIGHT` messages
+        (at least one piece, if any waits and there is ``room``)."""
+        taken: list[_Item] = []
+        weight = 0
+        while self._bulk and len(taken) < room:
+            if taken and weight + self._bulk[0].weight > MAX_BULK_WEIGHT:
+                break
+            item = self._bulk.popleft()
+            taken.append(item)
+            weight += item.weight
+        return taken
 
     def _fail(self, cause: BaseException) -> None:
         """The database is unusable: answer everyone, then stop the node."""
@@ -197,6 +234,11 @@ class Database:
                 saw_stop = True
             elif isinstance(item, _Item):
                 items.append(item)
+        while self._bulk:
+            try:
+                items.append(self._bulk.popleft())
+            except IndexError:  # taken by the writer meanwhile
+                break
         if saw_stop:
             self._queue.put(_STOP)
         self._resolve(items, [(i.future, False, error) for i in items])
