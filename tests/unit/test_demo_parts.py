@@ -135,3 +135,16 @@ def test_a_lock_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, kind
     assert refused.value.error_id == "unwritable-file"
     assert ".lock" in refused.value.message
     assert not held(tmp_path)  # nothing holds it; the demo's preflight asks no more
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 5.0, 60.0, 600.0])
+def test_the_demo_waits_for_its_call_longer_than_the_scaled_chain_takes(speed: float) -> None:
+    """The scenario call is answered where RU's chain reaches the duty officer, after the
+    waits of the steps before it, divided by ``--speed``: the demo's wait for the call
+    must outlast that at every speed it accepts (it used a fixed 30 s, so
+    ``demo --speed 0.5 --check`` failed "the call did not end answered")."""
+    from hotline.cli.demo import CHECK_TIMEOUT, call_wait
+
+    chain = parse_directory(directory_toml("RU-GS", speed), "RU-GS.toml").chains["cgs"]
+    whole_chain_ms = sum(step.wait_ms for step in chain.steps)
+    assert whole_chain_ms / 1000 + CHECK_TIMEOUT <= call_wait(speed) + 0.001

@@ -49,6 +49,17 @@ from hotline.nodedir.config import CONFIG_NAME, load_config
 from hotline.scenario import directory_toml, duty_role, on_duty_operators
 
 CHECK_TIMEOUT = 30.0
+#: the longest a scenario call's escalation runs in real time before the desk that answers
+#: it rings: RU-GS's chain for cgs, 2 min + 2 min to the duty officer (and 1 min more);
+#: tests/unit/test_demo_parts.py holds it to examples/directories/RU-GS.toml
+SCENARIO_CHAIN_SECONDS = 300.0
+
+
+def call_wait(speed: float) -> float:
+    """Seconds to wait for a scenario call to end at ``speed``: its escalation steps last
+    their directory durations divided by ``speed``, so the wait is that plus the usual
+    margin (at 0.5 the chain takes ten minutes; the wait ends as soon as the call does)."""
+    return CHECK_TIMEOUT + SCENARIO_CHAIN_SECONDS / speed
 
 console = Console(soft_wrap=True)
 
@@ -278,7 +289,7 @@ def _call_outcomes(done: dict[str, Any] | None) -> list[Outcome]:
     ]
 
 
-def _replay(base: Path, outcomes: list[Outcome]) -> None:
+def _replay(base: Path, outcomes: list[Outcome], speed: float = 60.0) -> None:
     """The scenario's timeline from the incident and its notification to the conference,
     then the incident's assessments and its shared timeline, narrated as it happens. Each
     expected outcome is added to ``outcomes``, met or not."""
@@ -312,7 +323,8 @@ def _replay(base: Path, outcomes: list[Outcome]) -> None:
                             json={"as": "ccp-do", "operator": officer})
 
     done = _follow_call(c["us"], call["id"], {"answered", "declined", "unanswered"}, set(),
-                        answer_when_duty_officer_rings, waiting="RU-GS's next step")
+                        answer_when_duty_officer_rings, timeout=call_wait(speed),
+                        waiting="RU-GS's next step")
     outcomes.extend(_call_outcomes(done))
     if done is None or done["state"] != "answered":
         console.print("[red]the call did not end answered[/]")
@@ -340,7 +352,8 @@ def _replay(base: Path, outcomes: list[Outcome]) -> None:
         role = to.split("@")[0]
         _wait_ringing(c[key], placed["id"])
         c[key].request("POST", f"/api/v1/calls/{placed['id']}/answer", json={"as": role})
-        ended = _follow_call(c["us"], placed["id"], {"answered"}, set(), waiting=to)
+        ended = _follow_call(c["us"], placed["id"], {"answered"}, set(),
+                             timeout=call_wait(speed), waiting=to)
         outcomes.append(Outcome(f"call to {to}", ended is not None,
                                 "answered at the first step" if ended is not None
                                 else "NOT answered in time"))
@@ -438,7 +451,7 @@ def run_demo(base: Path | None, port: int, check: bool, speed: float = 60.0) -> 
                     _print_nodes(base, passphrase)
                     _print_logins(logins, base)
                 console.print(f"Replaying the Przewodów scenario at {speed:g}x:")
-                _replay(base, outcomes)
+                _replay(base, outcomes, speed)
                 if not check:
                     code = _explore(base, procs, logins)
                     return code
