@@ -70,7 +70,7 @@ def test_init_with_bad_input_says_why_and_creates_nothing(tmp_path: Path, args: 
                                                            error_id: str) -> None:
     node_dir = tmp_path / "bad"
     result = hotline("init", "--dir", str(node_dir), *args, check=False)
-    assert result.returncode != 0
+    assert result.returncode == (2 if error_id == "bad-option" else 1), result.stderr
     assert f"error[{error_id}]" in result.stderr
     assert not node_dir.exists() or not any(node_dir.iterdir())
 

@@ -61,7 +61,7 @@ def test_a_display_name_with_a_line_break_is_refused_as_peers_would(tmp_path: Pa
     node_dir = tmp_path / "us"
     for name in ("US\nerror[forged]: line", "US \x1b[31mred", "x" * 121):
         result = hotline_raw(*_init_args(node_dir, name))
-        assert result.returncode == 1, result.stderr  # as init's other bad-option refusals
+        assert result.returncode == 2, result.stderr  # a usage error, as every bad option
         assert "error[bad-option]: --name:" in result.stderr
         assert not node_dir.exists()
 

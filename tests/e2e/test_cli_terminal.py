@@ -256,7 +256,7 @@ def test_refusals_name_the_parameter_as_the_command_spells_it(
 def test_init_refuses_a_bad_party_in_the_users_terms(tmp_path: Any) -> None:
     result = hotline("init", "--party", "us js", "--dir", str(tmp_path / "n"), "--listen",
                      "127.0.0.1:7900", env=NARROW, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "error[bad-option]: --party: party id must be" in result.stderr
     assert "Value error" not in result.stderr
 

@@ -457,7 +457,9 @@ def main() -> None:
                   highlight=False)
         if exc.hint:
             err.print(f"hint: {escape(exc.hint)}", highlight=False)
-        sys.exit(EXIT_USAGE if exc.status == EXIT_USAGE else EXIT_ERROR)
+        # a bad option is a usage error wherever it was found (README: "2 for usage")
+        usage = exc.status == EXIT_USAGE or exc.error_id == "bad-option"
+        sys.exit(EXIT_USAGE if usage else EXIT_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
