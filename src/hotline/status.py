@@ -21,10 +21,13 @@ from hotline.store.database import Database
 
 @dataclass(frozen=True)
 class LaneStatus:
-    """One lane of a line: ``queued`` envelopes, the oldest waiting ``oldest_age_s``."""
+    """One lane of a line: ``queued`` envelopes, the oldest waiting ``oldest_age_s``;
+    ``waiting_for_seq``: the seq of this lane we wait on from the peer (its envelopes
+    after it are held back), or None."""
 
     queued: int
     oldest_age_s: float | None
+    waiting_for_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,9 @@ async def line_status(db: Database, peers: PeerDirectory,
             undeliverable=counts.undeliverable,
             waiting_for_seq=gaps.get((link.party, CONTROL)),
             peer_waiting_for_seq=h.peer_waiting_for,
-            lanes=_lanes(loads.get(link.party, {}), clock), protocol=link.protocol,
+            lanes=_lanes(loads.get(link.party, {}), clock,
+                         {lane: gaps.get((link.party, lane)) for lane in LANES}),
+            protocol=link.protocol,
             desks_staffed=staffed.get(link.party),
             **_link_fields((links or {}).get(link.party), h, clock)))
     for link in sorted(peers.removed(), key=lambda link: link.party):
@@ -188,7 +193,8 @@ async def line_status(db: Database, peers: PeerDirectory,
     return out
 
 
-def _lanes(loads: dict[str, outbox.LaneLoad], clock: Clock) -> dict[str, LaneStatus]:
+def _lanes(loads: dict[str, outbox.LaneLoad], clock: Clock,
+           gaps: dict[str, int | None]) -> dict[str, LaneStatus]:
     """Each lane's depth and the age of its oldest envelope: from its commit time on our
     wall clock (the one clock a restart keeps), the steps applied since taken out
     (:func:`hotline.clock.elapsed_ms`)."""
@@ -196,10 +202,11 @@ def _lanes(loads: dict[str, outbox.LaneLoad], clock: Clock) -> dict[str, LaneSta
     for lane in LANES:
         load = loads.get(lane)
         if load is None or load.oldest_at is None:
-            out[lane] = LaneStatus(0, None)
+            out[lane] = LaneStatus(0, None, gaps.get(lane))
         else:
             out[lane] = LaneStatus(load.queued,
-                                   round(elapsed_ms(clock, load.oldest_at) / 1000, 3))
+                                   round(elapsed_ms(clock, load.oldest_at) / 1000, 3),
+                                   gaps.get(lane))
     return out
 
 

@@ -17,6 +17,7 @@ from hotline.errors import MALFORMED
 from hotline.protocol.envelope import Header, seal
 from hotline.protocol.lanes import BULK, CONTROL, Lane
 from hotline.protocol.receipt import message_digest, verify_receipt
+from hotline.status import line_status
 from hotline.store.inbound import Released
 from tests.integration.test_receiver_properties import (
     BIG_WINDOW,
@@ -161,6 +162,28 @@ def test_a_bulk_envelope_after_a_control_seq_that_never_comes_is_a_reported_gap(
             assert outcomes[0].error is None
             assert await h.released() == []
             assert await h.gaps() == {(PEER, CONTROL): 1}
+    asyncio.run(scenario())
+
+
+def test_a_gap_in_the_bulk_lane_is_shown_in_status_on_that_lane() -> None:
+    """Bulk 2 arrives without bulk 1: the status names the bulk seq this node waits on,
+    on the bulk lane, and no control gap (before, only the control lane's gap was
+    shown, so a held-back bulk lane showed nowhere but in the alarm)."""
+    async def scenario() -> None:
+        async with Harness((PEER,), BIG_WINDOW) as h:
+            sent = commit_order(h, [BULK, BULK])
+            outcomes = await h.accept([sent[1].raw])
+            assert outcomes[0].error is None
+            assert await h.released() == []
+            peer = next(p for p in await line_status(h.db, h.peers, {}, h.clock)
+                        if p.party == PEER)
+            assert peer.lanes[BULK].waiting_for_seq == 1
+            assert peer.lanes[CONTROL].waiting_for_seq is None
+            assert peer.waiting_for_seq is None  # the control lane's, as before lanes
+            await h.accept([sent[0].raw])
+            peer = next(p for p in await line_status(h.db, h.peers, {}, h.clock)
+                        if p.party == PEER)
+            assert peer.lanes[BULK].waiting_for_seq is None
     asyncio.run(scenario())
 
 

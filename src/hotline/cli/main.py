@@ -341,6 +341,11 @@ def status(node_dir: DirOption, as_json: JsonOption = False) -> None:
         if p.get("waiting_for_seq") is not None:
             out.print(f"[bold yellow]gap[/] waiting on seq {p['waiting_for_seq']} from "
                       f"{p['party']}: what follows it is held back", highlight=False)
+        for name, lane in (p.get("lanes") or {}).items():
+            if name != "control" and lane.get("waiting_for_seq") is not None:
+                out.print(f"[bold yellow]gap[/] waiting on {name} seq "
+                          f"{lane['waiting_for_seq']} from {p['party']}: what follows it "
+                          "on that lane is held back", highlight=False)
         if p.get("peer_waiting_for_seq") is not None:
             out.print(f"[bold yellow]gap[/] {p['party']} waits on our seq "
                       f"{p['peer_waiting_for_seq']}", highlight=False)

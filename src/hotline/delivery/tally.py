@@ -70,8 +70,3 @@ class BulkTally:
         if found is not None:
             found.messages += messages
             found.payload_bytes += payload_bytes
-
-    def forget(self, peer: str) -> None:
-        """Count ``peer``'s queues afresh next time (its link changed)."""
-        for key in [k for k in self._counts if k[0] == peer]:
-            del self._counts[key]
