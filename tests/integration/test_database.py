@@ -346,3 +346,38 @@ async def test_a_writer_that_cannot_connect_answers_and_reports_fatal(tmp_path: 
         await asyncio.wait_for(db.write(lambda conn: 1), 5)
     assert await asyncio.to_thread(reported.wait, 5)  # reported right after answering
     await db.stop()
+
+
+async def test_bulk_mixed_with_a_full_batch_of_other_work_and_failures_is_all_answered(
+        store: Store) -> None:
+    """More than a batch of other work, and bulk pieces of every size (one heavier than
+    a transaction's share alone, some failing), all queued behind a busy writer: no bulk
+    piece is left waiting once the other work is gone (its wake-up was taken by a batch
+    that had no room for it), each failing piece gets its own exception, the rest commit,
+    and nothing is left counted in flight."""
+    gate = await hold_the_writer(store.db)
+    others = [asyncio.create_task(store.db.write(insert(k))) for k in range(600)]
+    weights = [1, MAX_BULK_WEIGHT // 2 + 1, MAX_BULK_WEIGHT * 2]
+    bulk = []
+    for k in range(30):
+        work = _boom if k % 7 == 3 else insert(1000 + k)
+        bulk.append(asyncio.create_task(store.db.write(work, bulk=weights[k % 3])))
+    await asyncio.sleep(0)  # all queued before the gate opens
+    gate.release.set()
+    assert await gate.task == "gate"
+    _, waiting = await asyncio.wait([*others, *bulk], timeout=DEADLINE)
+    for task in waiting:
+        task.cancel()
+    assert not waiting, f"{len(waiting)} write(s) never answered"
+    for k, task in enumerate(bulk):
+        if k % 7 == 3:
+            assert isinstance(task.exception(), Boom)
+        else:
+            assert task.result() == f"caller {1000 + k}"
+    rows = await store.rows()
+    assert set(rows) == set(range(600)) | {1000 + k for k in range(30) if k % 7 != 3}
+    assert store.db.in_flight == 0
+
+
+def _boom(conn: Connection) -> str:
+    raise Boom("bulk piece fails")
