@@ -28,20 +28,9 @@ from hotline.store.database import Database
 from hotline.store.engine import create_engine, sqlite_url
 from hotline.store.migrate import upgrade
 from hotline.store.schema import outbox
+from tests.integration.test_peer_cache import ME, START_MS, VirtualClock
 
-ME, PEER = "US-JS", "RU-GS"
-START_MS = 1_700_000_000_000
-
-
-class VirtualClock:
-    def __init__(self) -> None:
-        self.t = 10.0
-
-    def now_ms(self) -> int:
-        return START_MS + int(self.t * 1000)
-
-    def monotonic(self) -> float:
-        return self.t
+PEER = "RU-GS"
 
 
 def test_the_bound_holds_exactly_and_the_queue_is_counted_once_a_second(
